@@ -1,0 +1,284 @@
+"""Per-layer quantization configuration: plain data with a JSON round trip and validation.
+
+A :class:`QuantConfig` says, for every conv/dense layer of a zoo model, which quantizer its
+weights use, which quantizer its *input* activation uses (larq's convention: the
+``activation`` of layer L quantizes the tensor L reads) and the slope of the ReLU that
+follows L (the thesis's BC-2.x fix); plus per-model options:
+
+- ``shortcut``: ``quantized`` (residual 1x1 projections quantized like any layer), ``float``
+  (kept float) or ``removed`` (deleted; identity shortcuts stay) — thesis 4.3.3.2.
+- ``first_last_float``: the first and last compute layers stay entirely float (weights,
+  input, slope 1) whatever the default or overrides say.
+
+JSON form::
+
+    {"model": "resnet20", "shortcut": "float", "first_last_float": true,
+     "default": {"weight": {"name": "bc_scaled", "scale": 0.125}, "activation": null,
+                 "relu_slope": 1.0},
+     "layers": {"stage2_block1_conv1": {"weight": {"name": "twn"},
+                                        "activation": {"name": "dorefa", "bits": 2}}}}
+
+A layer entry may give any subset of weight / activation / relu_slope; missing keys come from
+``default``. Quantizers are stored as their ``get_config()`` dicts (``{"name": ..., params}``)
+so the config stays plain data; :meth:`LayerQuant.weight_quantizer` builds the object.
+This module imports without TensorFlow.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from autoq.errors import UserError, where
+from autoq.models.names import MODEL_NAMES, first_last, is_shortcut, quant_layer_names
+
+SHORTCUT_POLICIES = ("quantized", "float", "removed")
+LAYER_KEYS = ("weight", "activation", "relu_slope")
+TOP_KEYS = ("model", "shortcut", "first_last_float", "default", "layers")
+
+
+def _normalise_quantizer(spec: Any, role: str, key: str, source: str | None) -> dict | None:
+    """Turn None / a name / a dict / a Quantizer into a validated config dict (or None).
+
+    Validation builds the quantizer through the registry (NumPy side, no TF), so unknown
+    names and bad parameters fail here with the key path, not later during training.
+    """
+    if spec is None:
+        return None
+    from autoq import quant  # registry; imports without TensorFlow
+
+    if hasattr(spec, "get_config"):
+        spec = spec.get_config()
+    if not isinstance(spec, (str, dict)):
+        raise UserError(f"{where(source, key)}expected null, a quantizer name or a "
+                        f"{{'name': ...}} mapping, got {spec!r}")
+    if isinstance(spec, dict) and "name" not in spec:
+        raise UserError(f"{where(source, key)}quantizer mapping needs a 'name', got {spec!r}")
+    try:
+        q = quant.get(spec)
+    except UserError as exc:
+        raise UserError(f"{where(source, key)}{exc}") from None
+    except (ValueError, TypeError, KeyError) as exc:
+        raise UserError(f"{where(source, key)}invalid quantizer {spec!r}: {exc}") from None
+    if q.role not in (role, "both"):
+        raise UserError(f"{where(source, key)}quantizer {q.name!r} has role {q.role!r}; "
+                        f"a {role} quantizer is needed here")
+    return q.get_config()
+
+
+def _check_slope(value: Any, key: str, source: str | None) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or value <= 0:
+        raise UserError(f"{where(source, key)}relu_slope must be a positive number, got {value!r}")
+    return float(value)
+
+
+@dataclass(frozen=True)
+class LayerQuant:
+    """Quantization of one layer: weight quantizer, input-activation quantizer, ReLU slope."""
+
+    weight: dict | None = None
+    activation: dict | None = None
+    relu_slope: float = 1.0
+
+    def weight_quantizer(self):
+        """The weight Quantizer object (None = float)."""
+        from autoq import quant
+
+        return quant.get(self.weight)
+
+    def activation_quantizer(self):
+        """The input-activation Quantizer object (None = float)."""
+        from autoq import quant
+
+        return quant.get(self.activation)
+
+    @property
+    def is_float(self) -> bool:
+        return self.weight is None and self.activation is None and self.relu_slope == 1.0
+
+    def to_dict(self) -> dict:
+        return {"weight": self.weight, "activation": self.activation, "relu_slope": self.relu_slope}
+
+    @classmethod
+    def from_dict(cls, d: Any, key: str = "default", source: str | None = None,
+                  partial: bool = False) -> "LayerQuant | dict":
+        """Validate a layer entry. ``partial`` returns only the keys given (an override)."""
+        if not isinstance(d, dict):
+            raise UserError(f"{where(source, key)}expected a mapping with keys {list(LAYER_KEYS)}, "
+                            f"got {d!r}")
+        unknown = sorted(set(d) - set(LAYER_KEYS))
+        if unknown:
+            raise UserError(f"{where(source, f'{key}.{unknown[0]}')}unknown key; allowed: "
+                            f"{list(LAYER_KEYS)}")
+        out: dict = {}
+        if "weight" in d:
+            out["weight"] = _normalise_quantizer(d["weight"], "weight", f"{key}.weight", source)
+        if "activation" in d:
+            out["activation"] = _normalise_quantizer(d["activation"], "activation",
+                                                     f"{key}.activation", source)
+        if "relu_slope" in d:
+            out["relu_slope"] = _check_slope(d["relu_slope"], f"{key}.relu_slope", source)
+        return out if partial else cls(**out)
+
+
+FLOAT = LayerQuant()
+
+
+@dataclass
+class QuantConfig:
+    """Whole-model quantization: a default LayerQuant, per-layer overrides, model options."""
+
+    model: str | None = None
+    shortcut: str = "quantized"
+    first_last_float: bool = True
+    default: LayerQuant = field(default_factory=LayerQuant)
+    layers: dict[str, dict] = field(default_factory=dict)  # partial overrides, validated
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    # --- resolution -------------------------------------------------------------------
+    def for_layer(self, name: str) -> LayerQuant:
+        """Quantization of layer ``name``: default merged with its override.
+
+        First/last layers are fully float when ``first_last_float``; weighted shortcuts are
+        float when ``shortcut == "float"`` (whatever the overrides say, so that the model
+        options mean what they say).
+        """
+        if self.first_last_float and self.model in MODEL_NAMES and name in first_last(self.model):
+            return FLOAT
+        if is_shortcut(name) and self.shortcut == "float":
+            return FLOAT
+        merged = self.default.to_dict()
+        merged.update(self.layers.get(name, {}))
+        return LayerQuant(**merged)
+
+    # --- validation and (de)serialisation ---------------------------------------------
+    def validate(self, source: str | None = None) -> "QuantConfig":
+        """Check every field; raise UserError naming the field, the value and what is allowed."""
+        if self.model is not None and self.model not in MODEL_NAMES:
+            raise UserError(f"{where(source, 'model')}unknown model {self.model!r}; known: "
+                            f"{list(MODEL_NAMES)}")
+        if self.shortcut not in SHORTCUT_POLICIES:
+            raise UserError(f"{where(source, 'shortcut')}got {self.shortcut!r}; allowed: "
+                            f"{list(SHORTCUT_POLICIES)}")
+        if not isinstance(self.first_last_float, bool):
+            raise UserError(f"{where(source, 'first_last_float')}must be true or false, got "
+                            f"{self.first_last_float!r}")
+        if isinstance(self.default, dict):
+            self.default = LayerQuant.from_dict(self.default, "default", source)
+        if not isinstance(self.layers, dict):
+            raise UserError(f"{where(source, 'layers')}expected a mapping layer name -> entry, "
+                            f"got {self.layers!r}")
+        known = quant_layer_names(self.model) if self.model in MODEL_NAMES else None
+        clean = {}
+        for name, entry in self.layers.items():
+            if known is not None and name not in known:
+                raise UserError(f"{where(source, f'layers.{name}')}unknown layer {name!r} for "
+                                f"model {self.model!r}; layers: {known}")
+            clean[name] = LayerQuant.from_dict(entry, f"layers.{name}", source, partial=True)
+        self.layers = clean
+        return self
+
+    def to_dict(self) -> dict:
+        return {"model": self.model, "shortcut": self.shortcut,
+                "first_last_float": self.first_last_float, "default": self.default.to_dict(),
+                "layers": {k: dict(v) for k, v in self.layers.items()}}
+
+    @classmethod
+    def from_dict(cls, d: Any, source: str | None = None) -> "QuantConfig":
+        if not isinstance(d, dict):
+            raise UserError(f"{where(source, None)}a QuantConfig must be a JSON object, got "
+                            f"{type(d).__name__}")
+        unknown = sorted(set(d) - set(TOP_KEYS))
+        if unknown:
+            raise UserError(f"{where(source, unknown[0])}unknown key; allowed: {list(TOP_KEYS)}")
+        obj = cls.__new__(cls)
+        obj.model = d.get("model")
+        obj.shortcut = d.get("shortcut", "quantized")
+        obj.first_last_float = d.get("first_last_float", True)
+        obj.default = LayerQuant.from_dict(d.get("default", {}), "default", source)
+        obj.layers = d.get("layers") or {}
+        return obj.validate(source)
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent)
+
+    @classmethod
+    def from_json(cls, text: str, source: str | None = None) -> "QuantConfig":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise UserError(f"{where(source, None)}not valid JSON: {exc}") from None
+        return cls.from_dict(data, source)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "QuantConfig":
+        path = Path(path)
+        if not path.is_file():
+            raise UserError(f"{path}: QuantConfig file not found")
+        return cls.from_json(path.read_text(), str(path))
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(self.to_json() + "\n")
+
+    def with_model(self, model: str) -> "QuantConfig":
+        """A copy bound to ``model`` (validates override names against it)."""
+        d = self.to_dict()
+        d["model"] = model
+        return QuantConfig.from_dict(d)
+
+
+# --- presets: the thesis's methods (methods.md sections 1-2) ----------------------------
+
+def _p(weight=None, activation=None, relu_slope=1.0) -> dict:
+    return {"default": {"weight": weight, "activation": activation, "relu_slope": relu_slope}}
+
+
+PRESETS: dict[str, dict] = {
+    "base": _p(),
+    "bc": _p({"name": "bc"}),
+    "bc-stoch": _p({"name": "bc_stoch"}),
+    "bnn": _p({"name": "bc"}, {"name": "sign"}),
+    "drf-w": _p({"name": "dorefa", "bits": 1}),
+    "drf": _p({"name": "dorefa", "bits": 1}, {"name": "dorefa", "bits": 1}),
+    "drf-a2": _p({"name": "dorefa", "bits": 1}, {"name": "dorefa", "bits": 2}),
+    "drf-a4": _p({"name": "dorefa", "bits": 1}, {"name": "dorefa", "bits": 4}),
+    "twn": _p({"name": "twn"}),
+    "bc-1.1": _p({"name": "bc_scaled", "scale": 0.1}),
+    "bc-1.2": _p({"name": "bc_scaled", "scale": 0.125}),
+    "bc-2.1": _p({"name": "bc"}, relu_slope=0.1),
+    "bc-2.2": _p({"name": "bc"}, relu_slope=0.125),
+    "hybrid": _p({"name": "bc"}, {"name": "dorefa", "bits": 1}),
+    "int8": _p({"name": "uniform", "bits": 8}, {"name": "uniform", "bits": 8}),
+}
+
+PRESET_DOC = {
+    "base": "float baseline",
+    "bc": "BinaryConnect: weights {-1,+1}, float activations",
+    "bc-stoch": "stochastic BinaryConnect",
+    "bnn": "BNN: weights {-1,+1}, inputs sign(x) in {-1,+1} (XNOR kernel)",
+    "drf-w": "DoReFa binary weights sign(w)*E|w|, float activations",
+    "drf": "DoReFa: binary weights, 1-bit activations {0,1}",
+    "drf-a2": "DoReFa: binary weights, 2-bit activations",
+    "drf-a4": "DoReFa: binary weights, 4-bit activations",
+    "twn": "ternary weights {-a,0,+a}",
+    "bc-1.1": "BC fix 1.1: binary weights x 0.1",
+    "bc-1.2": "BC fix 1.2: binary weights x 0.125 (a shift)",
+    "bc-2.1": "BC fix 2.1: ReLU slope 0.1",
+    "bc-2.2": "BC fix 2.2: ReLU slope 0.125",
+    "hybrid": "BNN weights {-1,+1} with DoReFa {0,1} activations (AND kernel)",
+    "int8": "uniform 8-bit weights and activations",
+}
+
+
+def preset(name: str, model: str | None = None, shortcut: str = "quantized",
+           first_last_float: bool = True) -> QuantConfig:
+    """The QuantConfig of a named method (``PRESETS``) for ``model``."""
+    if name not in PRESETS:
+        raise UserError(f"preset: unknown preset {name!r}; known: {list(PRESETS)}")
+    d = dict(PRESETS[name], model=model, shortcut=shortcut, first_last_float=first_last_float)
+    return QuantConfig.from_dict(d, source=f"preset {name}")

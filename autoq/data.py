@@ -1,0 +1,252 @@
+"""Data sets: one place for loading, normalisation, shapes and deterministic splits.
+
+Nothing is downloaded. ``digits`` (scikit-learn's 8x8 digits, shipped inside scikit-learn) is
+the embedded default; ``mnist``, ``fashion_mnist`` and ``cifar10`` are read from files the user
+already has in Keras' cache layout (``$KERAS_HOME`` or ``~/.keras``, folder ``datasets/``), or
+from any ``.npz`` given with ``data_path`` holding ``x_train, y_train, x_test, y_test``;
+``synthetic`` is a seeded, learnable toy set for tests.
+
+Every data set comes back as float32 NHWC images scaled to [0, 1] and int64 labels. The
+validation split is a deterministic stratified slice of the training data (10 %; digits:
+70 / 10 / 20 % train / val / test), so accuracy for search decisions never touches the test set.
+"""
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from autoq.errors import UserError
+
+DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10", "synthetic")
+VAL_FRACTION = 0.1
+
+
+@dataclass
+class Dataset:
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    input_shape: tuple[int, int, int]
+    num_classes: int
+    name: str
+
+    def fingerprint(self) -> str:
+        """Short content hash (labels + a strided sample of pixels) for cache keys."""
+        h = hashlib.sha256()
+        for arr in (self.x_train, self.y_train, self.x_val, self.y_val):
+            flat = np.ascontiguousarray(arr).reshape(-1)
+            step = max(1, flat.size // 2_000_000)  # hash at most ~2M values per array
+            h.update(str(arr.shape).encode())
+            h.update(np.ascontiguousarray(flat[::step]).tobytes())
+        return h.hexdigest()[:16]
+
+    def summary(self) -> dict:
+        return {"name": self.name, "input_shape": list(self.input_shape),
+                "num_classes": self.num_classes, "train": len(self.y_train),
+                "val": len(self.y_val), "test": len(self.y_test)}
+
+
+def keras_datasets_dir() -> Path:
+    """Keras' download cache folder (``$KERAS_HOME/datasets`` or ``~/.keras/datasets``)."""
+    home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
+    return Path(home) / "datasets"
+
+
+def stratified_split(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (keep, held_out): ``fraction`` of each class held out, deterministically."""
+    rng = np.random.default_rng(seed)
+    keep, held = [], []
+    for label in np.unique(y):
+        idx = np.flatnonzero(y == label)
+        idx = idx[rng.permutation(len(idx))]
+        n_held = int(round(len(idx) * fraction))
+        held.append(idx[:n_held])
+        keep.append(idx[n_held:])
+    return np.sort(np.concatenate(keep)), np.sort(np.concatenate(held))
+
+
+def _to_nhwc01(x: np.ndarray, source: str) -> np.ndarray:
+    """NHW or NHWC, integer (0..255) or float, to float32 NHWC in [0, 1]."""
+    x = np.asarray(x)
+    if x.ndim == 3:
+        x = x[..., None]
+    if x.ndim != 4:
+        raise UserError(f"{source}: images must have shape (N, H, W) or (N, H, W, C), got "
+                        f"{x.shape}")
+    if np.issubdtype(x.dtype, np.integer):
+        return (x.astype(np.float32) / 255.0)
+    x = x.astype(np.float32)
+    if x.size and float(x.max()) > 1.5:  # float copies of 0..255 pixels
+        x = x / 255.0
+    return x
+
+
+def _labels(y: np.ndarray, source: str) -> np.ndarray:
+    y = np.asarray(y).reshape(-1)
+    if not np.issubdtype(y.dtype, np.integer):
+        if not np.all(np.equal(np.mod(y, 1), 0)):
+            raise UserError(f"{source}: labels must be integers, got dtype {y.dtype}")
+    y = y.astype(np.int64)
+    if y.size and y.min() < 0:
+        raise UserError(f"{source}: labels must be >= 0, got {int(y.min())}")
+    return y
+
+
+def _assemble(name, x_train, y_train, x_test, y_test, seed, source) -> Dataset:
+    x_train, x_test = _to_nhwc01(x_train, source), _to_nhwc01(x_test, source)
+    y_train, y_test = _labels(y_train, source), _labels(y_test, source)
+    if len(x_train) != len(y_train) or len(x_test) != len(y_test):
+        raise UserError(f"{source}: x and y lengths differ (train {len(x_train)} vs "
+                        f"{len(y_train)}, test {len(x_test)} vs {len(y_test)})")
+    if x_train.shape[1:] != x_test.shape[1:]:
+        raise UserError(f"{source}: train images {x_train.shape[1:]} and test images "
+                        f"{x_test.shape[1:]} differ in shape")
+    keep, val = stratified_split(y_train, VAL_FRACTION, seed)
+    num_classes = int(max(y_train.max(), y_test.max())) + 1
+    return Dataset(x_train[keep], y_train[keep], x_train[val], y_train[val], x_test, y_test,
+                   tuple(int(s) for s in x_train.shape[1:]), num_classes, name)
+
+
+def load_digits(seed: int = 0) -> Dataset:
+    """scikit-learn's 8x8 digits (1797 images, 0..16 scaled to [0,1]); 70/10/20 split."""
+    from sklearn.datasets import load_digits as sk_digits
+
+    bunch = sk_digits()
+    x = (bunch.images.astype(np.float32) / 16.0)[..., None]
+    y = bunch.target.astype(np.int64)
+    rest, test = stratified_split(y, 0.2, seed)
+    keep, val = stratified_split(y[rest], 0.125, seed + 1)  # 0.125 * 0.8 = 10 % of all
+    tr, va = rest[keep], rest[val]
+    return Dataset(x[tr], y[tr], x[va], y[va], x[test], y[test], (8, 8, 1), 10, "digits")
+
+
+def load_synthetic(seed: int = 0, input_shape=(8, 8, 1), num_classes: int = 4,
+                   n_train: int = 256, n_val: int = 64, n_test: int = 64,
+                   noise: float = 0.15) -> Dataset:
+    """Seeded learnable toy set: one random template per class plus Gaussian noise."""
+    rng = np.random.default_rng(seed)
+    templates = rng.uniform(0.0, 1.0, size=(num_classes, *input_shape)).astype(np.float32)
+
+    def draw(n):
+        y = np.arange(n) % num_classes
+        rng.shuffle(y)
+        x = templates[y] + noise * rng.standard_normal((n, *input_shape)).astype(np.float32)
+        return np.clip(x, 0.0, 1.0).astype(np.float32), y.astype(np.int64)
+
+    xtr, ytr = draw(n_train)
+    xva, yva = draw(n_val)
+    xte, yte = draw(n_test)
+    return Dataset(xtr, ytr, xva, yva, xte, yte, tuple(input_shape), num_classes, "synthetic")
+
+
+def _missing(name: str, expected: str) -> UserError:
+    return UserError(
+        f"dataset {name!r}: file not found: {expected}. autoq never downloads data: put the "
+        f"file there (Keras' cache layout, e.g. copied from a machine where "
+        f"keras.datasets.{name}.load_data() ran) or pass --data FILE.npz with arrays "
+        f"x_train, y_train, x_test, y_test")
+
+
+def load_npz(path: str | Path, name: str | None = None, seed: int = 0) -> Dataset:
+    """A user .npz with ``x_train, y_train, x_test, y_test`` (NHW or NHWC, uint8 or float)."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: data file not found (expected an .npz with arrays x_train, "
+                        f"y_train, x_test, y_test)")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in f.files]
+            if missing:
+                raise UserError(f"{path}: missing array(s) {missing}; found {f.files}; needed "
+                                f"x_train, y_train, x_test, y_test")
+            arrays = [f[k] for k in ("x_train", "y_train", "x_test", "y_test")]
+    except (OSError, ValueError) as exc:
+        if isinstance(exc, UserError):
+            raise
+        raise UserError(f"{path}: not a readable .npz file: {exc}") from None
+    return _assemble(name or path.stem, *arrays, seed=seed, source=str(path))
+
+
+def _read_idx_gz(path: Path) -> np.ndarray:
+    """An IDX file (MNIST format), gzip-compressed: magic, dims (big-endian), uint8 data."""
+    with gzip.open(path, "rb") as f:
+        data = f.read()
+    ndim = data[3]
+    dims = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    return np.frombuffer(data, np.uint8, offset=4 + 4 * ndim).reshape(dims)
+
+
+def load_fashion_mnist(seed: int = 0) -> Dataset:
+    folder = keras_datasets_dir() / "fashion-mnist"
+    files = ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
+             "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"]
+    for fname in files:
+        if not (folder / fname).is_file():
+            raise _missing("fashion_mnist", str(folder / fname))
+    xtr, ytr, xte, yte = (_read_idx_gz(folder / f) for f in files)
+    return _assemble("fashion_mnist", xtr, ytr, xte, yte, seed, str(folder))
+
+
+def _cifar_folder() -> Path | None:
+    base = keras_datasets_dir()
+    for cand in (base / "cifar-10-batches-py",
+                 base / "cifar-10-batches-py_extracted" / "cifar-10-batches-py",
+                 base / "cifar-10-batches-py-target" / "cifar-10-batches-py"):
+        if (cand / "test_batch").is_file():
+            return cand
+    return None
+
+
+def load_cifar10(seed: int = 0) -> Dataset:
+    folder = _cifar_folder()
+    if folder is None:
+        raise _missing("cifar10", str(keras_datasets_dir() / "cifar-10-batches-py" /
+                                      "{data_batch_1..5,test_batch}"))
+
+    def batch(fname):
+        path = folder / fname
+        if not path.is_file():
+            raise _missing("cifar10", str(path))
+        with open(path, "rb") as f:
+            d = pickle.load(f, encoding="bytes")  # the official python-pickle format
+        x = np.asarray(d[b"data"], np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+        return x, np.asarray(d[b"labels"])
+
+    parts = [batch(f"data_batch_{i}") for i in range(1, 6)]
+    xte, yte = batch("test_batch")
+    xtr = np.concatenate([p[0] for p in parts])
+    ytr = np.concatenate([p[1] for p in parts])
+    return _assemble("cifar10", xtr, ytr, xte, yte, seed, str(folder))
+
+
+def load_dataset(name: str, data_path: str | Path | None = None, seed: int = 0) -> Dataset:
+    """Load data set ``name`` (see DATASETS); ``data_path`` (.npz) overrides the source.
+
+    ``seed`` only chooses the deterministic validation split (and the synthetic data).
+    """
+    if data_path is not None:
+        return load_npz(data_path, name=name, seed=seed)
+    if name == "digits":
+        return load_digits(seed)
+    if name == "synthetic":
+        return load_synthetic(seed)
+    if name == "mnist":
+        path = keras_datasets_dir() / "mnist.npz"
+        if not path.is_file():
+            raise _missing("mnist", str(path))
+        return load_npz(path, name="mnist", seed=seed)
+    if name == "fashion_mnist":
+        return load_fashion_mnist(seed)
+    if name == "cifar10":
+        return load_cifar10(seed)
+    raise UserError(f"dataset: unknown data set {name!r}; known: {list(DATASETS)} "
+                    f"(or any name with --data FILE.npz)")
