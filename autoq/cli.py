@@ -25,6 +25,18 @@ app = typer.Typer(
 )
 
 
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", help="Print the version and exit.", is_eager=True),
+) -> None:
+    """autoq: mixed-precision quantization search for CNNs on embedded boards."""
+    if version:
+        from autoq import __version__
+
+        typer.echo(__version__)
+        raise typer.Exit()
+
+
 def _print_json(obj) -> None:
     typer.echo(json.dumps(obj, indent=2, sort_keys=False, default=str))
 
@@ -47,11 +59,12 @@ def quantizers_cmd(
     from rich.table import Table
 
     table = Table(title="autoq quantizers")
-    for col in ("name", "role", "bits", "kind", "parameters", "summary"):
+    for col in ("name", "role", "bits", "kind (w/a)", "parameters", "summary"):
         table.add_column(col)
     for r in rows:
         params = ", ".join(f"{k}={v!r}" for k, v in r["parameters"].items())
-        table.add_row(r["name"], r["role"], str(r["bits"]), r["kind"], params, r["summary"])
+        kinds = " ".join(f"{role[0]}:{kind}" for role, kind in r["kind_by_role"].items())
+        table.add_row(r["name"], r["role"], str(r["bits"]), kinds, params, r["summary"])
     Console().print(table)
 
 
