@@ -57,14 +57,11 @@ def _normalise_quantizer(spec: Any, role: str, key: str, source: str | None) -> 
     if isinstance(spec, dict) and "name" not in spec:
         raise UserError(f"{where(source, key)}quantizer mapping needs a 'name', got {spec!r}")
     try:
-        q = quant.get(spec)
+        q = quant.for_role(spec, role)  # also rejects a quantizer of the other role
     except UserError as exc:
         raise UserError(f"{where(source, key)}{exc}") from None
     except (ValueError, TypeError, KeyError) as exc:
         raise UserError(f"{where(source, key)}invalid quantizer {spec!r}: {exc}") from None
-    if q.role not in (role, "both"):
-        raise UserError(f"{where(source, key)}quantizer {q.name!r} has role {q.role!r}; "
-                        f"a {role} quantizer is needed here")
     return q.get_config()
 
 
@@ -87,13 +84,13 @@ class LayerQuant:
         """The weight Quantizer object (None = float)."""
         from autoq import quant
 
-        return quant.get(self.weight)
+        return quant.for_role(self.weight, "weight")
 
     def activation_quantizer(self):
         """The input-activation Quantizer object (None = float)."""
         from autoq import quant
 
-        return quant.get(self.activation)
+        return quant.for_role(self.activation, "activation")
 
     @property
     def is_float(self) -> bool:
