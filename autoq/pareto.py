@@ -1,0 +1,491 @@
+"""The Pareto front of a finished search: data first, renderers (table, CSV, JSON, HTML) after.
+
+Everything here reads the Optuna study (``runs/<name>/study.db``) and needs no TensorFlow:
+each trial keeps its QuantConfig, LayerPlan, metrics and per-target costs (contracts.md,
+"Study"), so the front for another board is computed by re-costing the stored LayerPlans with
+``autoq.cost.model.estimate`` -- accuracy does not depend on the board.
+
+Objectives are turned into minimisation form before any comparison:
+``accuracy -> 1 - val_acc``, ``latency -> latency_ms``, ``flash -> flash_bytes``,
+``ram -> peak_ram_bytes``.
+
+Dominance: a dominates b  <=>  a_i <= b_i for every objective i and a_j < b_j for some j.
+The front is the set of trials no other trial dominates (rank 0 of the non-dominated sort).
+
+Hypervolume (Zitzler & Thiele 1998): the Lebesgue measure of the region dominated by the front
+and bounded by a reference point r,  HV = vol( U_{p in front} [p_1, r_1] x ... x [p_d, r_d] ),
+computed exactly by slicing along the first objective. Costs are normalised by their largest
+value over the considered trials so that HV is unit-free: the point is
+``(1 - acc, latency / max latency, flash / max flash, ...)`` and r = ``(1, 1.1, 1.1, ...)``
+(the 1.1 margin lets the cheapest-extreme points contribute). HV values are comparable between
+runs only for the same target and normalisation; the reference is reported with it.
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import html
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from autoq.errors import UserError
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "OBJECTIVES", "Objective", "TrialPoint", "ParetoFront", "resolve_study_path", "load_points",
+    "pareto_front", "non_dominated_ranks", "hypervolume", "front_to_dict", "write_csv",
+    "render_table", "write_html", "DEFAULT_OBJECTIVES",
+]
+
+
+# --- objectives ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Objective:
+    """One axis of the front: the TrialPoint field it reads and whether larger is better."""
+
+    name: str
+    field: str
+    maximize: bool
+    label: str
+
+    def minimised(self, point: "TrialPoint") -> float:
+        """The value in minimisation form (accuracy becomes error = 1 - accuracy)."""
+        value = float(getattr(point, self.field))
+        return 1.0 - value if self.maximize else value
+
+
+OBJECTIVES: dict[str, Objective] = {
+    "accuracy": Objective("accuracy", "val_acc", True, "val accuracy"),
+    "latency": Objective("latency", "latency_ms", False, "latency (ms)"),
+    "flash": Objective("flash", "flash_bytes", False, "flash (bytes)"),
+    "ram": Objective("ram", "peak_ram_bytes", False, "peak RAM (bytes)"),
+}
+# Spellings the search space or the study may use for the same objectives.
+_ALIASES = {"acc": "accuracy", "val_acc": "accuracy", "latency_ms": "latency", "size": "flash",
+            "flash_bytes": "flash", "weight_bytes": "flash", "sram": "ram", "peak_ram": "ram",
+            "peak_ram_bytes": "ram", "memory": "ram"}
+DEFAULT_OBJECTIVES = ("accuracy", "latency", "flash")
+
+
+def objective(name: str) -> Objective:
+    """Resolve an objective name (or alias); UserError lists the allowed names."""
+    key = _ALIASES.get(str(name).lower(), str(name).lower())
+    if key not in OBJECTIVES:
+        raise UserError(f"unknown objective {name!r}; allowed: {sorted(OBJECTIVES)} "
+                        f"(aliases {sorted(_ALIASES)})")
+    return OBJECTIVES[key]
+
+
+# --- data ------------------------------------------------------------------------------------
+
+
+@dataclass
+class TrialPoint:
+    """One finished trial, costed on one target."""
+
+    number: int
+    val_acc: float
+    test_acc: float | None
+    latency_ms: float
+    flash_bytes: int
+    peak_ram_bytes: int
+    fits: bool
+    cost_source: str                 # "stored" (costed during the search) or "estimated" (re-costed)
+    config: dict
+    layers: list[dict]               # per compute layer: name, op, kind, bits, quantizer labels
+    weights_path: str | None = None
+    rank: int = -1                   # non-dominated sorting rank; 0 = on the front
+
+    @property
+    def on_front(self) -> bool:
+        return self.rank == 0
+
+
+@dataclass
+class ParetoFront:
+    """The computed front of one run for one target (plain data; renderers read only this)."""
+
+    study_path: str
+    study_name: str
+    target: str
+    objectives: list[Objective]
+    points: list[TrialPoint]                     # every considered trial, with its rank
+    hypervolume: float
+    reference_point: list[float]                 # in normalised minimisation space
+    normalisers: list[float]                     # divisor per objective (1 for accuracy)
+    skipped: list[tuple[int, str]] = field(default_factory=list)
+
+    @property
+    def front(self) -> list[TrialPoint]:
+        """Front points, most accurate first."""
+        return sorted((p for p in self.points if p.on_front), key=lambda p: (-p.val_acc, p.number))
+
+
+def resolve_study_path(run: str | Path) -> Path:
+    """RUN may be a run folder (holding study.db), the .db file itself or a name under runs/."""
+    path = Path(run)
+    candidates = [path / "study.db", path] if path.suffix != ".db" else [path]
+    if not path.exists() and path.suffix != ".db":
+        candidates.append(Path("runs") / path / "study.db")
+    for cand in candidates:
+        if cand.is_file():
+            return cand
+    raise UserError(f"{run}: no study found (looked for {', '.join(str(c) for c in candidates)}); "
+                    "pass the folder `autoq search` wrote (runs/NAME) or its study.db")
+
+
+def _load_study(study_path: Path):
+    import optuna  # lazy: optuna pulls in sqlalchemy
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = f"sqlite:///{study_path.resolve()}"
+    names = optuna.study.get_all_study_names(storage)
+    if not names:
+        raise UserError(f"{study_path}: the database holds no Optuna study")
+    if len(names) > 1:
+        log.warning("%s holds %d studies %s; using the first", study_path, len(names), names)
+    return optuna.load_study(study_name=names[0], storage=storage)
+
+
+def _quantizer_label(q: Any) -> str:
+    """'dorefa(bits=2)' for {"name": "dorefa", "bits": 2}; 'float' for None."""
+    if q is None:
+        return "float"
+    if isinstance(q, str):
+        return q
+    if isinstance(q, dict):
+        args = ", ".join(f"{k}={v}" for k, v in q.items() if k != "name")
+        return f"{q.get('name', '?')}({args})" if args else str(q.get("name", "?"))
+    get_config = getattr(q, "get_config", None)
+    return _quantizer_label(get_config()) if callable(get_config) else str(q)
+
+
+def _layer_quant(config: dict, layer_name: str) -> tuple[Any, Any]:
+    """(weight, activation) quantizer specs of one layer, through QuantConfig when available."""
+    try:
+        from autoq.config import QuantConfig
+
+        lq = QuantConfig.from_dict(config).for_layer(layer_name)
+        return getattr(lq, "weight", None), getattr(lq, "activation", None)
+    except ImportError:
+        pass
+    # QuantConfig not importable: read the plain dict (override, else default).
+    spec = {**(config.get("default") or {}), **((config.get("layers") or {}).get(layer_name) or {})}
+    return spec.get("weight"), spec.get("activation")
+
+
+def _layer_rows(config: dict, plan: dict) -> list[dict]:
+    rows = []
+    for entry in plan.get("layers", []):
+        try:
+            weight, act = _layer_quant(config, entry["name"])
+            wl, al = _quantizer_label(weight), _quantizer_label(act)
+        except Exception as exc:  # noqa: BLE001 -- a stale config must not hide the whole front
+            wl = al = f"? ({exc})"
+        rows.append({"name": entry.get("name"), "op": entry.get("op"), "kind": entry.get("kind"),
+                     "weight_bits": entry.get("weight_bits"), "act_bits": entry.get("act_bits"),
+                     "weight": wl, "activation": al, "macs": entry.get("macs")})
+    return rows
+
+
+def _cost_dict(report: Any) -> dict:
+    """A CostReport (dataclass or dict) as a plain dict."""
+    if isinstance(report, dict):
+        return report
+    if dataclasses.is_dataclass(report):
+        return dataclasses.asdict(report)
+    to_dict = getattr(report, "to_dict", None)
+    if callable(to_dict):
+        return to_dict()
+    raise TypeError(f"cannot read cost report of type {type(report).__name__}")
+
+
+def default_estimator(target: str) -> Callable[[dict], dict]:
+    """Re-cost a stored LayerPlan dict on ``target`` with autoq's cost model (no TensorFlow)."""
+    from autoq.cost.profile import load_profile
+    from autoq.cost.model import estimate
+    from autoq.plan import LayerPlan
+
+    profile = load_profile(target)
+    return lambda plan_dict: _cost_dict(estimate(LayerPlan.from_dict(plan_dict), profile))
+
+
+def load_points(study, target: str, estimator: Callable[[dict], dict] | None = None,
+                recost: bool = False) -> tuple[list[TrialPoint], list[tuple[int, str]]]:
+    """Turn the study's finished trials into TrialPoints costed on ``target``.
+
+    Stored costs for ``target`` are used when present (they are what the search optimised),
+    unless ``recost``; otherwise the stored LayerPlan is re-costed with ``estimator``.
+    Returns (points, skipped) where skipped lists (trial number, reason).
+    """
+    import optuna
+
+    points, skipped = [], []
+    for trial in study.get_trials(deepcopy=False):
+        attrs = trial.user_attrs
+        if trial.state != optuna.trial.TrialState.COMPLETE:
+            skipped.append((trial.number, f"state {trial.state.name.lower()}"))
+            continue
+        if attrs.get("status", "ok") != "ok":
+            skipped.append((trial.number, f"status {attrs.get('status')}: {attrs.get('fail_reason', '')}"))
+            continue
+        metrics, plan, config = attrs.get("metrics") or {}, attrs.get("plan"), attrs.get("config") or {}
+        if metrics.get("val_acc") is None:
+            skipped.append((trial.number, "no metrics.val_acc"))
+            continue
+        stored = (attrs.get("costs") or {}).get(target)
+        if stored is not None and not recost:
+            cost, source = stored, "stored"
+        elif plan is None:
+            skipped.append((trial.number, f"no costs for {target!r} and no plan to re-cost"))
+            continue
+        else:
+            if estimator is None:
+                estimator = default_estimator(target)
+            cost, source = _cost_dict(estimator(plan)), "estimated"
+        points.append(TrialPoint(
+            number=trial.number, val_acc=float(metrics["val_acc"]),
+            test_acc=None if metrics.get("test_acc") is None else float(metrics["test_acc"]),
+            latency_ms=float(cost["latency_ms"]), flash_bytes=int(cost["flash_bytes"]),
+            peak_ram_bytes=int(cost["peak_ram_bytes"]), fits=bool(cost["fits"]), cost_source=source,
+            config=config, layers=_layer_rows(config, plan or {}),
+            weights_path=attrs.get("weights_path")))
+    return points, skipped
+
+
+def non_dominated_ranks(values: np.ndarray) -> np.ndarray:
+    """Non-dominated sorting ranks of rows of ``values`` (all objectives minimised); 0 = front.
+
+    Duplicated rows share a rank (neither dominates the other).
+    """
+    values = np.asarray(values, dtype=float)
+    n = len(values)
+    ranks = np.full(n, -1, dtype=int)
+    if n == 0:
+        return ranks
+    le = np.all(values[:, None, :] <= values[None, :, :], axis=2)
+    lt = np.any(values[:, None, :] < values[None, :, :], axis=2)
+    dominates = le & lt                       # dominates[i, j]: i dominates j
+    remaining = np.ones(n, dtype=bool)
+    rank = 0
+    while remaining.any():
+        dominated = (dominates & remaining[:, None]).any(axis=0)
+        layer = remaining & ~dominated
+        ranks[layer] = rank
+        remaining &= ~layer
+        rank += 1
+    return ranks
+
+
+def hypervolume(points: np.ndarray, reference: Sequence[float]) -> float:
+    """Exact hypervolume of minimisation ``points`` (n x d) with respect to ``reference``.
+
+    Points not strictly better than the reference in every coordinate add nothing. Slicing on
+    the first coordinate: sort by x_1; between consecutive x_1 values the slice's (d-1)-volume
+    is the hypervolume of the points seen so far projected on the remaining coordinates:
+    HV_d(P) = sum_k (x_1^(k+1) - x_1^(k)) * HV_{d-1}({p_{2..d} : p in P, p_1 <= x_1^(k)}).
+    O(n^d) worst case; fronts here have tens of points and d <= 4.
+    """
+    ref = np.asarray(reference, dtype=float)
+    pts = np.asarray(points, dtype=float).reshape(-1, len(ref))
+    pts = pts[np.all(pts < ref, axis=1)]
+    if len(pts) == 0:
+        return 0.0
+    if len(ref) == 1:
+        return float(ref[0] - pts[:, 0].min())
+    pts = pts[non_dominated_ranks(pts) == 0]
+    pts = pts[np.argsort(pts[:, 0], kind="stable")]
+    total = 0.0
+    for k in range(len(pts)):
+        upper = pts[k + 1, 0] if k + 1 < len(pts) else ref[0]
+        width = upper - pts[k, 0]
+        if width > 0:
+            total += width * hypervolume(pts[: k + 1, 1:], ref[1:])
+    return float(total)
+
+
+def _study_objectives(study) -> list[str]:
+    names = study.user_attrs.get("objectives") or list(DEFAULT_OBJECTIVES)
+    return [n["name"] if isinstance(n, dict) else n for n in names]
+
+
+def pareto_front(run: str | Path, target: str | None = None, objectives: Sequence[str] | None = None,
+                 only_fitting: bool = False, recost: bool = False,
+                 estimator: Callable[[dict], dict] | None = None) -> ParetoFront:
+    """Load a run, cost every finished trial on ``target`` and compute ranks and hypervolume.
+
+    target: a profile id or path; default the first target the search used.
+    objectives: names from OBJECTIVES; default the study's ``objectives`` user attr.
+    only_fitting: rank only the trials that fit the target's memory.
+    recost: ignore stored costs and re-estimate every trial from its LayerPlan.
+    estimator: plan dict -> CostReport dict (default: autoq.cost with the target profile).
+    """
+    study_path = resolve_study_path(run)
+    study = _load_study(study_path)
+    targets = study.user_attrs.get("targets") or []
+    if target is None:
+        if not targets:
+            raise UserError(f"{study_path}: the study records no targets; pass --target")
+        target = targets[0]
+    objs = [objective(n) for n in (objectives or _study_objectives(study))]
+    points, skipped = load_points(study, target, estimator=estimator, recost=recost)
+    if only_fitting:
+        skipped += [(p.number, f"does not fit {target}") for p in points if not p.fits]
+        points = [p for p in points if p.fits]
+    values = np.array([[o.minimised(p) for o in objs] for p in points]).reshape(len(points), len(objs))
+    for p, r in zip(points, non_dominated_ranks(values)):
+        p.rank = int(r)
+    normalisers = [1.0 if o.maximize else max(float(values[:, i].max()) if len(points) else 1.0, 1e-12)
+                   for i, o in enumerate(objs)]
+    reference = [1.0 if o.maximize else 1.1 for o in objs]
+    front_values = values[[p.on_front for p in points]] / np.array(normalisers) if len(points) else values
+    hv = hypervolume(front_values, reference) if len(points) else 0.0
+    return ParetoFront(study_path=str(study_path), study_name=study.study_name, target=str(target),
+                       objectives=objs, points=points, hypervolume=hv, reference_point=reference,
+                       normalisers=normalisers, skipped=skipped)
+
+
+# --- renderers -------------------------------------------------------------------------------
+
+_COLUMNS = ("trial", "val_acc", "test_acc", "latency_ms", "flash_bytes", "peak_ram_bytes", "fits",
+            "cost_source")
+
+
+def _row(p: TrialPoint) -> dict:
+    return {"trial": p.number, "val_acc": p.val_acc, "test_acc": p.test_acc, "latency_ms": p.latency_ms,
+            "flash_bytes": p.flash_bytes, "peak_ram_bytes": p.peak_ram_bytes, "fits": p.fits,
+            "cost_source": p.cost_source}
+
+
+def front_to_dict(pf: ParetoFront, all_trials: bool = False) -> dict:
+    """JSON-ready description: the front (or every trial) with per-layer configuration."""
+    chosen = sorted(pf.points, key=lambda p: (p.rank, -p.val_acc)) if all_trials else pf.front
+    return {
+        "study": pf.study_path, "study_name": pf.study_name, "target": pf.target,
+        "objectives": [o.name for o in pf.objectives], "hypervolume": pf.hypervolume,
+        "hypervolume_reference": pf.reference_point, "hypervolume_normalisers": pf.normalisers,
+        "n_trials": len(pf.points), "skipped": [{"trial": n, "reason": r} for n, r in pf.skipped],
+        "points": [{**_row(p), "rank": p.rank, "config": p.config, "layers": p.layers} for p in chosen],
+    }
+
+
+def write_csv(pf: ParetoFront, path: str | Path) -> Path:
+    """Every considered trial, one row each, with its rank (0 = front) and a config summary."""
+    path = Path(path)
+    with path.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow([*_COLUMNS, "rank", "on_front", "layers"])
+        for p in sorted(pf.points, key=lambda p: (p.rank, -p.val_acc)):
+            writer.writerow([*_row(p).values(), p.rank, p.on_front, _layers_summary(p)])
+    return path
+
+
+def _layers_summary(p: TrialPoint) -> str:
+    """'conv1=f32 w:float a:float; conv2=xnor w:bc a:sign ...' (one line per trial)."""
+    return "; ".join(f"{r['name']}={r['kind']} w:{r['weight']} a:{r['activation']}" for r in p.layers)
+
+
+def render_table(pf: ParetoFront):
+    """Rich renderables: the front table and one per-layer table per front point."""
+    from rich.table import Table
+
+    title = (f"Pareto front of {pf.study_name} on {pf.target}: {len(pf.front)} of {len(pf.points)} "
+             f"trials, hypervolume {pf.hypervolume:.4f}")
+    table = Table(title=title)
+    for col in ("trial", "val acc", "test acc", "latency ms", "flash B", "peak RAM B", "fits", "costs"):
+        table.add_column(col, justify="right" if col not in ("fits", "costs") else "left")
+    for p in pf.front:
+        table.add_row(str(p.number), f"{p.val_acc:.4f}", "-" if p.test_acc is None else f"{p.test_acc:.4f}",
+                      f"{p.latency_ms:.3f}", f"{p.flash_bytes:,}", f"{p.peak_ram_bytes:,}",
+                      "yes" if p.fits else "NO", p.cost_source)
+    out = [table]
+    for p in pf.front:
+        lt = Table(title=f"trial {p.number}: per-layer configuration", title_justify="left")
+        for col in ("layer", "op", "kind", "w bits", "a bits", "weight quantizer", "input quantizer"):
+            lt.add_column(col)
+        for r in p.layers:
+            lt.add_row(str(r["name"]), str(r["op"]), str(r["kind"]), str(r["weight_bits"]),
+                       str(r["act_bits"]), r["weight"], r["activation"])
+        out.append(lt)
+    return out
+
+
+_HTML_STYLE = """body{font-family:sans-serif;margin:1.5em;color:#222}
+table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #ccc;padding:2px 8px;
+font-size:13px;text-align:right}th{background:#f2f2f2}td.l{text-align:left}h2{margin-top:1.5em}"""
+
+
+def _html_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], left: Sequence[int] = ()) -> str:
+    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(
+        f"<td{' class=l' if i in left else ''}>{html.escape(str(v))}</td>" for i, v in enumerate(r)) + "</tr>"
+        for r in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def write_html(pf: ParetoFront, path: str | Path) -> Path:
+    """A self-contained offline report: plotly.js embedded, no network access needed.
+
+    Scatter of every trial (latency vs accuracy, marker size ~ flash, an x where the model does
+    not fit the target's memory), front points in red and
+    joined by a line; hovering shows the trial's metrics and per-layer configuration. Below: the
+    front table and each front point's per-layer configuration.
+    """
+    import plotly.graph_objects as go
+    import plotly.io as pio
+
+    def hover(p: TrialPoint) -> str:
+        layers = "<br>".join(f"{r['name']}: {r['kind']} w={r['weight']} a={r['activation']}" for r in p.layers)
+        return (f"trial {p.number}<br>val acc {p.val_acc:.4f}<br>latency {p.latency_ms:.3f} ms<br>"
+                f"flash {p.flash_bytes:,} B, peak RAM {p.peak_ram_bytes:,} B, fits: {p.fits}<br>{layers}")
+
+    flash_max = max([p.flash_bytes for p in pf.points] + [1])
+
+    def trace(points: list[TrialPoint], name: str, color: str, mode: str = "markers"):
+        return go.Scatter(
+            x=[p.latency_ms for p in points], y=[p.val_acc for p in points], mode=mode, name=name,
+            text=[hover(p) for p in points], hoverinfo="text",
+            marker={"color": color, "size": [8 + 14 * p.flash_bytes / flash_max for p in points],
+                    "symbol": ["circle" if p.fits else "x" for p in points],
+                    "line": {"width": 1, "color": "#333"}},
+            line={"color": color, "width": 1, "dash": "dot"})
+
+    others = [p for p in pf.points if not p.on_front]
+    front = sorted(pf.front, key=lambda p: p.latency_ms)
+    fig = go.Figure([trace(others, "other trials", "#9aa5b1"),
+                     trace(front, "Pareto front", "#d62728", mode="lines+markers")])
+    fig.update_layout(title=f"{pf.study_name}: accuracy vs latency on {pf.target} (marker size ~ flash, x = does not fit)",
+                      xaxis_title=f"predicted latency on {pf.target} (ms)", yaxis_title="validation accuracy",
+                      template="plotly_white", width=1000, height=560)
+    plot = pio.to_html(fig, include_plotlyjs=True, full_html=False, div_id="pareto-plot")
+    front_rows = [[p.number, f"{p.val_acc:.4f}", "-" if p.test_acc is None else f"{p.test_acc:.4f}",
+                   f"{p.latency_ms:.3f}", f"{p.flash_bytes:,}", f"{p.peak_ram_bytes:,}",
+                   "yes" if p.fits else "NO"] for p in pf.front]
+    parts = [f"<h1>autoq Pareto front: {html.escape(pf.study_name)} on {html.escape(pf.target)}</h1>",
+             f"<p>{len(pf.front)} front points of {len(pf.points)} finished trials; hypervolume "
+             f"{pf.hypervolume:.4f} (objectives {', '.join(o.name for o in pf.objectives)}, reference "
+             f"{pf.reference_point} after normalising costs by their maximum).</p>", plot,
+             "<h2>Front</h2>",
+             _html_table(["trial", "val acc", "test acc", "latency ms", "flash B", "peak RAM B", "fits"], front_rows)]
+    for p in pf.front:
+        parts.append(f"<h2>Trial {p.number}: per-layer configuration</h2>")
+        parts.append(_html_table(["layer", "op", "kind", "w bits", "a bits", "weight quantizer", "input quantizer"],
+                                 [[r["name"], r["op"], r["kind"], r["weight_bits"], r["act_bits"], r["weight"],
+                                   r["activation"]] for r in p.layers], left=(0, 1, 2, 5, 6)))
+    doc = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>autoq pareto {html.escape(pf.study_name)}"
+           f"</title><style>{_HTML_STYLE}</style></head><body>{''.join(parts)}</body></html>")
+    path = Path(path)
+    path.write_text(doc, encoding="utf-8")
+    return path
+
+
+def dumps(pf: ParetoFront, all_trials: bool = False) -> str:
+    return json.dumps(front_to_dict(pf, all_trials=all_trials), indent=2, default=str)
