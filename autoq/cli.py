@@ -71,6 +71,185 @@ def quantizers_cmd(
 # --- commands of the other parts are added below, one section each ------------------------
 
 
+
+# --- cost model ---------------------------------------------------------------------------
+
+
+@app.command("targets")
+def targets_cmd(
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """List the hardware profiles: board, memory, and per kernel kind the provenance and fit error."""
+    from autoq.cost.profile import list_profiles, load_profile
+
+    profiles = [load_profile(t) for t in list_profiles()]
+    if as_json:
+        _print_json([p.to_dict() for p in profiles])
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    for p in profiles:
+        console.print(f"[bold]{p.id}[/bold]: {p.board}, {p.cpu}, {p.clock_hz / 1e6:g} MHz, "
+                      f"RAM {_kib(p.ram_limit_bytes)}, flash/storage {_kib(p.flash_limit_bytes)}")
+    table = Table(title="latency coefficients per kernel kind (MAPE of the fit; LOO: leave one shape out)")
+    for col in ("target", "kind", "provenance", "points", "MAPE", "LOO"):
+        table.add_column(col)
+    for p in profiles:
+        for i, (kind, k) in enumerate(p.kernels.items()):
+            table.add_row(p.id if i == 0 else "", kind, k.provenance, str(k.points), _pct(k.mape), _pct(k.loo_mape))
+    console.print(table)
+
+
+def _kib(n: int) -> str:
+    return f"{n / 1024:,.0f} KiB" if n < 1 << 30 else f"{n / (1 << 30):,.1f} GiB"
+
+
+def _pct(x) -> str:
+    return "-" if x is None else f"{100 * x:.1f} %"
+
+
+@app.command("cost")
+def cost_cmd(
+    target: str = typer.Option(..., "--target", "-t", help="Profile id (see `autoq targets`) or a .yaml path."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Zoo model name (default: the config's model)."),
+    preset: Optional[str] = typer.Option(None, "--preset", "-p", help="Named quantization preset."),
+    config: Optional[str] = typer.Option(None, "--config", "-c", help="QuantConfig JSON file."),
+    plan: Optional[str] = typer.Option(None, "--plan", help="Cost a stored LayerPlan JSON instead (no TensorFlow)."),
+    input_shape: Optional[str] = typer.Option(None, "--input-shape", help="H,W,C (default 28,28,1 for lenet5, else 32,32,3)."),
+    num_classes: int = typer.Option(10, "--num-classes"),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output (plan + cost report)."),
+) -> None:
+    """Predict latency, flash and peak RAM of a model + quantization on a target, per layer."""
+    from autoq.cost.model import estimate
+    from autoq.cost.profile import load_profile
+    from autoq.plan import LayerPlan
+
+    profile = load_profile(target)  # unknown target fails before TensorFlow loads
+    if plan is not None:
+        layer_plan = LayerPlan.from_dict(_read_json(plan), source=plan)
+    else:
+        layer_plan = _plan_for(model, preset, config, input_shape, num_classes)
+    report = estimate(layer_plan, profile)
+    if as_json:
+        _print_json({"plan": layer_plan.to_dict(), "cost": report.to_dict()})
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"cost on {profile.id} ({profile.board}, {profile.cpu})")
+    for col in ("layer", "kind", "w bits", "MACs", "latency ms", "flash B", "RAM B", "provenance"):
+        table.add_column(col, justify="left" if col in ("layer", "kind", "provenance") else "right")
+    for entry, lc in zip(layer_plan.layers, report.per_layer):
+        table.add_row(lc.name, lc.kind, str(entry.weight_bits), f"{lc.macs:,}", f"{lc.latency_ms:.4g}",
+                      f"{lc.flash_bytes:,}", f"{lc.ram_bytes:,}", lc.provenance)
+    console = Console()
+    console.print(table)
+    console.print(
+        f"total: latency {report.latency_ms:.4g} ms, flash {report.flash_bytes:,} B "
+        f"(limit {report.flash_limit_bytes:,}), peak RAM {report.peak_ram_bytes:,} B "
+        f"(limit {report.ram_limit_bytes:,}), fits: {'yes' if report.fits else 'NO'}")
+    derived = sorted({lc.kind for lc in report.per_layer if lc.provenance == "derived"})
+    if derived:
+        console.print(f"note: latency of kind(s) {', '.join(derived)} on {profile.id} is an estimate (derived)")
+
+
+def _read_json(path: str):
+    from pathlib import Path
+
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise UserError(f"{path}: file not found") from None
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{path}: not valid JSON: {exc}") from None
+
+
+def _plan_for(model, preset, config, input_shape, num_classes):
+    """Build the zoo model with the chosen quantization and return its LayerPlan."""
+    from autoq.config import QuantConfig, preset as make_preset
+
+    if (preset is None) == (config is None):
+        raise UserError("cost: give exactly one of --preset NAME or --config FILE (or --plan FILE)")
+    if config is not None:
+        qconfig = QuantConfig.from_json(_read_text(config), source=config)
+        model = model or getattr(qconfig, "model", None)
+    if not model:
+        raise UserError("cost: --model is required (the config names no model)")
+    if preset is not None:
+        qconfig = make_preset(preset, model)
+    shape = _parse_shape(input_shape) if input_shape else ((28, 28, 1) if model == "lenet5" else (32, 32, 3))
+    from autoq.models.zoo import build_model
+    from autoq.plan import plan_from_model
+
+    return plan_from_model(build_model(model, shape, num_classes, qconfig))
+
+
+def _read_text(path: str) -> str:
+    from pathlib import Path
+
+    try:
+        return Path(path).read_text()
+    except FileNotFoundError:
+        raise UserError(f"{path}: file not found") from None
+
+
+def _parse_shape(text: str) -> tuple[int, int, int]:
+    try:
+        shape = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        shape = ()
+    if len(shape) != 3 or min(shape) < 1:
+        raise UserError(f"--input-shape: got {text!r}; expected H,W,C with positive integers, e.g. 32,32,3")
+    return shape
+
+
+@app.command("calibrate")
+def calibrate_cmd(
+    target: str = typer.Option("host", "--target", "-t", help="Profile id to write (host: measure this machine)."),
+    from_csv: Optional[str] = typer.Option(None, "--from-csv", help="Fit from a measurement CSV instead of running the bench."),
+    base: Optional[str] = typer.Option(None, "--base", help="Profile to derive the kinds the CSV lacks from (id or .yaml)."),
+    variant: Optional[str] = typer.Option(None, "--variant", help="Kernel variant rows to fit (default: host bench 'opt'; CSV: first row's)."),
+    out: Optional[str] = typer.Option(None, "--out", "-o", help="Output .yaml (default hw_models/<target>.yaml)."),
+    quick: bool = typer.Option(False, "--quick", help="Small grid and few repetitions (a smoke test, not a calibration)."),
+    save_csv: Optional[str] = typer.Option(None, "--save-csv", help="Also write the host measurements to this CSV."),
+) -> None:
+    """Measure the kernels here (or read a board's CSV), fit the cost model, write a profile."""
+    import os
+    from pathlib import Path
+
+    from autoq.cost import calibrate as cal
+    from autoq.cost.profile import dump_profile, profiles_dir
+
+    if from_csv is not None:
+        profile = cal.calibrate_from_csv(from_csv, target, base=base, variant=variant)
+    elif target != "host":
+        raise UserError(f"calibrate: --target {target!r} needs --from-csv FILE (only 'host' is measured here)")
+    else:
+        from rich.progress import Progress
+
+        with Progress() as progress:
+            task = progress.add_task("benchmarking kernels", total=None)
+            profile = cal.calibrate_host(
+                variant=variant or "opt", quick=quick, save_csv=save_csv, base=base,
+                progress=lambda done, total: progress.update(task, completed=done, total=total))
+    path = Path(out) if out else profiles_dir() / f"{target}.yaml"
+    if not out and not os.access(path.parent, os.W_OK):
+        raise UserError(f"calibrate: cannot write {path}; give --out FILE")
+    dump_profile(profile, path)
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"fit quality of {profile.id} ({profile.cpu})")
+    for col in ("kind", "provenance", "points", "MAPE", "LOO", "coefficients"):
+        table.add_column(col)
+    for kind, k in profile.kernels.items():
+        coeffs = ", ".join(f"{n}={v:.4g}" for n, v in k.coefficients.items())
+        table.add_row(kind, k.provenance, str(k.points), _pct(k.mape), _pct(k.loo_mape), coeffs)
+    Console().print(table)
+    typer.echo(f"wrote {path}")
+
 def main() -> None:
     """Console-script entry point: user errors print one clear line and exit with code 2."""
     try:

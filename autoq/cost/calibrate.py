@@ -1,0 +1,191 @@
+"""Turn kernel measurements into a hardware profile.
+
+- :func:`profile_from_measurements`: fit every kind present in a measurement CSV (the user's
+  board, or the host bench) with weighted NNLS (autoq.cost.fit); kinds the CSV lacks are
+  *derived* from a base profile: ``c_k = s * c_k(base)`` with one scale factor ``s`` per
+  target, fitted on the rows of the kinds both have::
+
+      s = argmin_s sum_i ((s * p_i - y_i) / y_i)^2 = sum_i (p_i / y_i) / sum_i (p_i / y_i)^2
+
+  (p_i: the base profile's prediction for measured row i, y_i: the measured time). The
+  derived kinds keep the base's ratio between kinds; that is an estimate and is labelled
+  provenance ``derived`` with the scale and its fit error in the source text.
+- :func:`calibrate_host`: run the kernel bench on this machine over a grid of shapes, then
+  fit as above (provenance ``measured-host``).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import platform
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from autoq.cost.fit import choose_coefficients, fit_coefficients, leave_group_out_mape, mape
+from autoq.cost.measurements import Measurement, MeasurementFile, read_measurements
+from autoq.cost.model import layer_latency_ns
+from autoq.cost.profile import HardwareProfile, KernelCost, load_profile, profiles_dir
+from autoq.errors import UserError
+from autoq.plan import KINDS
+
+log = logging.getLogger(__name__)
+
+
+def select_variant(rows: Sequence[Measurement], variant: str | None, source: str) -> list[Measurement]:
+    """Rows of one kernel variant: ``variant`` or, if None, the variant of the first row."""
+    chosen = rows[0].variant if variant is None else variant
+    picked = [r for r in rows if r.variant == chosen]
+    if not picked:
+        known = sorted({r.variant for r in rows})
+        raise UserError(f"{source}: no rows of variant {chosen!r}; variants in the file: {', '.join(known)}")
+    return picked
+
+
+def fit_kernels(rows: Sequence[Measurement], word_bits: int, provenance: str, source: str) -> dict[str, KernelCost]:
+    """One KernelCost per kind in ``rows`` (weighted NNLS, MAPE and leave-one-shape-out MAPE)."""
+    result = {}
+    for kind in KINDS:
+        kind_rows = [r for r in rows if r.kind == kind]
+        if not kind_rows:
+            continue
+        names = choose_coefficients(kind_rows)
+        coeffs = fit_coefficients(kind_rows, names, word_bits)
+        bits = sorted({r.bits for r in kind_rows})
+        n_shapes = len({r.shape for r in kind_rows})
+        text = (f"{source}; {len(kind_rows)} rows ({n_shapes} shapes, bits {bits}, variant "
+                f"{kind_rows[0].variant}); weighted NNLS on {', '.join(names)}")
+        result[kind] = KernelCost(
+            coefficients={k: _round(v) for k, v in coeffs.items()}, provenance=provenance, source=text,
+            points=len(kind_rows), mape=_round(mape(kind_rows, coeffs, word_bits), 4),
+            loo_mape=_round_or_none(leave_group_out_mape(kind_rows, names, word_bits), 4))
+    return result
+
+
+def scale_factor(rows: Sequence[Measurement], base: HardwareProfile) -> tuple[float, float]:
+    """Least-relative-squares scale s of ``base``'s predictions to ``rows`` and the MAPE of s*p."""
+    usable = [r for r in rows if r.kind in base.kernels]
+    if not usable:
+        raise UserError(f"base profile {base.id!r} has none of the measured kinds "
+                        f"({', '.join(sorted({r.kind for r in rows}))}); cannot fit a scale factor")
+    p = np.array([layer_latency_ns(r.entry(), base) for r in usable])
+    y = np.array([r.ns_median for r in usable])
+    ratio = p / y
+    s = float(ratio.sum() / (ratio ** 2).sum())
+    return s, float(np.mean(np.abs(s * p - y) / y))
+
+
+def derive_kinds(rows: Sequence[Measurement], base: HardwareProfile, kinds: Sequence[str]) -> dict[str, KernelCost]:
+    """Coefficients for ``kinds`` = scale factor x the base profile's (provenance derived)."""
+    s, err = scale_factor(rows, base)
+    fitted_on = sorted({r.kind for r in rows if r.kind in base.kernels})
+    result = {}
+    for kind in kinds:
+        if kind not in base.kernels:
+            continue
+        b = base.kernels[kind]
+        source = (f"ESTIMATE: base profile {base.id!r} ({base.cpu}) coefficients for {kind} x scale "
+                  f"{s:.4g}; the scale is fitted on {len(rows)} measured rows of kinds {', '.join(fitted_on)} "
+                  f"(MAPE {err:.1%} of the scaled base against them); assumes {kind} relates to "
+                  f"{'/'.join(fitted_on)} as on the base machine. Base {kind}: {b.provenance}, {b.source}")
+        result[kind] = KernelCost(coefficients={k: _round(v * s) for k, v in b.coefficients.items()},
+                                  provenance="derived", source=source, points=len(rows), mape=_round(err, 4))
+    return result
+
+
+def profile_from_measurements(mfile: MeasurementFile, target: str, *, source: str,
+                              base: HardwareProfile | str | None = None, variant: str | None = None,
+                              provenance: str | None = None) -> HardwareProfile:
+    """Fit a profile for ``target`` from a measurement file; missing kinds derived from ``base``.
+
+    Board facts (board, cpu, clock_hz, word_bits, memory) come from the CSV's ``# key: value``
+    comments, else from an existing profile named ``target``, else from ``base``.
+    """
+    rows = select_variant(mfile.rows, variant, source)
+    base_profile = load_profile(base) if base is not None else None
+    facts = _board_facts(mfile.meta, target, base_profile, source)
+    provenance = provenance or ("measured-host" if target == "host" else "measured-board")
+    label = mfile.meta.get("source", source)
+    kernels = fit_kernels(rows, facts["word_bits"], provenance, label)
+    missing = [k for k in KINDS if k not in kernels]
+    if missing and base_profile is not None:
+        kernels.update(derive_kinds(rows, base_profile, missing))
+    notes = (f"fitted by autoq calibrate from {source} (variant {rows[0].variant}); kinds "
+             f"{', '.join(k for k in KINDS if k in kernels and kernels[k].provenance != 'derived')} measured")
+    derived = [k for k in KINDS if k in kernels and kernels[k].provenance == "derived"]
+    if derived:
+        notes += f"; {', '.join(derived)} derived from base {base_profile.id!r} (estimates)"
+    absent = [k for k in KINDS if k not in kernels]
+    if absent:
+        notes += f"; no coefficients for {', '.join(absent)} (give --base to derive them)"
+    return HardwareProfile(id=target, board=facts["board"], cpu=facts["cpu"], clock_hz=facts["clock_hz"],
+                           word_bits=facts["word_bits"], memory=facts["memory"],
+                           overhead_ns=facts["overhead_ns"], kernels={k: kernels[k] for k in KINDS if k in kernels},
+                           notes=notes)
+
+
+def _board_facts(meta: dict[str, str], target: str, base: HardwareProfile | None, source: str) -> dict:
+    existing = None
+    if (profiles_dir() / f"{target}.yaml").is_file():
+        existing = load_profile(target)
+    fallback = existing or base
+    facts: dict = {}
+    for key in ("board", "cpu"):
+        facts[key] = meta.get(key) or (getattr(fallback, key) if fallback else None)
+    for key in ("clock_hz", "word_bits"):
+        raw = meta.get(key)
+        facts[key] = _int_meta(raw, key, source) if raw else (getattr(fallback, key) if fallback else None)
+    memory = {k: _int_meta(meta[k], k, source) for k in ("sram_bytes", "flash_bytes", "ram_bytes", "storage_bytes")
+              if k in meta}
+    facts["memory"] = memory or (dict(fallback.memory) if fallback else None)
+    facts["overhead_ns"] = float(meta.get("overhead_ns", fallback.overhead_ns if fallback else 0.0))
+    missing = [k for k, v in facts.items() if v is None]
+    if missing:
+        raise UserError(f"{source}: board facts {', '.join(missing)} unknown for target {target!r}: add comment "
+                        f"lines like '# clock_hz: 80000000' to the CSV (keys: board, cpu, clock_hz, word_bits, "
+                        f"sram_bytes + flash_bytes or ram_bytes + storage_bytes), or give --base PROFILE")
+    return facts
+
+
+def _int_meta(raw: str, key: str, source: str) -> int:
+    try:
+        return int(float(raw))
+    except ValueError:
+        raise UserError(f"{source}: comment '# {key}: {raw}': expected an integer") from None
+
+
+def _round(value: float, digits: int = 6) -> float:
+    return float(f"{value:.{digits}g}")
+
+
+def _round_or_none(value: float | None, digits: int = 4) -> float | None:
+    return None if value is None else _round(value, digits)
+
+
+def calibrate_from_csv(csv_path: str | Path, target: str, base: str | None = None,
+                       variant: str | None = None) -> HardwareProfile:
+    """``autoq calibrate --from-csv``: read, fit, derive; the caller writes the profile."""
+    mfile = read_measurements(csv_path)
+    return profile_from_measurements(mfile, target, source=str(csv_path), base=base, variant=variant)
+
+
+def host_facts() -> dict:
+    """Board facts of this machine (CPU model, clock from /proc/cpuinfo, RAM, 64-bit words)."""
+    cpu, mhz = platform.processor() or platform.machine(), 0.0
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and cpu in ("", platform.machine(), platform.processor()):
+                cpu = value.strip()
+            if key.strip() == "cpu MHz" and not mhz:
+                mhz = float(value)
+    except OSError:
+        pass
+    ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return {"board": f"this machine ({platform.node() or 'host'})", "cpu": cpu,
+            "clock_hz": int(mhz * 1e6) or 1, "word_bits": 64,
+            "memory": {"ram_bytes": int(ram), "storage_bytes": int(ram)}}
+
+
+ProgressFn = Callable[[int, int], None]

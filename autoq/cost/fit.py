@@ -1,0 +1,83 @@
+"""Fit latency coefficients to kernel measurements (non-negative least squares).
+
+For the rows of one kernel kind with measured times y_i and features x_ij (autoq.cost.model),
+the coefficients c >= 0 minimise the squared *relative* error::
+
+    sum_i ((sum_j c_j x_ij - y_i) / y_i)^2
+
+(weighted NNLS: scipy.optimize.nnls on A_ij = x_ij / y_i, b_i = 1), so small and large layers
+count alike. Fit quality: MAPE = mean_i |pred_i - y_i| / y_i on the fitted rows, and a
+leave-one-group-out MAPE (hold out each shape group, fit on the rest, predict it).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from autoq.cost.measurements import Measurement
+from autoq.cost.model import features
+
+# Feature sets by how much data there is: few shapes only support a mac + output model.
+FULL_SET = ("ns_per_mac", "ns_per_output", "ns_per_input", "ns_per_weight", "ns_fixed")
+BINARY_FULL_SET = ("ns_per_mac", "ns_per_word_op", "ns_per_output", "ns_per_input", "ns_per_weight", "ns_fixed")
+SMALL_SET = ("ns_per_mac", "ns_per_output")
+FULL_SET_MIN_SHAPES = 10
+
+
+def choose_coefficients(rows: Sequence[Measurement]) -> tuple[str, ...]:
+    """Coefficient names to fit: the full model needs >= FULL_SET_MIN_SHAPES distinct shapes."""
+    shapes = {r.shape for r in rows}
+    if len(shapes) >= FULL_SET_MIN_SHAPES:
+        return BINARY_FULL_SET if rows[0].kind in ("xnor", "and") else FULL_SET
+    if len(shapes) >= 2:
+        return SMALL_SET
+    return ("ns_per_mac",)
+
+
+def design(rows: Sequence[Measurement], names: Sequence[str], word_bits: int) -> np.ndarray:
+    feats = [features(r.entry(), word_bits) for r in rows]
+    return np.array([[f[n] for n in names] for f in feats], dtype=np.float64)
+
+
+def fit_coefficients(rows: Sequence[Measurement], names: Sequence[str], word_bits: int) -> dict[str, float]:
+    """Weighted NNLS fit (module docstring); returns {name: value >= 0}."""
+    from scipy.optimize import nnls
+
+    y = np.array([r.ns_median for r in rows], dtype=np.float64)
+    a = design(rows, names, word_bits) / y[:, None]
+    scale = np.linalg.norm(a, axis=0)
+    scale[scale == 0] = 1.0
+    solution, _ = nnls(a / scale, np.ones_like(y), maxiter=50 * len(names) + 100)
+    return {n: float(v) for n, v in zip(names, solution / scale)}
+
+
+def predict(rows: Sequence[Measurement], coeffs: dict[str, float], word_bits: int) -> np.ndarray:
+    names = list(coeffs)
+    return design(rows, names, word_bits) @ np.array([coeffs[n] for n in names])
+
+
+def mape(rows: Sequence[Measurement], coeffs: dict[str, float], word_bits: int) -> float:
+    y = np.array([r.ns_median for r in rows])
+    return float(np.mean(np.abs(predict(rows, coeffs, word_bits) - y) / y))
+
+
+def leave_group_out_mape(rows: Sequence[Measurement], names: Sequence[str], word_bits: int,
+                         group: Callable[[Measurement], object] = lambda r: r.shape) -> float | None:
+    """Hold out each group in turn, fit the rest, predict it; mean APE over all held-out rows.
+
+    None when there are fewer than two groups or a training split has fewer rows than
+    coefficients (the fit would be underdetermined)."""
+    keys = sorted({group(r) for r in rows}, key=str)
+    if len(keys) < 2:
+        return None
+    errors = []
+    for key in keys:
+        train = [r for r in rows if group(r) != key]
+        test = [r for r in rows if group(r) == key]
+        if len({r.shape for r in train}) < len(names):
+            return None
+        coeffs = fit_coefficients(train, names, word_bits)
+        y = np.array([r.ns_median for r in test])
+        errors.extend(np.abs(predict(test, coeffs, word_bits) - y) / y)
+    return float(np.mean(errors))

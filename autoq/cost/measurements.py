@@ -1,0 +1,163 @@
+"""Kernel measurement CSVs: the bench harness's output and the format users send from boards.
+
+Columns (docs/contracts.md)::
+
+    kind,bits,variant,c_in,c_out,h,w,f,stride,pad,macs,ns_median,ns_min
+
+One row = one call of a conv kernel on an h x w x c_in input with c_out filters of f x f
+(a dense layer is h = w = f = 1), ``pad`` valid|same. ``ns_min`` may be empty (published
+averages). Lines starting with ``#`` are comments; a comment ``# key: value`` with a key of
+META_KEYS describes the board (used by ``autoq calibrate --from-csv``).
+"""
+from __future__ import annotations
+
+import csv
+import io
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from autoq.errors import UserError
+from autoq.plan import KINDS, LayerEntry, conv_entry
+
+CSV_FIELDS = ("kind", "bits", "variant", "c_in", "c_out", "h", "w", "f", "stride", "pad", "macs",
+              "ns_median", "ns_min")
+META_KEYS = ("id", "board", "cpu", "clock_hz", "word_bits", "sram_bytes", "flash_bytes", "ram_bytes",
+             "storage_bytes", "overhead_ns", "source")
+_INT_FIELDS = ("bits", "c_in", "c_out", "h", "w", "f", "stride", "macs")
+
+
+@dataclass(frozen=True)
+class Measurement:
+    kind: str
+    bits: int
+    variant: str
+    c_in: int
+    c_out: int
+    h: int
+    w: int
+    f: int
+    stride: int
+    pad: str
+    macs: int
+    ns_median: float
+    ns_min: float | None = None
+
+    def entry(self) -> LayerEntry:
+        """The LayerEntry of the measured call (its features drive the fit)."""
+        return conv_entry(f"{self.kind}{self.bits}_{self.c_in}x{self.h}x{self.w}_{self.f}", c_in=self.c_in,
+                          c_out=self.c_out, h_in=self.h, w_in=self.w, kh=self.f, stride=self.stride,
+                          padding=self.pad, kind=self.kind, weight_bits=32 if self.kind == "f32" else self.bits)
+
+    @property
+    def shape(self) -> tuple:
+        return (self.c_in, self.c_out, self.h, self.w, self.f, self.stride, self.pad)
+
+
+@dataclass
+class MeasurementFile:
+    rows: list[Measurement]
+    meta: dict[str, str]
+    comments: list[str]
+
+
+def parse_pad(value: str, where: str) -> str:
+    text = str(value).strip().lower()
+    if text in ("valid", "0"):
+        return "valid"
+    if text == "same":
+        return "same"
+    raise UserError(f"{where}: pad {value!r} not understood; allowed: valid, same (or 0 for valid)")
+
+
+def read_measurements(path: str | Path) -> MeasurementFile:
+    """Parse a measurement CSV; errors name the file, the line and the column."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"measurement file {str(path)!r} does not exist")
+    return parse_measurements(path.read_text(), str(path))
+
+
+def parse_measurements(text: str, source: str = "<csv>") -> MeasurementFile:
+    comments, meta, body = [], {}, []
+    for number, line in enumerate(text.splitlines(), start=1):
+        stripped = line.strip()
+        if stripped.startswith("#"):
+            comment = stripped.lstrip("#").strip()
+            comments.append(comment)
+            key, sep, value = comment.partition(":")
+            if sep and key.strip() in META_KEYS:
+                meta[key.strip()] = value.strip()
+        elif stripped:
+            body.append((number, line))
+    if not body:
+        raise UserError(f"{source}: no header line; expected columns {','.join(CSV_FIELDS)}")
+    header_line, header = body[0][0], next(csv.reader([body[0][1]]))
+    header = [h.strip() for h in header]
+    missing = [c for c in CSV_FIELDS if c not in header]
+    if missing:
+        raise UserError(f"{source}:{header_line}: missing column {missing[0]!r}; "
+                        f"expected columns {','.join(CSV_FIELDS)}")
+    rows = []
+    for number, line in body[1:]:
+        values = dict(zip(header, next(csv.reader([line]))))
+        rows.append(_row(values, f"{source}:{number}"))
+    if not rows:
+        raise UserError(f"{source}: no measurement rows")
+    return MeasurementFile(rows=rows, meta=meta, comments=comments)
+
+
+def _row(values: dict[str, str], where: str) -> Measurement:
+    out: dict = {}
+    kind = values.get("kind", "").strip()
+    if kind not in KINDS:
+        raise UserError(f"{where}: column kind: got {kind!r}; allowed: {', '.join(KINDS)}")
+    out["kind"] = kind
+    out["variant"] = values.get("variant", "").strip()
+    for name in _INT_FIELDS:
+        raw = (values.get(name) or "").strip()
+        try:
+            out[name] = int(raw)
+        except ValueError:
+            raise UserError(f"{where}: column {name}: got {raw!r}; expected an integer") from None
+        if out[name] < 1:
+            raise UserError(f"{where}: column {name}: got {raw!r}; expected an integer >= 1")
+    out["pad"] = parse_pad(values.get("pad", ""), where)
+    for name in ("ns_median", "ns_min"):
+        raw = (values.get(name) or "").strip()
+        if name == "ns_min" and raw in ("", "nan", "NA"):
+            out[name] = None
+            continue
+        try:
+            out[name] = float(raw)
+        except ValueError:
+            raise UserError(f"{where}: column {name}: got {raw!r}; expected a number of nanoseconds") from None
+        if not out[name] > 0 or math.isinf(out[name]):
+            raise UserError(f"{where}: column {name}: got {raw!r}; expected a positive number")
+    row = Measurement(**out)
+    expected = row.entry().macs
+    if row.macs != expected:
+        raise UserError(f"{where}: column macs: got {row.macs}, but the shape gives {expected} "
+                        f"(h_out*w_out*c_out*f*f*c_in)")
+    return row
+
+
+def format_measurements(rows: list[Measurement], comments: list[str] = ()) -> str:
+    buf = io.StringIO()
+    for comment in comments:
+        buf.write(f"# {comment}\n")
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(CSV_FIELDS)
+    for r in rows:
+        d = asdict(r)
+        d["ns_min"] = "" if r.ns_min is None else f"{r.ns_min:.1f}"
+        d["ns_median"] = f"{r.ns_median:.1f}"
+        writer.writerow([d[c] for c in CSV_FIELDS])
+    return buf.getvalue()
+
+
+def write_measurements(path: str | Path, rows: list[Measurement], comments: list[str] = ()) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(format_measurements(rows, comments))
+    return path

@@ -1,0 +1,94 @@
+"""Latency and memory of a LayerPlan on a target.
+
+Per layer (kernel kind k, coefficients c_k from the profile)::
+
+    t_layer = c_k.ns_per_mac * macs + c_k.ns_per_word_op * word_ops + c_k.ns_per_output * (h_out*w_out*c_out)
+            + c_k.ns_per_input * (h_in*w_in*c_in) + c_k.ns_per_weight * weight_count + c_k.ns_fixed
+    word_ops  = h_out*w_out*c_out * kh*kw * ceil(c_in / word_bits)   (popcount words: xnor, and)
+
+    latency   = (sum_layers t_layer + overhead_ns) / 1e6                      [ms]
+    flash     = sum_layers (weight_bytes + codebook_bytes + bias_bytes)     [bytes]
+    peak RAM  = max_layers (in_bytes + out_bytes + live_bytes)              [bytes]
+    fits      = flash <= flash limit and peak RAM <= RAM limit of the profile
+
+Code size and stack are not counted (the kernels are a few KB of code, shared by all layers).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from autoq.cost.profile import COEFFICIENTS, HardwareProfile, load_profile
+from autoq.plan import LayerEntry, LayerPlan
+
+
+def features(entry: LayerEntry, word_bits: int) -> dict[str, float]:
+    """The quantity each coefficient multiplies, for one layer on a ``word_bits`` machine."""
+    word_ops = entry.outputs * entry.kh * entry.kw * math.ceil(entry.c_in / word_bits)
+    return {"ns_per_mac": entry.macs, "ns_per_word_op": word_ops, "ns_per_output": entry.outputs,
+            "ns_per_input": entry.inputs, "ns_per_weight": entry.weight_count, "ns_fixed": 1.0}
+
+
+def layer_latency_ns(entry: LayerEntry, profile: HardwareProfile) -> float:
+    coeffs = profile.kernel(entry.kind).coefficients
+    feats = features(entry, profile.word_bits)
+    return sum(value * feats[name] for name, value in coeffs.items())
+
+
+@dataclass
+class LayerCost:
+    name: str
+    kind: str
+    macs: int
+    latency_ms: float
+    flash_bytes: int
+    ram_bytes: int
+    provenance: str
+
+
+@dataclass
+class CostReport:
+    target: str
+    latency_ms: float
+    flash_bytes: int
+    peak_ram_bytes: int
+    fits: bool
+    fits_flash: bool
+    fits_ram: bool
+    flash_limit_bytes: int
+    ram_limit_bytes: int
+    macs: int
+    per_layer: list[LayerCost] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["per_layer"] = [asdict(x) for x in self.per_layer]
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "CostReport":
+        data = dict(data)
+        data["per_layer"] = [LayerCost(**x) for x in data.get("per_layer", [])]
+        return cls(**data)
+
+
+def estimate(plan: LayerPlan, profile: HardwareProfile | str) -> CostReport:
+    """Predict latency, flash and peak RAM of ``plan`` on ``profile`` (an id, path or profile)."""
+    profile = load_profile(profile)
+    per_layer = [
+        LayerCost(name=e.name, kind=e.kind, macs=e.macs, latency_ms=layer_latency_ns(e, profile) / 1e6,
+                  flash_bytes=e.flash_bytes, ram_bytes=e.ram_bytes, provenance=profile.kernel(e.kind).provenance)
+        for e in plan.layers]
+    latency_ms = sum(x.latency_ms for x in per_layer) + profile.overhead_ns / 1e6
+    flash = sum(x.flash_bytes for x in per_layer)
+    peak_ram = max((x.ram_bytes for x in per_layer), default=0)
+    fits_flash = flash <= profile.flash_limit_bytes
+    fits_ram = peak_ram <= profile.ram_limit_bytes
+    return CostReport(target=profile.id, latency_ms=latency_ms, flash_bytes=flash, peak_ram_bytes=peak_ram,
+                      fits=fits_flash and fits_ram, fits_flash=fits_flash, fits_ram=fits_ram,
+                      flash_limit_bytes=profile.flash_limit_bytes, ram_limit_bytes=profile.ram_limit_bytes,
+                      macs=plan.macs, per_layer=per_layer)
+
+
+__all__ = ["COEFFICIENTS", "CostReport", "LayerCost", "estimate", "features", "layer_latency_ns"]

@@ -1,0 +1,247 @@
+"""Hardware profiles: the schema of ``hw_models/<id>.yaml``, validated on load.
+
+Schema (every key required unless marked optional; unknown keys are errors)::
+
+    id: m4                          # file stem and target name
+    board: TI Tiva C TM4C123G
+    cpu: ARM Cortex-M4F
+    clock_hz: 80000000
+    word_bits: 32
+    memory: {sram_bytes: 32768, flash_bytes: 262144}   # or {ram_bytes: ..., storage_bytes: ...}
+    overhead_ns: 0                  # fixed cost per inference, added once
+    notes: "..."                    # optional free text
+    kernels:                        # one entry per kernel kind (f32 lut shift xnor and int8)
+      f32:
+        coefficients: {ns_per_mac: 4.1, ns_per_output: 40.0}   # any of COEFFICIENTS, >= 0
+        provenance: measured-board  # measured-board | measured-host | derived
+        source: "methods.md 5, default optimisation, 3 filter sizes"
+        fit: {points: 3, mape: 0.01, loo_mape: 0.02}           # loo_mape optional
+
+Layer latency (ns) = sum over coefficients c of value(c) * feature(c) (autoq.cost.model).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from autoq.errors import UserError, where
+from autoq.plan import KINDS
+
+PROVENANCES = ("measured-board", "measured-host", "derived")
+# Coefficient name -> the LayerEntry feature it multiplies (see autoq.cost.model.features).
+COEFFICIENTS = ("ns_per_mac", "ns_per_word_op", "ns_per_output", "ns_per_input", "ns_per_weight", "ns_fixed")
+MEMORY_LAYOUTS = ({"sram_bytes", "flash_bytes"}, {"ram_bytes", "storage_bytes"})
+
+_TOP_REQUIRED = {"id", "board", "cpu", "clock_hz", "word_bits", "memory", "overhead_ns", "kernels"}
+_TOP_OPTIONAL = {"notes"}
+_KERNEL_REQUIRED = {"coefficients", "provenance", "source", "fit"}
+_FIT_REQUIRED = {"points", "mape"}
+_FIT_OPTIONAL = {"loo_mape"}
+
+
+@dataclass
+class KernelCost:
+    """Latency coefficients of one kernel kind on one target, with where they came from."""
+
+    coefficients: dict[str, float]
+    provenance: str
+    source: str
+    points: int
+    mape: float | None
+    loo_mape: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        fit: dict[str, Any] = {"points": self.points, "mape": self.mape}
+        if self.loo_mape is not None:
+            fit["loo_mape"] = self.loo_mape
+        return {"coefficients": dict(self.coefficients), "provenance": self.provenance,
+                "source": self.source, "fit": fit}
+
+
+@dataclass
+class HardwareProfile:
+    id: str
+    board: str
+    cpu: str
+    clock_hz: int
+    word_bits: int
+    memory: dict[str, int]
+    overhead_ns: float
+    kernels: dict[str, KernelCost]
+    notes: str | None = None
+    path: str | None = field(default=None, compare=False)
+
+    @property
+    def ram_limit_bytes(self) -> int:
+        """Working memory for activations: SRAM on a microcontroller, RAM otherwise."""
+        return self.memory.get("sram_bytes", self.memory.get("ram_bytes", 0))
+
+    @property
+    def flash_limit_bytes(self) -> int:
+        """Storage for the weights: flash on a microcontroller, disk/SD otherwise."""
+        return self.memory.get("flash_bytes", self.memory.get("storage_bytes", 0))
+
+    def kernel(self, kind: str) -> KernelCost:
+        if kind not in self.kernels:
+            raise UserError(f"{where(self.path, f'kernels.{kind}')}profile {self.id!r} has no coefficients for "
+                            f"kernel kind {kind!r}; it has: {', '.join(self.kernels)}")
+        return self.kernels[kind]
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "id": self.id, "board": self.board, "cpu": self.cpu, "clock_hz": self.clock_hz,
+            "word_bits": self.word_bits, "memory": dict(self.memory), "overhead_ns": self.overhead_ns}
+        if self.notes:
+            data["notes"] = self.notes
+        data["kernels"] = {kind: k.to_dict() for kind, k in self.kernels.items()}
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str | None = None) -> "HardwareProfile":
+        """Validate ``data`` against the schema; errors name ``source`` and the key path."""
+        _require_mapping(data, source, None)
+        _check_keys(data, _TOP_REQUIRED, _TOP_OPTIONAL, source, "")
+        for key in ("id", "board", "cpu"):
+            _require_type(data[key], str, source, key, "a string")
+        if "notes" in data:
+            _require_type(data["notes"], str, source, "notes", "a string")
+        for key in ("clock_hz", "word_bits"):
+            _require_number(data[key], source, key, integer=True, positive=True)
+        _require_number(data["overhead_ns"], source, "overhead_ns")
+        memory = data["memory"]
+        _require_mapping(memory, source, "memory")
+        if set(memory) not in MEMORY_LAYOUTS:
+            allowed = " or ".join("{" + ", ".join(sorted(s)) + "}" for s in MEMORY_LAYOUTS)
+            raise UserError(f"{where(source, 'memory')}got keys {sorted(memory)}; expected exactly {allowed}")
+        for key, value in memory.items():
+            _require_number(value, source, f"memory.{key}", integer=True, positive=True)
+        kernels = data["kernels"]
+        _require_mapping(kernels, source, "kernels")
+        parsed = {}
+        for kind, raw in kernels.items():
+            path = f"kernels.{kind}"
+            if kind not in KINDS:
+                raise UserError(f"{where(source, path)}unknown kernel kind; allowed: {', '.join(KINDS)}")
+            parsed[kind] = _kernel_from_dict(raw, source, path)
+        return cls(id=data["id"], board=data["board"], cpu=data["cpu"], clock_hz=int(data["clock_hz"]),
+                   word_bits=int(data["word_bits"]), memory={k: int(v) for k, v in memory.items()},
+                   overhead_ns=float(data["overhead_ns"]), kernels=parsed, notes=data.get("notes"),
+                   path=source)
+
+
+def _kernel_from_dict(raw: Any, source: str | None, path: str) -> KernelCost:
+    _require_mapping(raw, source, path)
+    _check_keys(raw, _KERNEL_REQUIRED, set(), source, path)
+    coeffs = raw["coefficients"]
+    _require_mapping(coeffs, source, f"{path}.coefficients")
+    for name, value in coeffs.items():
+        if name not in COEFFICIENTS:
+            raise UserError(f"{where(source, f'{path}.coefficients.{name}')}unknown coefficient; "
+                            f"allowed: {', '.join(COEFFICIENTS)}")
+        _require_number(value, source, f"{path}.coefficients.{name}", non_negative=True)
+    if not coeffs:
+        raise UserError(f"{where(source, f'{path}.coefficients')}empty; give at least one of {', '.join(COEFFICIENTS)}")
+    if raw["provenance"] not in PROVENANCES:
+        raise UserError(f"{where(source, f'{path}.provenance')}got {raw['provenance']!r}; "
+                        f"allowed: {', '.join(PROVENANCES)}")
+    _require_type(raw["source"], str, source, f"{path}.source", "a string")
+    fit = raw["fit"]
+    _require_mapping(fit, source, f"{path}.fit")
+    _check_keys(fit, _FIT_REQUIRED, _FIT_OPTIONAL, source, f"{path}.fit")
+    _require_number(fit["points"], source, f"{path}.fit.points", integer=True, non_negative=True)
+    for key in ("mape", "loo_mape"):
+        if fit.get(key) is not None:
+            _require_number(fit[key], source, f"{path}.fit.{key}", non_negative=True)
+    return KernelCost(coefficients={k: float(v) for k, v in coeffs.items()}, provenance=raw["provenance"],
+                      source=raw["source"], points=int(fit["points"]),
+                      mape=None if fit["mape"] is None else float(fit["mape"]),
+                      loo_mape=None if fit.get("loo_mape") is None else float(fit["loo_mape"]))
+
+
+def _check_keys(data: dict, required: set[str], optional: set[str], source: str | None, path: str) -> None:
+    prefix = f"{path}." if path else ""
+    unknown = sorted(str(k) for k in set(data) - required - optional)
+    if unknown:
+        raise UserError(f"{where(source, prefix + unknown[0])}unknown key; allowed: "
+                        f"{', '.join(sorted(required | optional))}")
+    missing = sorted(required - set(data))
+    if missing:
+        raise UserError(f"{where(source, prefix + missing[0])}missing required key")
+
+
+def _require_mapping(value: Any, source: str | None, path: str | None) -> None:
+    if not isinstance(value, dict):
+        raise UserError(f"{where(source, path)}expected a mapping, got {type(value).__name__} {value!r}")
+
+
+def _require_type(value: Any, typ: type, source: str | None, path: str, what: str) -> None:
+    if not isinstance(value, typ):
+        raise UserError(f"{where(source, path)}got {value!r}; expected {what}")
+
+
+def _require_number(value: Any, source: str | None, path: str, integer: bool = False,
+                    positive: bool = False, non_negative: bool = False) -> None:
+    kinds = (int,) if integer else (int, float)
+    ok = isinstance(value, kinds) and not isinstance(value, bool)
+    ok = ok and (not positive or value > 0) and (not non_negative or value >= 0)
+    if not ok:
+        what = "an integer" if integer else "a number"
+        what += " > 0" if positive else " >= 0" if non_negative else ""
+        raise UserError(f"{where(source, path)}got {value!r}; expected {what}")
+
+
+# --- files --------------------------------------------------------------------------------
+
+
+def profiles_dir() -> Path:
+    from autoq.resources import resource_dir
+
+    return resource_dir("hw_models")
+
+
+def list_profiles() -> list[str]:
+    """Ids of the shipped (and calibrated) profiles, sorted."""
+    return sorted(p.stem for p in profiles_dir().glob("*.yaml"))
+
+
+def resolve_profile_path(id_or_path: str | Path) -> Path:
+    """A path to an existing .yaml file, or the id of a profile in hw_models/."""
+    candidate = Path(id_or_path)
+    if candidate.suffix in (".yaml", ".yml"):
+        if not candidate.is_file():
+            raise UserError(f"profile file {str(candidate)!r} does not exist")
+        return candidate
+    path = profiles_dir() / f"{id_or_path}.yaml"
+    if not path.is_file():
+        known = ", ".join(list_profiles()) or "(none)"
+        hint = " (run `autoq calibrate --target host` to make it)" if str(id_or_path) == "host" else ""
+        raise UserError(f"unknown target {str(id_or_path)!r}{hint}; known targets: {known}")
+    return path
+
+
+def load_profile(id_or_path: str | Path | HardwareProfile) -> HardwareProfile:
+    """Load and validate a profile by id (``m4``) or by path (``my_board.yaml``)."""
+    if isinstance(id_or_path, HardwareProfile):
+        return id_or_path
+    path = resolve_profile_path(id_or_path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise UserError(f"{path}: not valid YAML: {exc}") from None
+    profile = HardwareProfile.from_dict(data, source=str(path))
+    if path.parent == profiles_dir() and profile.id != path.stem:
+        raise UserError(f"{where(str(path), 'id')}got {profile.id!r}; must equal the file name {path.stem!r}")
+    return profile
+
+
+def dump_profile(profile: HardwareProfile, path: str | Path) -> Path:
+    """Write ``profile`` as YAML (key order as in the schema) and check it loads back."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = yaml.safe_dump(profile.to_dict(), sort_keys=False, width=100)
+    path.write_text(text)
+    HardwareProfile.from_dict(yaml.safe_load(text), source=str(path))
+    return path
