@@ -24,11 +24,13 @@ convs (28x28 -> 7x7x16 before fc1, as in common Keras LeNet-5 versions).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-from autoq.config import QuantConfig
 from autoq.errors import UserError
 from autoq.models.names import MODEL_NAMES, RESNET_BLOCKS, quant_layer_names
+
+if TYPE_CHECKING:  # autoq.config imports autoq.models.names: avoid an import cycle
+    from autoq.config import QuantConfig
 
 PUBLISHED_PARAMS = {"vgg7": 12_976_266, "resnet20": 271_690, "resnet32": 465_674,
                     "squeezenet": 727_626}
@@ -56,6 +58,8 @@ class _Builder:
 
         self.keras, self.quant, self.q = keras, quant, qlayers
         if config is None:
+            from autoq.config import QuantConfig
+
             config = QuantConfig(model=model)
         elif config.model != model:
             config = config.with_model(model)
@@ -88,7 +92,9 @@ class _Builder:
         return self.q.QDense(units, **self._kwargs(name))(x)
 
     def bn(self, x, name):
-        return self.keras.layers.BatchNormalization(name=f"{name}_bn")(x)
+        # momentum 0.9 (not Keras' 0.99): the moving statistics must settle within the few
+        # hundred steps of a short fine-tune on small data sets
+        return self.keras.layers.BatchNormalization(momentum=0.9, name=f"{name}_bn")(x)
 
     def act(self, x, after: str, consumer: str | None, name: str | None = None):
         """Scaled ReLU after layer ``after``; plain scaling if ``consumer`` reads it signed."""
