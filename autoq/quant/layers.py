@@ -72,6 +72,13 @@ class _QuantizedMixin:
             kernel = self.kernel_quantizer(kernel, training=training)
         return inputs, kernel
 
+    # Keras' Conv/Dense save only kernel and bias; learned quantizers add variables of their own.
+    def save_own_variables(self, store):
+        keras.layers.Layer.save_own_variables(self, store)
+
+    def load_own_variables(self, store):
+        keras.layers.Layer.load_own_variables(self, store)
+
     def _quant_config(self):
         return {
             "kernel_quantizer": None if self.kernel_quantizer is None else self.kernel_quantizer.get_config(),
