@@ -250,6 +250,87 @@ def calibrate_cmd(
     Console().print(table)
     typer.echo(f"wrote {path}")
 
+# --- pareto and export ---------------------------------------------------------------------
+
+
+@app.command("pareto")
+def pareto_cmd(
+    run: str = typer.Argument(..., help="Run folder written by `autoq search` (runs/NAME) or its study.db."),
+    target: Optional[str] = typer.Option(None, "--target", "-t",
+                                         help="Profile id or YAML: re-cost every trial for it (default: the search's first target)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the front as JSON."),
+    csv_path: Optional[str] = typer.Option(None, "--csv", help="Write every trial (rank, costs, config) to this CSV."),
+    html_path: Optional[str] = typer.Option(None, "--html", help="Write a self-contained HTML report (plotly embedded)."),
+    only_fitting: bool = typer.Option(False, "--only-fitting", help="Rank only trials that fit the target's memory."),
+    recost: bool = typer.Option(False, "--recost", help="Ignore stored costs; re-estimate every trial from its LayerPlan."),
+) -> None:
+    """The Pareto front (accuracy, latency, flash, peak RAM, fits) with per-layer configs and hypervolume."""
+    from autoq import pareto
+
+    pf = pareto.pareto_front(run, target=target, only_fitting=only_fitting, recost=recost)
+    if csv_path:
+        typer.echo(f"wrote {pareto.write_csv(pf, csv_path)}", err=as_json)
+    if html_path:
+        typer.echo(f"wrote {pareto.write_html(pf, html_path)}", err=as_json)
+    if as_json:
+        typer.echo(pareto.dumps(pf))
+        return
+    from rich.console import Console
+
+    console = Console()
+    for table in pareto.render_table(pf):
+        console.print(table)
+    if pf.skipped:
+        console.print(f"skipped {len(pf.skipped)} trials: " + "; ".join(f"#{n} {r}" for n, r in pf.skipped))
+
+
+@app.command("export")
+def export_cmd(
+    run: str = typer.Argument(..., help="Run folder written by `autoq search` (runs/NAME) or its study.db."),
+    trial: int = typer.Option(..., "--trial", "-n", help="Trial number (see `autoq pareto`)."),
+    target: str = typer.Option(..., "--target", "-t", help="Profile id or YAML of the board."),
+    out: str = typer.Option(..., "--out", "-o", help="Output folder."),
+    force: bool = typer.Option(False, "--force", help="Export even if the model does not fit the target."),
+    data_path: Optional[str] = typer.Option(None, "--data-path", help="Dataset location if the search used one."),
+    skip_c: bool = typer.Option(False, "--no-c", help="Skip the C source (ONNX, .qbin and manifest only)."),
+) -> None:
+    """Write model.onnx, model.qbin, model.h/model.c, manifest.json and the .keras model, verified against Keras."""
+    from autoq.export.exporter import export_trial
+
+    result = export_trial(run, trial, target, out, force=force, data_path=data_path, emit_c=not skip_c)
+    for line in result.summary_lines():
+        typer.echo(line)
+
+
+@app.command("inspect")
+def inspect_cmd(
+    path: str = typer.Argument(..., help="A .qbin file written by `autoq export`."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Validate a .qbin file (CRCs, lengths, shapes) and list its layers; exit code 2 if it is damaged."""
+    from autoq.export import qbin
+
+    qf = qbin.read_qbin(path)
+    rows = qbin.describe(qf)
+    if as_json:
+        _print_json({"path": qf.path, "version": qf.version, "bytes": qf.size, "meta": qf.meta, "layers": rows})
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{qf.path}: .qbin v{qf.version}, {qf.size:,} bytes, {len(rows)} layers, CRCs ok")
+    for col in ("layer", "op", "kind", "w bits", "a bits", "shape (OHWI)", "stride", "pad", "levels", "codebook",
+                "bias", "scale"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r["name"], r["op"], r["kind"], str(r["weight_bits"]), str(r["act_bits"]),
+                      "x".join(map(str, r["shape_ohwi"])), str(r["stride"]), r["padding"], str(r["levels"]),
+                      r["codebook"], "yes" if r["bias"] else "-", "yes" if r["scale"] else "-")
+    Console().print(table)
+    if qf.meta:
+        typer.echo("meta: " + json.dumps(qf.meta))
+
+
 def main() -> None:
     """Console-script entry point: user errors print one clear line and exit with code 2."""
     try:

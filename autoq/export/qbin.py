@@ -1,0 +1,429 @@
+"""The ``.qbin`` packed-weight format: writer, reader, CRC checks. NumPy only (no TensorFlow).
+
+One file holds the compute layers (conv2d / dense) of an exported model, in execution order,
+with their weights in the compressed form the C kernels read. All multi-byte fields are
+little-endian; floats are IEEE-754 binary32.
+
+File::
+
+    offset  size  field
+    0       8     magic  b"AUTOQBIN"
+    8       2     u16 version (1)
+    10      1     u8  byte order: 1 = little-endian (the only value written)
+    11      1     u8  reserved, 0
+    12      4     u32 number of layer records N
+    16      4     u32 metadata length M
+    20      M     metadata, UTF-8 JSON (model, input_shape, num_classes, ...)
+    20+M    ...   N layer records
+    end-8   4     magic  b"AQND"
+    end-4   4     u32 CRC-32 (zlib / IEEE 802.3) of every byte before it
+
+Layer record::
+
+    u32 payload length P, then P bytes of payload, then u32 CRC-32 of (length field + payload)
+
+Payload::
+
+    u8  op            0 conv2d, 1 dense
+    u8  kind          0 f32, 1 lut, 2 shift, 3 xnor, 4 and, 5 int8 (autoq_kernels.h aq_kind order)
+    u8  weight_bits   1..8, or 32 for float weights
+    u8  act_bits      bits of the layer's input activations (32 = float)
+    u16 name length L, then L bytes UTF-8 name (the Keras layer name)
+    u32 c_out, kh, kw, c_in            weight shape in OHWI order (dense: kh = kw = 1)
+    u32 stride, u8 padding (0 valid, 1 same), u8 flags (bit 0 bias, bit 1 scale)
+    u8  codebook form 0 none (float weights) | 1 table (L floats) | 2 per-channel table
+                      (c_out x L floats) | 3 affine: value = scale[c] * (index - zero_point)
+    u16 levels L,  i32 zero_point (form 3), u32 number of codebook floats, then the floats
+    u32 weight byte count, then the weights:
+        form 0: c_out*kh*kw*c_in float32 in OHWI order;
+        else  : per output channel one row of K = kh*kw*c_in indices in OHWI order, packed as
+                an LSB-first bit stream, index j at bits [j*b, (j+1)*b) of the row, b =
+                weight_bits; each row padded to a whole byte: ceil(K*b/8) bytes per row. For
+                b in {1, 2, 4, 8} this is exactly the kernels' row layout
+                (byte = row[j / q], shift = b * (j % q), q = 8 / b).
+    then c_out float32 bias if flag bit 0, then c_out float32 scale if flag bit 1
+    (the per-channel multiplier applied after the accumulation: folded BatchNorm).
+
+The reader checks every length against the file size, every CRC, the magic numbers, the
+version, the byte order, the shapes and that every index is below L; any failure raises
+:class:`QbinError` (a UserError) naming the file, the record and what was wrong.
+"""
+from __future__ import annotations
+
+import json
+import struct
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from autoq.errors import UserError
+
+MAGIC = b"AUTOQBIN"
+END_MAGIC = b"AQND"
+VERSION = 1
+LITTLE_ENDIAN = 1
+KINDS = ("f32", "lut", "shift", "xnor", "and", "int8")
+OPS = ("conv2d", "dense")
+PADDINGS = ("valid", "same")
+FORM_NONE, FORM_TABLE, FORM_CHANNEL_TABLE, FORM_AFFINE = 0, 1, 2, 3
+
+__all__ = ["QbinError", "QLayer", "QbinFile", "write_qbin", "read_qbin", "pack_rows", "unpack_rows",
+           "encode_layer", "MAGIC", "VERSION"]
+
+
+class QbinError(UserError):
+    """A truncated, corrupted or unsupported .qbin file."""
+
+
+# --- bit packing ---------------------------------------------------------------------------
+
+
+def row_bytes(k: int, bits: int) -> int:
+    """Bytes of one packed row of ``k`` indices of ``bits`` bits: ceil(k * bits / 8)."""
+    return (int(k) * int(bits) + 7) // 8
+
+
+def pack_rows(indices: np.ndarray, bits: int) -> bytes:
+    """Pack a (rows, K) array of indices < 2^bits, LSB first, each row byte-aligned."""
+    idx = np.asarray(indices, dtype=np.uint8)
+    rows, k = idx.shape
+    if idx.size and int(idx.max()) >= 1 << bits:
+        raise ValueError(f"index {int(idx.max())} does not fit in {bits} bits")
+    # bit t of index j lands at bit j*bits + t of the row
+    bitplanes = ((idx[:, :, None] >> np.arange(bits, dtype=np.uint8)) & 1).reshape(rows, k * bits)
+    pad = row_bytes(k, bits) * 8 - k * bits
+    bitplanes = np.pad(bitplanes, ((0, 0), (0, pad)))
+    return np.packbits(bitplanes, axis=1, bitorder="little").tobytes()
+
+
+def unpack_rows(data: bytes, rows: int, k: int, bits: int) -> np.ndarray:
+    """Inverse of :func:`pack_rows`: (rows, K) uint8 indices."""
+    packed = np.frombuffer(data, dtype=np.uint8).reshape(rows, row_bytes(k, bits))
+    bitplanes = np.unpackbits(packed, axis=1, bitorder="little")[:, : k * bits].reshape(rows, k, bits)
+    return (bitplanes.astype(np.uint16) << np.arange(bits, dtype=np.uint16)).sum(axis=2).astype(np.uint8)
+
+
+# --- records -------------------------------------------------------------------------------
+
+
+@dataclass
+class QLayer:
+    """One compute layer in export form. Weights are OHWI (dense: (c_out, 1, 1, c_in)).
+
+    Float layers: ``weights`` holds the float32 OHWI array and ``indices`` is None.
+    Quantized layers: ``indices`` (uint8, OHWI) and ``codebook`` ((L,) or (c_out, L)), or the
+    affine form ``scales`` ((1,) or (c_out,)) with ``zero_point``.
+    """
+
+    name: str
+    op: str
+    kind: str
+    weight_bits: int
+    act_bits: int
+    shape: tuple[int, int, int, int]                  # (c_out, kh, kw, c_in)
+    stride: int = 1
+    padding: str = "valid"
+    weights: np.ndarray | None = None
+    indices: np.ndarray | None = None
+    codebook: np.ndarray | None = None
+    scales: np.ndarray | None = None
+    zero_point: int = 0
+    bias: np.ndarray | None = None
+    scale: np.ndarray | None = None                   # per-channel post-accumulation multiplier
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def levels(self) -> int:
+        if self.codebook is not None:
+            return int(np.asarray(self.codebook).shape[-1])
+        return 1 << self.weight_bits if self.indices is not None else 0
+
+    def decoded(self) -> np.ndarray:
+        """Float32 OHWI weights."""
+        if self.indices is None:
+            return np.asarray(self.weights, dtype=np.float32)
+        idx = self.indices.astype(np.intp)
+        if self.scales is not None:
+            scales = np.asarray(self.scales, np.float32)
+            levels = (np.arange(self.levels, dtype=np.float32) - np.float32(self.zero_point))
+            book = levels[None, :] * scales.reshape(-1, 1)
+            book = book[0] if len(scales) == 1 else book
+        else:
+            book = np.asarray(self.codebook, np.float32)
+        if book.ndim == 1:
+            return book[idx]
+        channel = np.arange(book.shape[0]).reshape(-1, 1, 1, 1)
+        return book[np.broadcast_to(channel, idx.shape), idx]
+
+    def keras_kernel(self) -> np.ndarray:
+        """Decoded weights in Keras layout: conv (kh, kw, c_in, c_out), dense (n_in, n_out)."""
+        w = self.decoded()
+        if self.op == "dense":
+            return w.reshape(self.shape[0], self.shape[3]).T
+        return w.transpose(1, 2, 3, 0)
+
+
+def _affine_form(codebook: np.ndarray) -> tuple[np.ndarray, int] | None:
+    """(scales, zero_point) with codebook[c, i] == scales[c] * (i - zp) exactly in float32, or None.
+
+    Symmetric codebooks of the uniform, LSQ, ternary and scaled-binary quantizers fit; the
+    check is bit-exact so decoding through the affine form equals the quantizer's decode.
+    """
+    book = np.atleast_2d(np.asarray(codebook, np.float32))
+    levels = book.shape[1]
+    for zp in range(levels):
+        base = np.arange(levels, dtype=np.float32) - np.float32(zp)
+        ref = base.copy()
+        ref[ref == 0] = np.nan
+        pivot = int(np.nanargmax(np.abs(ref))) if levels > 1 else 0
+        if base[pivot] == 0:
+            continue
+        scales = (book[:, pivot] / base[pivot]).astype(np.float32)
+        if np.array_equal(base[None, :] * scales[:, None], book):
+            return (scales[:1] if np.all(scales == scales[0]) and np.asarray(codebook).ndim == 1 else scales), zp
+    return None
+
+
+def encode_layer(name: str, op: str, kind: str, kernel: np.ndarray, quantizer, act_bits: int = 32,
+                 stride: int = 1, padding: str = "valid", bias: np.ndarray | None = None,
+                 scale: np.ndarray | None = None) -> QLayer:
+    """Build a QLayer from a Keras-layout kernel and its weight quantizer (None = float)."""
+    kernel = np.asarray(kernel, dtype=np.float32)
+    if op == "dense":
+        n_in, n_out = kernel.shape
+        shape = (n_out, 1, 1, n_in)
+        to_ohwi = lambda a: a.T.reshape(shape)  # noqa: E731
+    else:
+        kh, kw, c_in, c_out = kernel.shape
+        shape = (c_out, kh, kw, c_in)
+        to_ohwi = lambda a: a.transpose(3, 0, 1, 2)  # noqa: E731
+    layer = QLayer(name=name, op=op, kind=kind, weight_bits=32 if quantizer is None else int(quantizer.bits),
+                   act_bits=int(act_bits), shape=tuple(int(s) for s in shape), stride=int(stride),
+                   padding=padding, bias=None if bias is None else np.asarray(bias, np.float32),
+                   scale=None if scale is None else np.asarray(scale, np.float32))
+    if quantizer is None:
+        layer.weights = np.ascontiguousarray(to_ohwi(kernel))
+        return layer
+    indices, codebook = quantizer.encode(kernel)
+    layer.indices = np.ascontiguousarray(to_ohwi(indices))
+    bits_needed = max(1, int(np.ceil(np.log2(max(codebook.shape[-1], 2)))))
+    layer.weight_bits = max(layer.weight_bits, bits_needed)
+    affine = _affine_form(codebook)
+    if affine is not None:
+        layer.scales, layer.zero_point = affine
+        layer.extra["levels"] = int(codebook.shape[-1])
+    layer.codebook = np.asarray(codebook, np.float32)
+    return layer
+
+
+# --- writer --------------------------------------------------------------------------------
+
+
+def _record_payload(layer: QLayer) -> bytes:
+    c_out, kh, kw, c_in = layer.shape
+    name = layer.name.encode("utf-8")
+    flags = (1 if layer.bias is not None else 0) | (2 if layer.scale is not None else 0)
+    out = [struct.pack("<BBBBH", OPS.index(layer.op), KINDS.index(layer.kind), layer.weight_bits,
+                       layer.act_bits, len(name)), name,
+           struct.pack("<IIIIIBB", c_out, kh, kw, c_in, layer.stride, PADDINGS.index(layer.padding), flags)]
+    if layer.indices is None:
+        form, levels, zp, book = FORM_NONE, 0, 0, np.zeros(0, np.float32)
+        weights = np.asarray(layer.weights, "<f4").tobytes()
+    else:
+        levels = layer.levels
+        if layer.scales is not None:
+            form, zp, book = FORM_AFFINE, layer.zero_point, np.asarray(layer.scales, np.float32)
+        else:
+            book = np.asarray(layer.codebook, np.float32)
+            form, zp = (FORM_TABLE if book.ndim == 1 else FORM_CHANNEL_TABLE), 0
+        weights = pack_rows(layer.indices.reshape(c_out, -1), layer.weight_bits)
+    out += [struct.pack("<BHiI", form, levels, zp, book.size), book.astype("<f4").tobytes(),
+            struct.pack("<I", len(weights)), weights]
+    for vec in (layer.bias, layer.scale):
+        if vec is not None:
+            vec = np.asarray(vec, "<f4").reshape(-1)
+            if vec.size != c_out:
+                raise ValueError(f"layer {layer.name}: {vec.size} bias/scale values for {c_out} channels")
+            out.append(vec.tobytes())
+    return b"".join(out)
+
+
+def write_qbin(path: str | Path, layers: list[QLayer], meta: dict | None = None) -> Path:
+    """Write ``layers`` (in execution order) and ``meta`` to ``path``; returns the path."""
+    meta_bytes = json.dumps(meta or {}, sort_keys=True).encode("utf-8")
+    parts = [MAGIC, struct.pack("<HBBII", VERSION, LITTLE_ENDIAN, 0, len(layers), len(meta_bytes)), meta_bytes]
+    for layer in layers:
+        payload = _record_payload(layer)
+        head = struct.pack("<I", len(payload))
+        parts += [head, payload, struct.pack("<I", zlib.crc32(head + payload))]
+    body = b"".join(parts) + END_MAGIC
+    path = Path(path)
+    path.write_bytes(body + struct.pack("<I", zlib.crc32(body)))
+    return path
+
+
+# --- reader --------------------------------------------------------------------------------
+
+
+@dataclass
+class QbinFile:
+    path: str
+    version: int
+    meta: dict
+    layers: list[QLayer]
+    size: int
+
+
+class _Cursor:
+    """Bounds-checked little-endian reads; every overrun is a QbinError naming what was read."""
+
+    def __init__(self, data: bytes, path: str, start: int = 0, end: int | None = None, what: str = "header"):
+        self.data, self.path, self.pos = data, path, start
+        self.end = len(data) if end is None else end
+        self.what = what
+
+    def take(self, n: int, field_name: str) -> bytes:
+        if n < 0 or self.pos + n > self.end:
+            raise QbinError(f"{self.path}: truncated: {self.what} field {field_name!r} needs {n} bytes at "
+                            f"offset {self.pos}, only {self.end - self.pos} left")
+        chunk = self.data[self.pos:self.pos + n]
+        self.pos += n
+        return chunk
+
+    def unpack(self, fmt: str, field_name: str):
+        return struct.unpack("<" + fmt, self.take(struct.calcsize("<" + fmt), field_name))
+
+    def floats(self, n: int, field_name: str) -> np.ndarray:
+        return np.frombuffer(self.take(4 * n, field_name), dtype="<f4").astype(np.float32)
+
+
+def _enum(value: int, names: tuple, what: str, path: str, record: str) -> str:
+    if value >= len(names):
+        raise QbinError(f"{path}: {record}: {what} code {value} is invalid; allowed 0..{len(names) - 1} "
+                        f"({', '.join(names)})")
+    return names[value]
+
+
+def _read_record(cur: _Cursor, path: str, label: str) -> QLayer:
+    op_code, kind_code, wbits, abits, name_len = cur.unpack("BBBBH", "op/kind/bits/name length")
+    name = cur.take(name_len, "name").decode("utf-8", errors="replace")
+    label = f"{label} ({name})"
+    cur.what = label
+    c_out, kh, kw, c_in, stride, pad_code, flags = cur.unpack("IIIIIBB", "shape")
+    op, kind = _enum(op_code, OPS, "op", path, label), _enum(kind_code, KINDS, "kind", path, label)
+    padding = _enum(pad_code, PADDINGS, "padding", path, label)
+    if not (1 <= wbits <= 8 or wbits == 32) or not (1 <= abits <= 32):
+        raise QbinError(f"{path}: {label}: weight_bits {wbits} / act_bits {abits} invalid (1..8 or 32)")
+    form, levels, zp, n_book = cur.unpack("BHiI", "codebook header")
+    book = cur.floats(n_book, "codebook")
+    (n_weights,) = cur.unpack("I", "weight length")
+    raw = cur.take(n_weights, "weights")
+    layer = QLayer(name=name, op=op, kind=kind, weight_bits=wbits, act_bits=abits,
+                   shape=(c_out, kh, kw, c_in), stride=stride, padding=padding)
+    k = kh * kw * c_in
+    if form == FORM_NONE:
+        expected = 4 * c_out * k
+        if n_weights != expected:
+            raise QbinError(f"{path}: {label}: {n_weights} weight bytes, float {c_out}x{kh}x{kw}x{c_in} needs {expected}")
+        layer.weights = np.frombuffer(raw, "<f4").astype(np.float32).reshape(layer.shape)
+    else:
+        if form not in (FORM_TABLE, FORM_CHANNEL_TABLE, FORM_AFFINE):
+            raise QbinError(f"{path}: {label}: codebook form {form} is invalid (0..3)")
+        if wbits > 8 or levels < 1 or levels > (1 << wbits):
+            raise QbinError(f"{path}: {label}: {levels} levels do not fit {wbits}-bit indices")
+        expected_book = {FORM_TABLE: levels, FORM_CHANNEL_TABLE: c_out * levels}.get(form)
+        if form == FORM_AFFINE and n_book not in (1, c_out) or expected_book not in (None, n_book):
+            raise QbinError(f"{path}: {label}: codebook has {n_book} floats, form {form} with {levels} levels "
+                            f"and {c_out} channels needs {expected_book or f'1 or {c_out}'}")
+        expected = c_out * row_bytes(k, wbits)
+        if n_weights != expected:
+            raise QbinError(f"{path}: {label}: {n_weights} packed weight bytes, {c_out} rows of {k} "
+                            f"{wbits}-bit indices need {expected}")
+        layer.indices = unpack_rows(raw, c_out, k, wbits).reshape(layer.shape)
+        if layer.indices.size and int(layer.indices.max()) >= levels:
+            raise QbinError(f"{path}: {label}: index {int(layer.indices.max())} >= {levels} codebook levels")
+        if form == FORM_AFFINE:
+            layer.scales, layer.zero_point = book, zp
+            layer.codebook = None
+            layer.extra["levels"] = levels
+            layer.codebook = _affine_book(book, zp, levels)
+        else:
+            layer.codebook = book if form == FORM_TABLE else book.reshape(c_out, levels)
+    if flags & ~3:
+        raise QbinError(f"{path}: {label}: unknown flag bits {flags:#x}")
+    if flags & 1:
+        layer.bias = cur.floats(c_out, "bias")
+    if flags & 2:
+        layer.scale = cur.floats(c_out, "scale")
+    if cur.pos != cur.end:
+        raise QbinError(f"{path}: {label}: {cur.end - cur.pos} unexpected bytes at the end of the record")
+    return layer
+
+
+def _affine_book(scales: np.ndarray, zp: int, levels: int) -> np.ndarray:
+    base = np.arange(levels, dtype=np.float32) - np.float32(zp)
+    book = base[None, :] * np.asarray(scales, np.float32).reshape(-1, 1)
+    return book[0] if len(scales) == 1 else book
+
+
+def read_qbin(path: str | Path) -> QbinFile:
+    """Read and fully validate a .qbin file; QbinError on any inconsistency."""
+    path = Path(path)
+    if not path.is_file():
+        raise QbinError(f"{path}: no such file")
+    data = path.read_bytes()
+    p = str(path)
+    if len(data) < 28:
+        raise QbinError(f"{p}: truncated: {len(data)} bytes is shorter than the smallest .qbin (28)")
+    if data[:8] != MAGIC:
+        raise QbinError(f"{p}: not a .qbin file (magic {data[:8]!r}, expected {MAGIC!r})")
+    cur = _Cursor(data, p, 8, len(data) - 8)
+    version, order, _reserved, n_layers, meta_len = cur.unpack("HBBII", "header")
+    if version != VERSION:
+        raise QbinError(f"{p}: format version {version} is not supported (this reader knows {VERSION})")
+    if order != LITTLE_ENDIAN:
+        raise QbinError(f"{p}: byte-order code {order} is not supported (1 = little-endian)")
+    if data[-8:-4] != END_MAGIC:
+        raise QbinError(f"{p}: truncated or corrupted: end marker {data[-8:-4]!r} missing "
+                        f"(expected {END_MAGIC!r} 8 bytes before the end)")
+    try:
+        meta = json.loads(cur.take(meta_len, "metadata").decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise QbinError(f"{p}: metadata is not valid UTF-8 JSON ({exc})") from None
+    layers = []
+    for i in range(n_layers):
+        label = f"record {i}"
+        cur.what = label
+        start = cur.pos
+        (length,) = cur.unpack("I", "record length")
+        payload = cur.take(length, "record payload")
+        (crc,) = cur.unpack("I", "record CRC")
+        actual = zlib.crc32(data[start:start + 4 + length])
+        if crc != actual:
+            raise QbinError(f"{p}: {label} at offset {start}: CRC mismatch (stored {crc:#010x}, computed "
+                            f"{actual:#010x}): the record is corrupted")
+        layers.append(_read_record(_Cursor(payload, p, what=label), p, label))
+    if cur.pos != len(data) - 8:
+        raise QbinError(f"{p}: {len(data) - 8 - cur.pos} unexpected bytes after the last record")
+    (file_crc,) = struct.unpack("<I", data[-4:])
+    if file_crc != zlib.crc32(data[:-4]):
+        raise QbinError(f"{p}: file CRC mismatch (stored {file_crc:#010x}, computed {zlib.crc32(data[:-4]):#010x}): "
+                        "the file is corrupted")
+    return QbinFile(path=p, version=version, meta=meta, layers=layers, size=len(data))
+
+
+def describe(qf: QbinFile) -> list[dict]:
+    """One row per layer for `autoq inspect`."""
+    rows = []
+    for layer in qf.layers:
+        c_out, kh, kw, c_in = layer.shape
+        form = ("float" if layer.indices is None else
+                "affine" if layer.scales is not None else
+                "per-channel table" if np.asarray(layer.codebook).ndim == 2 else "table")
+        rows.append({"name": layer.name, "op": layer.op, "kind": layer.kind, "weight_bits": layer.weight_bits,
+                     "act_bits": layer.act_bits, "shape_ohwi": [c_out, kh, kw, c_in], "stride": layer.stride,
+                     "padding": layer.padding, "levels": layer.levels, "codebook": form,
+                     "bias": layer.bias is not None, "scale": layer.scale is not None})
+    return rows
