@@ -1,0 +1,225 @@
+"""Profiles (schema errors), the cost model against hand arithmetic, fitting and calibration."""
+from __future__ import annotations
+
+import copy
+import math
+import re
+
+import numpy as np
+import pytest
+import yaml
+
+from autoq.cost.calibrate import calibrate_from_csv, profile_from_measurements, scale_factor
+from autoq.cost.measurements import Measurement, format_measurements, parse_measurements, read_measurements
+from autoq.cost.model import estimate
+from autoq.cost.profile import HardwareProfile, dump_profile, list_profiles, load_profile
+from autoq.errors import UserError
+from autoq.plan import KINDS, LayerPlan, conv_entry, dense_entry
+
+VALID = {
+    "id": "toy", "board": "toy board", "cpu": "toy cpu", "clock_hz": 1000000, "word_bits": 32,
+    "memory": {"sram_bytes": 4096, "flash_bytes": 65536}, "overhead_ns": 500.0,
+    "kernels": {
+        "f32": {"coefficients": {"ns_per_mac": 2.0, "ns_per_output": 10.0, "ns_fixed": 1000.0},
+                "provenance": "measured-board", "source": "test", "fit": {"points": 3, "mape": 0.01}},
+        "xnor": {"coefficients": {"ns_per_word_op": 3.0, "ns_per_input": 0.5},
+                 "provenance": "derived", "source": "test", "fit": {"points": 3, "mape": 0.1, "loo_mape": 0.2}},
+    },
+}
+
+
+def _write(tmp_path, data, name="toy.yaml"):
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+@pytest.mark.parametrize("mutate,key,what", [
+    (lambda d: d.pop("clock_hz"), "clock_hz", "missing"),
+    (lambda d: d.update(colour="red"), "colour", "unknown key"),
+    (lambda d: d["kernels"]["f32"].update(provenance="guessed"), "kernels.f32.provenance", "guessed"),
+    (lambda d: d["kernels"].update(fp16=d["kernels"]["f32"]), "kernels.fp16", "unknown kernel kind"),
+    (lambda d: d["kernels"]["f32"]["coefficients"].update(ns_per_mac=-1), "kernels.f32.coefficients.ns_per_mac", ">= 0"),
+    (lambda d: d["kernels"]["f32"]["coefficients"].update(ns_per_flop=1), "kernels.f32.coefficients.ns_per_flop", "unknown coefficient"),
+    (lambda d: d["kernels"]["xnor"]["fit"].pop("points"), "kernels.xnor.fit.points", "missing"),
+    (lambda d: d["memory"].update(ram_bytes=1), "memory", "expected exactly"),
+    (lambda d: d.update(word_bits="32"), "word_bits", "'32'"),
+])
+def test_profile_schema_errors_name_file_and_key(tmp_path, mutate, key, what):
+    data = copy.deepcopy(VALID)
+    mutate(data)
+    path = _write(tmp_path, data)
+    with pytest.raises(UserError) as info:
+        load_profile(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: {key}"), message
+    assert what in message
+
+
+def test_valid_profile_round_trips(tmp_path):
+    profile = load_profile(_write(tmp_path, VALID))
+    out = dump_profile(profile, tmp_path / "again.yaml")
+    again = load_profile(out)
+    assert again == profile and again.ram_limit_bytes == 4096 and again.flash_limit_bytes == 65536
+
+
+def test_unknown_target_lists_known_ones():
+    with pytest.raises(UserError) as info:
+        load_profile("nonexistent_board")
+    message = str(info.value)
+    assert "nonexistent_board" in message
+    for known in ("m4", "a53", "i5"):
+        assert known in message
+
+
+def test_shipped_profiles_load_and_cover_every_kind():
+    ids = list_profiles()
+    assert {"m4", "a53", "i5"} <= set(ids)
+    for target in ("m4", "a53", "i5"):
+        profile = load_profile(target)
+        assert set(profile.kernels) == set(KINDS), target
+        for kind in ("f32", "lut"):
+            assert profile.kernels[kind].provenance == "measured-board"
+        for kind in ("shift", "xnor", "and", "int8"):
+            assert profile.kernels[kind].provenance == "derived"
+            assert "ESTIMATE" in profile.kernels[kind].source
+
+
+def test_cost_of_a_small_plan_by_hand(tmp_path):
+    profile = load_profile(_write(tmp_path, VALID))
+    conv = conv_entry("c1", c_in=3, c_out=8, h_in=10, w_in=10, kh=3)            # f32 valid: 8x8x8 out
+    xn = conv_entry("c2", c_in=8, c_out=16, h_in=8, w_in=8, kh=3, padding="same", kind="xnor",
+                    weight_bits=1, codebook_len=2, live_bytes=100)
+    fc = dense_entry("fc", n_in=8 * 8 * 16, n_out=10)
+    plan = LayerPlan([10, 10, 3], [conv, xn, fc])
+    report = estimate(plan, profile)
+    t_conv = 2.0 * (8 * 8 * 8 * 27) + 10.0 * (8 * 8 * 8) + 1000.0
+    t_xnor = 3.0 * (8 * 8 * 16 * 9 * 1) + 0.5 * (8 * 8 * 8)      # word ops: ceil(8 / 32) = 1 word
+    t_fc = 2.0 * (1024 * 10) + 10.0 * 10 + 1000.0
+    assert report.latency_ms == pytest.approx((t_conv + t_xnor + t_fc + 500.0) / 1e6)
+    assert [x.latency_ms for x in report.per_layer] == pytest.approx([t_conv / 1e6, t_xnor / 1e6, t_fc / 1e6])
+    flash = (27 * 8 * 4 + 8 * 4) + (math.ceil(8 * 9 * 16 / 8) + 4 + 16 * 4) + (10240 * 4 + 40)
+    assert report.flash_bytes == flash
+    ram_c1 = 10 * 10 * 3 * 4 + 8 * 8 * 8 * 4
+    ram_c2 = 8 * 8 * 8 + 8 * 8 * 16 * 4 + 100
+    ram_fc = 1024 * 4 + 10 * 4
+    assert report.peak_ram_bytes == max(ram_c1, ram_c2, ram_fc) == ram_c2
+    assert report.fits_ram is False and report.fits_flash is True and report.fits is False  # 4596 > 4096
+
+
+def test_estimate_of_a_built_model_equals_the_sum_of_its_layers():
+    from autoq.config import preset
+    from autoq.cost.model import layer_latency_ns
+    from autoq.models.zoo import build_model
+    from autoq.plan import plan_from_model
+
+    plan = plan_from_model(build_model("tiny", (8, 8, 1), 10, preset("bc", "tiny")))
+    profile = load_profile("m4")
+    report = estimate(plan, profile)
+    by_hand = sum(layer_latency_ns(e, profile) for e in plan.layers) + profile.overhead_ns
+    assert report.latency_ms == pytest.approx(by_hand / 1e6)
+    assert report.flash_bytes == sum(e.weight_bytes + e.codebook_bytes + e.bias_bytes for e in plan.layers)
+    assert [x.kind for x in report.per_layer] == [e.kind for e in plan.layers]
+    assert report.per_layer[0].kind == "f32" and report.per_layer[1].kind != "f32"
+
+
+def _synthetic_rows(coeffs: dict[str, dict[str, float]], word_bits=64, variant="opt") -> list[Measurement]:
+    """Rows whose times follow the linear model exactly (so the fit must recover it)."""
+    from autoq.cost.model import features
+
+    rows = []
+    rng = np.random.default_rng(0)
+    for kind, c in coeffs.items():
+        for _ in range(14):
+            c_in, c_out = int(rng.choice([3, 8, 16, 33, 64])), int(rng.choice([4, 8, 16, 32]))
+            h, f = int(rng.choice([6, 8, 12, 16])), int(rng.choice([1, 3, 5]))
+            stride, pad = int(rng.choice([1, 2])), str(rng.choice(["valid", "same"]))
+            bits = {"f32": 32, "lut": 2, "shift": 2, "xnor": 1, "and": 1, "int8": 8}[kind]
+            e = conv_entry("x", c_in=c_in, c_out=c_out, h_in=h, w_in=h, kh=f, stride=stride, padding=pad,
+                           kind=kind, weight_bits=bits)
+            feats = features(e, word_bits)
+            ns = sum(v * feats[n] for n, v in c.items())
+            rows.append(Measurement(kind, bits, variant, c_in, c_out, h, h, f, stride, pad, e.macs, ns, ns * 0.99))
+    return rows
+
+
+def test_from_csv_round_trip_recovers_coefficients(tmp_path):
+    truth = {"f32": {"ns_per_mac": 0.5, "ns_per_output": 3.0, "ns_fixed": 200.0},
+             "xnor": {"ns_per_word_op": 1.5, "ns_per_input": 0.25, "ns_fixed": 100.0}}
+    rows = _synthetic_rows(truth, word_bits=32)
+    comments = ["source: synthetic test", "board: test board", "cpu: test cpu", "clock_hz: 48000000",
+                "word_bits: 32", "sram_bytes: 65536", "flash_bytes: 524288"]
+    csv_path = tmp_path / "board.csv"
+    csv_path.write_text(format_measurements(rows, comments))
+    parsed = read_measurements(csv_path)
+    assert parsed.rows == [Measurement(**{**r.__dict__, "ns_median": round(r.ns_median, 1),
+                                          "ns_min": round(r.ns_min, 1)}) for r in rows]
+    profile = calibrate_from_csv(csv_path, "myboard")
+    out = dump_profile(profile, tmp_path / "myboard.yaml")
+    loaded = load_profile(out)
+    assert loaded.clock_hz == 48000000 and loaded.memory == {"sram_bytes": 65536, "flash_bytes": 524288}
+    assert set(loaded.kernels) == {"f32", "xnor"}
+    for kind, coeffs in truth.items():
+        k = loaded.kernels[kind]
+        assert k.provenance == "measured-board" and k.points == 14
+        assert k.mape < 1e-4
+        for name, value in coeffs.items():
+            assert k.coefficients[name] == pytest.approx(value, rel=1e-3)
+
+
+def test_from_csv_with_base_derives_missing_kinds_with_one_scale(tmp_path):
+    base = load_profile(_write(tmp_path, VALID))
+    # the board is exactly 3x slower than the base for f32
+    rows = _synthetic_rows({"f32": {k: 3 * v for k, v in VALID["kernels"]["f32"]["coefficients"].items()}},
+                           word_bits=32)
+    s, err = scale_factor(rows, base)
+    assert s == pytest.approx(3.0) and err < 1e-9
+    mfile = parse_measurements(format_measurements(rows, ["clock_hz: 1", "word_bits: 32", "board: b", "cpu: c",
+                                                         "sram_bytes: 1", "flash_bytes: 1"]), "mem.csv")
+    profile = profile_from_measurements(mfile, "b", source="mem.csv", base=base)
+    derived = profile.kernels["xnor"]
+    assert derived.provenance == "derived" and "ESTIMATE" in derived.source
+    assert derived.coefficients == pytest.approx({"ns_per_word_op": 9.0, "ns_per_input": 1.5}, rel=1e-4)
+
+
+@pytest.mark.parametrize("line,fragment", [
+    ("f16,32,opt,3,8,16,16,3,1,valid,42336,1000,", "column kind"),
+    ("f32,32,opt,3,8,16,16,3,1,valid,42335,1000,", "column macs: got 42335"),
+    ("f32,32,opt,3,8,16,16,3,1,valid,42336,fast,", "column ns_median"),
+    ("f32,32,opt,3,8,16,16,3,1,full,42336,1000,", "pad 'full'"),
+])
+def test_measurement_csv_errors_name_line_and_column(line, fragment):
+    text = "# comment\nkind,bits,variant,c_in,c_out,h,w,f,stride,pad,macs,ns_median,ns_min\n" + line + "\n"
+    with pytest.raises(UserError, match=re.escape(f"m.csv:3: ") + ".*" + re.escape(fragment)):
+        parse_measurements(text, "m.csv")
+
+
+def test_board_csvs_reproduce_the_shipped_measured_coefficients():
+    for target in ("m4", "a53", "i5"):
+        fitted = calibrate_from_csv(f"hw_models/measurements/{target}.csv", target)
+        shipped = load_profile(target)
+        for kind in ("f32", "lut"):
+            assert fitted.kernels[kind].coefficients == shipped.kernels[kind].coefficients
+            assert fitted.kernels[kind].mape < 0.05
+
+
+def test_cli_unknown_target_and_plan_json(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from autoq.cli import app
+
+    plan = LayerPlan([8, 8, 1], [conv_entry("c", c_in=1, c_out=4, h_in=8, w_in=8, kh=3),
+                                 dense_entry("fc", n_in=144, n_out=10)])
+    path = tmp_path / "plan.json"
+    path.write_text(json.dumps(plan.to_dict()))
+    runner = CliRunner()
+    result = runner.invoke(app, ["cost", "--plan", str(path), "--target", "m4", "--json"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output)
+    assert out["cost"]["latency_ms"] == pytest.approx(estimate(plan, "m4").latency_ms)
+    result = runner.invoke(app, ["cost", "--plan", str(path), "--target", "nope"])
+    assert isinstance(result.exception, UserError) and "known targets: " in str(result.exception)
+    result = runner.invoke(app, ["targets", "--json"])
+    assert {p["id"] for p in json.loads(result.output)} >= {"m4", "a53", "i5"}
