@@ -1,0 +1,59 @@
+"""The library side of ``autoq search`` (cli.py stays thin): options from the command line,
+the end-of-search front tables. Nothing here prints; cli.py does."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from autoq.errors import UserError
+from autoq.search.runner import SearchOptions, SearchResult
+from autoq.search.study import SAMPLERS, parse_budget
+from autoq.space import load_space
+
+
+def split_targets(target: str | None, targets: str | None) -> list[str] | None:
+    """--target m4 and/or --targets m4,a53,i5 -> ["m4", "a53", "i5"] (None: the space's)."""
+    out: list[str] = []
+    for part in [target or ""] + (targets or "").split(","):
+        part = part.strip()
+        if part and part not in out:
+            out.append(part)
+    return out or None
+
+
+def options_from_cli(space: str, budget: str, target: str | None = None, targets: str | None = None,
+                     sampler: str = "nsga2", backend: str = "local", workers: int = 1,
+                     address: str | None = None, out: str | None = None, resume: bool = False,
+                     force: bool = False, seed: int | None = None,
+                     epochs: int | None = None) -> SearchOptions:
+    """Validate the command line (cheap checks first) into SearchOptions."""
+    parsed_budget = parse_budget(budget)
+    if sampler not in SAMPLERS:
+        raise UserError(f"--sampler: got {sampler!r}; allowed: {', '.join(SAMPLERS)}")
+    sp = load_space(space)
+    chosen = split_targets(target, targets)
+    out_dir = Path(out) if out else Path("runs") / f"{sp.name}-{'-'.join(chosen or sp.targets)}"
+    return SearchOptions(space=sp, budget=parsed_budget, out_dir=out_dir, targets=chosen,
+                         sampler=sampler, backend=backend, workers=workers, address=address,
+                         resume=resume, force=force, seed=seed, epochs=epochs).resolved()
+
+
+def result_line(result: SearchResult) -> str:
+    state = "stopped (Ctrl-C)" if result.interrupted else "finished"
+    line = (f"search {state}: {result.done} trials counted ({result.budget} budget) in "
+            f"{result.seconds:.1f} s; study {Path(result.out_dir) / 'study.db'}")
+    if result.presets_enqueued:
+        line += f"; presets evaluated first: {', '.join(result.presets_enqueued)}"
+    if result.retried:
+        line += f"; interrupted trials retried: {result.retried}"
+    return line
+
+
+def front_tables(out_dir: str | Path, targets: list[str]) -> list:
+    """One rich table per target: the Pareto front of the run (autoq.pareto)."""
+    from autoq import pareto
+
+    tables = []
+    for t in targets:
+        pf = pareto.pareto_front(out_dir, target=t)
+        tables.append(pareto.render_table(pf)[0])
+    return tables

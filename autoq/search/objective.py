@@ -1,0 +1,317 @@
+"""One trial: QuantConfig -> model -> costs on every target -> (maybe) training -> outcome.
+
+The pipeline logic here is TensorFlow-free; the TF work sits behind three steps
+(:class:`TrialSteps`: ``plan``, ``cost``, ``train``) so the runner and its tests can use a
+fake. :class:`KerasSteps` is the real implementation.
+
+Multi-fidelity without pruners (Optuna's pruners do not support multi-objective studies):
+
+1. **Cost first, skip the infeasible.** The LayerPlan comes from the built (untrained) model,
+   so latency / flash / RAM are known before any training. A config that breaks a constraint
+   on any target is recorded with ``status: skipped`` (its real costs, accuracy 0) and not
+   trained; the samplers' constrained domination still learns from it.
+2. **Short-epoch screen with promotion** (optional, ``training.screen``). The config is first
+   trained for ``screen.epochs``; it is promoted to the full ``training.epochs`` unless an
+   earlier screened trial is at least as cheap on every cost objective and more accurate by
+   more than ``screen.margin``:
+
+       promote  <=>  not exists j: acc_j >= acc + margin  and  cost_j,k <= cost_k for all k
+
+   A trial that is not promoted keeps its screen accuracy (``fidelity: screen``), a lower
+   bound of what full training would give, so it can only be dominated, never wrongly win.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import time
+import traceback
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+log = logging.getLogger(__name__)
+
+STATUSES = ("ok", "failed", "skipped")
+COST_FIELDS = {"latency": "latency_ms", "flash": "flash_bytes", "ram": "peak_ram_bytes"}
+
+
+@dataclass
+class TrainOutcome:
+    """What a training step returns (mirrors autoq.train.TrainResult)."""
+
+    status: str                      # ok | failed
+    val_acc: float | None = None
+    test_acc: float | None = None
+    weights_path: str | None = None
+    reason: str | None = None
+    seconds: float = 0.0
+
+
+@dataclass
+class TrialOutcome:
+    """Everything one trial stores on the study (contracts.md, "Study")."""
+
+    status: str                                  # ok | failed | skipped
+    config: dict
+    plan: dict | None = None
+    costs: dict[str, dict] = field(default_factory=dict)   # target -> CostReport dict
+    metrics: dict = field(default_factory=dict)   # val_acc, test_acc, train_seconds, screen_acc
+    weights_path: str | None = None
+    fail_reason: str | None = None
+    fidelity: str = "full"                        # full | screen | none (not trained)
+    timings: dict = field(default_factory=dict)   # build, cost, train seconds
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrialOutcome":
+        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
+
+
+@dataclass
+class TrialContext:
+    """What a trial needs besides its config; every path absolute (Ray workers chdir)."""
+
+    number: int
+    out_dir: str                                  # the run folder
+    targets: list[str]
+    objective_names: list[str]                    # ["accuracy", "latency@m4", ...]
+    constraints: dict
+    epochs: int
+    seed: int
+    skip_infeasible: bool = True
+    screen_epochs: int | None = None
+    screen_margin: float = 0.02
+    screen_reference: list[tuple[float, list[float]]] = field(default_factory=list)
+
+    @property
+    def trial_dir(self) -> Path:
+        return Path(self.out_dir) / "trials" / f"{self.number:05d}"
+
+
+class TrialSteps(Protocol):
+    """The three expensive steps of a trial; :class:`KerasSteps` is the real one."""
+
+    def plan(self, config: dict) -> dict: ...                          # LayerPlan dict
+
+    def cost(self, plan: dict, target: str) -> dict: ...               # CostReport dict
+
+    def train(self, config: dict, epochs: int, ctx: TrialContext) -> TrainOutcome: ...
+
+
+# --- objectives and constraints (pure) -------------------------------------------------------
+
+
+def objective_values(outcome: TrialOutcome, objective_names: list[str]) -> list[float]:
+    """Values in study order; accuracy of an untrained (skipped) trial is 0."""
+    values = []
+    for name in objective_names:
+        if name == "accuracy":
+            acc = outcome.metrics.get("val_acc")
+            values.append(0.0 if acc is None else float(acc))
+        else:
+            kind, _, target = name.partition("@")
+            values.append(float(outcome.costs[target][COST_FIELDS[kind]]))
+    return values
+
+
+def constraint_values(costs: dict[str, dict], constraints: dict) -> list[float]:
+    """Optuna's convention: one value per (constraint, target), feasible iff <= 0.
+
+    max_latency_ms: latency - max; max_flash_kb / max_ram_kb: bytes / 1024 - max;
+    fits sram: peak RAM - RAM limit; fits flash: flash - flash limit (bytes).
+    """
+    values: list[float] = []
+    for target in sorted(costs):
+        c = costs[target]
+        if "max_latency_ms" in constraints:
+            values.append(float(c["latency_ms"]) - constraints["max_latency_ms"])
+        if "max_flash_kb" in constraints:
+            values.append(float(c["flash_bytes"]) / 1024 - constraints["max_flash_kb"])
+        if "max_ram_kb" in constraints:
+            values.append(float(c["peak_ram_bytes"]) / 1024 - constraints["max_ram_kb"])
+        fits = constraints.get("fits") or []
+        if "sram" in fits:
+            values.append(float(c["peak_ram_bytes"]) - float(c["ram_limit_bytes"]))
+        if "flash" in fits:
+            values.append(float(c["flash_bytes"]) - float(c["flash_limit_bytes"]))
+    return values
+
+
+def violated(costs: dict[str, dict], constraints: dict) -> list[str]:
+    """Readable list of broken constraints (empty when feasible)."""
+    out = []
+    for target in sorted(costs):
+        c = costs[target]
+        checks = [("max_latency_ms", c["latency_ms"], constraints.get("max_latency_ms"), "latency ms"),
+                  ("max_flash_kb", c["flash_bytes"] / 1024, constraints.get("max_flash_kb"), "flash KB"),
+                  ("max_ram_kb", c["peak_ram_bytes"] / 1024, constraints.get("max_ram_kb"), "peak RAM KB")]
+        for _, value, limit, what in checks:
+            if limit is not None and value > limit:
+                out.append(f"{target}: {what} {value:.4g} > {limit:g}")
+        fits = constraints.get("fits") or []
+        if "sram" in fits and c["peak_ram_bytes"] > c["ram_limit_bytes"]:
+            out.append(f"{target}: peak RAM {c['peak_ram_bytes']} B > {c['ram_limit_bytes']} B")
+        if "flash" in fits and c["flash_bytes"] > c["flash_limit_bytes"]:
+            out.append(f"{target}: flash {c['flash_bytes']} B > {c['flash_limit_bytes']} B")
+    return out
+
+
+def should_promote(acc: float, costs: list[float], reference: list[tuple[float, list[float]]],
+                   margin: float) -> bool:
+    """True unless an earlier screened trial is as cheap everywhere and > margin more accurate."""
+    for ref_acc, ref_costs in reference:
+        if ref_acc >= acc + margin and all(rc <= c for rc, c in zip(ref_costs, costs)):
+            return False
+    return True
+
+
+def cost_vector(costs: dict[str, dict], objective_names: list[str]) -> list[float]:
+    out = []
+    for name in objective_names:
+        if name != "accuracy":
+            kind, _, target = name.partition("@")
+            out.append(float(costs[target][COST_FIELDS[kind]]))
+    return out
+
+
+# --- the trial pipeline ----------------------------------------------------------------------
+
+
+def run_trial(config: dict, ctx: TrialContext, steps: TrialSteps) -> TrialOutcome:
+    """Build -> cost -> (skip | screen -> promote? -> train) -> outcome; never raises on a
+    failing trial (the reason is recorded), only on KeyboardInterrupt."""
+    out = TrialOutcome(status="ok", config=config, fidelity="none")
+    stage = "build"
+    try:
+        t0 = time.perf_counter()
+        out.plan = steps.plan(config)
+        t1 = time.perf_counter()
+        stage = "cost"
+        out.costs = {t: steps.cost(out.plan, t) for t in ctx.targets}
+        t2 = time.perf_counter()
+        out.timings.update(build=t1 - t0, cost=t2 - t1, train=0.0)
+        broken = violated(out.costs, ctx.constraints)
+        if broken and ctx.skip_infeasible:
+            out.status, out.fail_reason = "skipped", "infeasible: " + "; ".join(broken)
+            return out
+        stage = "train"
+        costs = cost_vector(out.costs, ctx.objective_names)
+        result = None
+        if ctx.screen_epochs:
+            result = steps.train(config, ctx.screen_epochs, ctx)
+            out.timings["train"] += result.seconds
+            if result.status == "ok":
+                out.metrics["screen_acc"] = result.val_acc
+                promote = should_promote(result.val_acc, costs, ctx.screen_reference, ctx.screen_margin)
+                out.fidelity = "screen"
+                if promote:
+                    result = steps.train(config, ctx.epochs, ctx)
+                    out.timings["train"] += result.seconds
+                    out.fidelity = "full"
+        else:
+            result = steps.train(config, ctx.epochs, ctx)
+            out.timings["train"] += result.seconds
+            out.fidelity = "full"
+        if result.status != "ok" or result.val_acc is None or not math.isfinite(result.val_acc):
+            out.status = "failed"
+            out.fail_reason = result.reason or f"training returned val_acc={result.val_acc!r}"
+            return out
+        out.metrics.update(val_acc=float(result.val_acc), test_acc=result.test_acc,
+                           train_seconds=out.timings["train"])
+        out.weights_path = result.weights_path
+        return out
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:  # noqa: BLE001 - one broken trial must not end the search
+        log.warning("trial %d failed in %s: %s: %s", ctx.number, stage, type(exc).__name__, exc)
+        log.debug("trial %d traceback:\n%s", ctx.number, traceback.format_exc())
+        out.status, out.fail_reason = "failed", f"{stage}: {type(exc).__name__}: {exc}"
+        return out
+
+
+# --- the real steps (TensorFlow) -------------------------------------------------------------
+
+
+class KerasSteps:
+    """Builds zoo models, costs their LayerPlan, fine-tunes from the cached float baseline.
+
+    One instance per process; the data set and the baseline are loaded once and reused
+    (Ray's reuse_actors keeps the worker, hence the instance, alive between trials).
+    """
+
+    def __init__(self, model: str, dataset: str, data_path: str | None, recipe: str, seed: int,
+                 cache_dir: str, input_shape=None, baseline_epochs: int = 10,
+                 threads: int | None = None):
+        self.model_name, self.dataset_name, self.data_path = model, dataset, data_path
+        self.recipe_name, self.seed, self.cache_dir = recipe, seed, cache_dir
+        self.expected_input = tuple(input_shape) if input_shape else None
+        self.baseline_epochs, self.threads = baseline_epochs, threads
+        self._data = None
+        self._baseline = None
+        self._profiles: dict[str, Any] = {}
+
+    def prepare(self) -> None:
+        """Load the data (a missing file is a UserError now, not a failed trial) and the
+        float baseline (trained once, before any trial)."""
+        from autoq.errors import UserError
+
+        base = self.baseline()
+        if base.status != "ok":
+            raise UserError(f"the float baseline of {self.model_name} on {self.dataset_name} failed: "
+                            f"{base.reason}")
+
+    @property
+    def data(self):
+        if self._data is None:
+            from autoq.data import load_dataset
+            from autoq.errors import UserError
+
+            self._data = load_dataset(self.dataset_name, data_path=self.data_path, seed=self.seed)
+            if self.expected_input and tuple(self._data.input_shape) != self.expected_input:
+                raise UserError(f"search space input {list(self.expected_input)} does not match data set "
+                                f"{self.dataset_name!r} shape {list(self._data.input_shape)}")
+        return self._data
+
+    def baseline(self):
+        """The float baseline (trained once per model + data set + seed, cached on disk)."""
+        if self._baseline is None:
+            from autoq.train import train_baseline
+
+            self._baseline = train_baseline(self.model_name, self.data, self.recipe_name, self.seed,
+                                            self.cache_dir, threads=self.threads,
+                                            epochs=self.baseline_epochs)
+        return self._baseline
+
+    def plan(self, config: dict) -> dict:
+        from autoq.config import QuantConfig
+        from autoq.models.zoo import build_model
+        from autoq.plan import plan_from_model
+
+        data = self.data
+        model = build_model(self.model_name, data.input_shape, data.num_classes, QuantConfig.from_dict(config))
+        return plan_from_model(model).to_dict()
+
+    def cost(self, plan: dict, target: str) -> dict:
+        from autoq.cost.model import estimate
+        from autoq.cost.profile import load_profile
+        from autoq.plan import LayerPlan
+
+        if target not in self._profiles:
+            self._profiles[target] = load_profile(target)
+        return estimate(LayerPlan.from_dict(plan), self._profiles[target]).to_dict()
+
+    def train(self, config: dict, epochs: int, ctx: TrialContext) -> TrainOutcome:
+        from autoq.config import QuantConfig
+        from autoq.train import finetune
+
+        ctx.trial_dir.mkdir(parents=True, exist_ok=True)
+        r = finetune(self.model_name, self.data, QuantConfig.from_dict(config), self.recipe_name,
+                     self.seed, baseline=self.baseline(), out_dir=str(ctx.trial_dir), epochs=int(epochs),
+                     threads=self.threads)
+        path = r.model_path or r.weights_path
+        return TrainOutcome(status=r.status, val_acc=r.val_acc, test_acc=r.test_acc,
+                            weights_path=None if path is None else str(Path(path).resolve()),
+                            reason=r.reason, seconds=float(r.seconds or 0.0))

@@ -1,0 +1,234 @@
+"""Run a search: presets first, then the sampler, until the budget is met; local or Ray.
+
+Local backend (the embedded default): trials run one after another in this process with
+Optuna's ask-and-tell interface on ``runs/NAME/study.db``. Ray backend: the same objective
+through Ray Tune (``autoq.search.ray_backend``), told to the same study. Either way, what is
+stored and counted is defined in ``autoq.search.study``.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from autoq.errors import UserError
+from autoq.search.objective import (TrialContext, TrialOutcome, TrialSteps, objective_values,
+                                    run_trial)
+from autoq.search.study import (Budget, RunInfo, build_cache, check_run_folder, count_done,
+                                make_sampler, open_study, outcome_attrs, repair_interrupted,
+                                screen_reference)
+from autoq.space import SearchSpace, check_targets, config_hash
+
+log = logging.getLogger(__name__)
+
+BACKENDS = ("local", "ray")
+
+
+@dataclass
+class SearchOptions:
+    space: SearchSpace
+    budget: Budget
+    out_dir: Path
+    targets: list[str] | None = None          # default: the space's targets
+    sampler: str = "nsga2"
+    backend: str = "local"
+    workers: int = 1
+    address: str | None = None
+    resume: bool = False
+    force: bool = False
+    seed: int | None = None                   # default: the space's training.seed
+    epochs: int | None = None                 # default: the space's training.epochs
+    cache_dir: Path | None = None             # float baselines; default runs/.autoq-cache
+
+    def resolved(self) -> "SearchOptions":
+        self.out_dir = Path(self.out_dir).expanduser().resolve()
+        self.targets = check_targets(list(self.targets or self.space.targets))
+        if self.backend not in BACKENDS:
+            raise UserError(f"--backend: got {self.backend!r}; allowed: {', '.join(BACKENDS)}")
+        if not isinstance(self.workers, int) or self.workers < 1:
+            raise UserError(f"--workers: got {self.workers!r}; allowed: an integer >= 1")
+        if self.backend == "local" and self.workers != 1:
+            raise UserError(f"--workers {self.workers}: the local backend runs one trial at a time; "
+                            "use --backend ray for parallel trials")
+        if self.address and self.backend != "ray":
+            raise UserError("--address is for --backend ray")
+        if self.epochs is not None and self.epochs < 1:
+            raise UserError(f"--epochs: got {self.epochs}; allowed: an integer >= 1")
+        if self.seed is None:
+            self.seed = self.space.seed
+        if self.epochs is None:
+            self.epochs = self.space.epochs
+        if self.space.screen and self.space.screen.epochs >= self.epochs:
+            raise UserError(f"--epochs {self.epochs}: must exceed the space's training.screen.epochs "
+                            f"({self.space.screen.epochs})")
+        self.cache_dir = Path(self.cache_dir or self.out_dir.parent / ".autoq-cache").resolve()
+        return self
+
+
+@dataclass
+class SearchResult:
+    out_dir: str
+    done: int
+    budget: Budget
+    interrupted: bool
+    seconds: float
+    presets_enqueued: list[str] = field(default_factory=list)
+    presets_skipped: list[str] = field(default_factory=list)
+    retried: list[int] = field(default_factory=list)
+
+
+StepsFactory = Callable[[SearchOptions], TrialSteps]
+
+
+def default_steps(opts: SearchOptions) -> TrialSteps:
+    """The real steps (TensorFlow): build, cost and fine-tune zoo models."""
+    from autoq.search.objective import KerasSteps
+
+    sp = opts.space
+    return KerasSteps(sp.model, sp.dataset, sp.data_path, sp.recipe, opts.seed, str(opts.cache_dir),
+                      sp.input_shape, baseline_epochs=sp.baseline_epochs)
+
+
+def run_info(opts: SearchOptions) -> RunInfo:
+    sp = opts.space
+    names = sp.objective_names(opts.targets)
+    kinds = list(dict.fromkeys(n.partition("@")[0] for n in names))
+    return RunInfo(name=opts.out_dir.name, space_raw=sp.raw, targets=list(opts.targets),
+                   objectives=kinds, objective_names=names)
+
+
+def enqueue_presets(study, space: SearchSpace) -> tuple[list[str], list[str]]:
+    """Enqueue the thesis presets the space can express (in the space's order)."""
+    from autoq.config import PRESETS, preset
+
+    shortcut = (space.model_choices.get("shortcut") or ["quantized"])[0]
+    flf = (space.model_choices.get("first_last_float") or [True])[0]
+    done, skipped, seen = [], [], set()
+    for name in space.presets if space.presets is not None else list(PRESETS):
+        cfg = preset(name, space.model, shortcut=shortcut, first_last_float=flf).to_dict()
+        params = space.params_for_config(cfg)
+        if params is None:
+            skipped.append(name)
+            continue
+        h = config_hash(space.config_from_params(params))
+        if h in seen:
+            continue
+        seen.add(h)
+        study.enqueue_trial(params, user_attrs={"preset": name})
+        done.append(name)
+    if skipped:
+        log.info("presets the space cannot express (not enqueued): %s", ", ".join(skipped))
+    return done, skipped
+
+
+def trial_context(opts: SearchOptions, number: int, study) -> TrialContext:
+    sp = opts.space
+    names = sp.objective_names(opts.targets)
+    return TrialContext(
+        number=number, out_dir=str(opts.out_dir), targets=list(opts.targets), objective_names=names,
+        constraints=sp.constraints, epochs=opts.epochs, seed=opts.seed,
+        skip_infeasible=sp.skip_infeasible,
+        screen_epochs=sp.screen.epochs if sp.screen else None,
+        screen_margin=sp.screen.margin if sp.screen else 0.0,
+        screen_reference=screen_reference(study, names) if sp.screen else [])
+
+
+def record(study, trial, outcome: TrialOutcome, ctx: TrialContext, h: str,
+           cached_from: int | None = None) -> None:
+    """Store the outcome on the trial and tell Optuna (FAIL for failed trials)."""
+    import optuna
+
+    t0 = time.perf_counter()
+    attrs = outcome_attrs(outcome, ctx.constraints, h, cached_from)
+    for key, value in attrs.items():
+        trial.set_user_attr(key, value)
+    outcome.timings["store"] = time.perf_counter() - t0  # writing the trial's attrs to SQLite
+    trial.set_user_attr("timings", outcome.timings)
+    if outcome.status == "failed":
+        study.tell(trial, state=optuna.trial.TrialState.FAIL)
+    else:
+        study.tell(trial, objective_values(outcome, ctx.objective_names))
+
+
+def evaluate_trial(study, trial, opts: SearchOptions, steps: TrialSteps, cache: dict) -> TrialOutcome:
+    """Sample (or take the enqueued) parameters, reuse a cached result or run the trial."""
+    params = opts.space.suggest(trial)
+    config = opts.space.config_from_params(params)
+    h = config_hash(config)
+    ctx = trial_context(opts, trial.number, study)
+    if h in cache:
+        hit = dict(cache[h])
+        cached_from = hit.pop("trial")
+        outcome = TrialOutcome.from_dict(hit)
+        outcome.timings = {}
+        log.info("trial %d: same config as trial %d, result reused", trial.number, cached_from)
+        record(study, trial, outcome, ctx, h, cached_from)
+        return outcome
+    trial.set_user_attr("config", config)
+    trial.set_user_attr("config_hash", h)
+    outcome = run_trial(config, ctx, steps)
+    record(study, trial, outcome, ctx, h)
+    cache.setdefault(h, {**outcome.to_dict(), "trial": trial.number})
+    return outcome
+
+
+def run_search(opts: SearchOptions, steps_factory: StepsFactory | None = None,
+               on_trial: Callable[[object], None] | None = None) -> SearchResult:
+    """Run (or resume) a search until the budget is met or Ctrl-C; returns a summary.
+
+    on_trial(study) is called after every finished trial (the progress display).
+    """
+    start = time.monotonic()  # a time budget includes data loading and the float baseline
+    opts = opts.resolved()
+    info = run_info(opts)
+    check_run_folder(opts.out_dir, opts.resume, opts.force)  # refuse before any heavy work
+    factory = steps_factory or default_steps
+    steps = factory(opts)
+    if hasattr(steps, "prepare"):
+        steps.prepare()  # data + float baseline, once, here (Ray workers then hit the cache)
+    sampler = make_sampler(opts.sampler, opts.seed, opts.budget, bool(opts.space.constraints))
+    study = open_study(opts.out_dir, info, sampler, opts.resume, opts.force)
+    result = SearchResult(out_dir=str(opts.out_dir), done=0, budget=opts.budget, interrupted=False,
+                          seconds=0.0)
+    if opts.resume:
+        result.retried = repair_interrupted(study)
+    else:
+        result.presets_enqueued, result.presets_skipped = enqueue_presets(study, opts.space)
+    try:
+        if opts.backend == "ray":
+            from autoq.search.ray_backend import run_ray
+
+            result.interrupted = run_ray(study, opts, factory, start, on_trial)
+        else:
+            _run_local(study, opts, steps, start, on_trial)
+    except KeyboardInterrupt:
+        result.interrupted = True
+    result.done = count_done(study)
+    result.seconds = time.monotonic() - start
+    return result
+
+
+def budget_left(study, budget: Budget, start: float) -> int | None:
+    """Trials still to run (None = unlimited, time budget); 0 when the budget is met."""
+    if budget.seconds is not None:
+        return 0 if time.monotonic() - start >= budget.seconds else None
+    return max(0, budget.trials - count_done(study))
+
+
+def _run_local(study, opts: SearchOptions, steps: TrialSteps, start: float, on_trial) -> None:
+    import optuna
+
+    cache = build_cache(study)
+    while budget_left(study, opts.budget, start) != 0:
+        trial = study.ask()
+        try:
+            evaluate_trial(study, trial, opts, steps, cache)
+        except KeyboardInterrupt:
+            # not counted; --resume retries the same parameters first
+            study._storage.set_trial_user_attr(trial._trial_id, "status", "interrupted")
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            raise
+        if on_trial is not None:
+            on_trial(study)
