@@ -331,6 +331,56 @@ def inspect_cmd(
         typer.echo("meta: " + json.dumps(qf.meta))
 
 
+# --- search ---------------------------------------------------------------------------------
+
+
+@app.command("search")
+def search_cmd(
+    space: str = typer.Option(..., "--space", "-s",
+                              help="Search-space YAML, or a shipped one: lenet5, vgg7, resnet20, squeezenet."),
+    budget: str = typer.Option(..., "--budget", "-b",
+                               help="Counted trials (40) or wall-clock time (20m, 90s, 1h30m)."),
+    target: Optional[str] = typer.Option(None, "--target", "-t", help="Target profile id or YAML (default: the space's)."),
+    targets: Optional[str] = typer.Option(None, "--targets", help="Several targets, comma-separated: m4,a53,i5."),
+    sampler: str = typer.Option("nsga2", "--sampler", help="nsga2 | tpe | random."),
+    backend: str = typer.Option("local", "--backend", help="local (trials in this process) | ray (Ray Tune)."),
+    workers: int = typer.Option(1, "--workers", "-w", help="Parallel trials (ray backend)."),
+    address: Optional[str] = typer.Option(None, "--address", help="Ray cluster address (default: a local Ray)."),
+    out: Optional[str] = typer.Option(None, "--out", "-o", help="Run folder (default runs/<space>-<targets>)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out (after Ctrl-C or a crash)."),
+    force: bool = typer.Option(False, "--force", help="Delete the run in --out and start over."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Sampler and training seed (default: the space's)."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="Fine-tuning epochs per trial (overrides the space)."),
+    no_progress: bool = typer.Option(False, "--no-progress", help="No live display (logs only)."),
+) -> None:
+    """Search per-layer quantization: Optuna study in OUT/study.db, thesis presets first, Pareto front at the end."""
+    from rich.console import Console
+
+    from autoq.search import run_search
+    from autoq.search.command import front_tables, options_from_cli, result_line
+    from autoq.search.progress import LiveProgress
+
+    opts = options_from_cli(space, budget, target, targets, sampler, backend, workers, address, out,
+                            resume, force, seed, epochs)
+    console = Console()
+    console.print(f"search {opts.space.name}: {opts.space.model} on {opts.space.dataset}, targets "
+                  f"{', '.join(opts.targets)}, budget {opts.budget}, sampler {opts.sampler}, backend "
+                  f"{opts.backend}, run folder {opts.out_dir}")
+    if no_progress:
+        result = run_search(opts)
+    else:
+        with LiveProgress(opts.budget, console) as live:
+            result = run_search(opts, on_trial=live.update)
+    console.print(result_line(result))
+    if result.done:
+        for table in front_tables(opts.out_dir, opts.targets):
+            console.print(table)
+        console.print(f"per-layer configs, CSV, HTML: autoq pareto {opts.out_dir}")
+    if result.interrupted:
+        console.print(f"continue with: autoq search --space {space} --budget {budget} --out {opts.out_dir} --resume")
+        raise typer.Exit(130)
+
+
 def main() -> None:
     """Console-script entry point: user errors print one clear line and exit with code 2."""
     try:
