@@ -533,8 +533,8 @@ def check_targets(targets: list[str], key: str = "--target", source: str | None 
     for t in targets:
         if t not in known and not Path(t).is_file():
             prefix = f"{source}: " if source else ""
-            raise UserError(f"{prefix}{key}: unknown target {t!r}; known: {', '.join(known) or '(none)'}"
-                            " (or a path to a profile .yaml)")
+            raise UserError(f"{prefix}{key}: got unknown target {t!r}; allowed: {', '.join(known) or '(none)'}"
+                            " or a path to a profile .yaml")
     return targets
 
 
