@@ -68,7 +68,10 @@ def stratified_split(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndar
     for label in np.unique(y):
         idx = np.flatnonzero(y == label)
         idx = idx[rng.permutation(len(idx))]
+        # at least one per class (when the class has two), so tiny sets keep every class
         n_held = int(round(len(idx) * fraction))
+        if fraction > 0 and len(idx) >= 2:
+            n_held = min(max(n_held, 1), len(idx) - 1)
         held.append(idx[:n_held])
         keep.append(idx[n_held:])
     return np.sort(np.concatenate(keep)), np.sort(np.concatenate(held))
