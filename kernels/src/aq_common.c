@@ -1,0 +1,251 @@
+/* Geometry, the variant table, argument checks, packing and shared decode helpers. */
+#include <math.h>
+#include <string.h>
+
+#include "aq_internal.h"
+
+int aq_geom_init(aq_geom *g, int h, int w, int c_in, int c_out, int kh, int kw, int stride,
+                 int padding) {
+    if (!g || h < 1 || w < 1 || c_in < 1 || c_out < 1 || kh < 1 || kw < 1 || stride < 1)
+        return AQ_E_ARG;
+    g->h = h; g->w = w; g->c_in = c_in; g->c_out = c_out; g->kh = kh; g->kw = kw;
+    g->stride = stride; g->padding = padding;
+    if (padding == AQ_PAD_VALID) {
+        if (kh > h || kw > w) return AQ_E_GEOM;
+        g->out_h = (h - kh) / stride + 1;
+        g->out_w = (w - kw) / stride + 1;
+        g->pad_top = g->pad_left = 0;
+    } else if (padding == AQ_PAD_SAME) {
+        int ph, pw;
+        g->out_h = (h + stride - 1) / stride;
+        g->out_w = (w + stride - 1) / stride;
+        ph = (g->out_h - 1) * stride + kh - h;
+        pw = (g->out_w - 1) * stride + kw - w;
+        g->pad_top = ph > 0 ? ph / 2 : 0;
+        g->pad_left = pw > 0 ? pw / 2 : 0;
+    } else {
+        return AQ_E_ARG;
+    }
+    return AQ_OK;
+}
+
+int aq_dense_geom(aq_geom *g, int n_in, int n_out) {
+    return aq_geom_init(g, 1, 1, n_in, n_out, 1, 1, 1, AQ_PAD_VALID);
+}
+
+const aq_variant_info aq_variants[] = {
+#define AQ_VARIANT(kind, kind_name, variant, fn) {kind, kind_name, variant, fn},
+#include "aq_variants.inc"
+#undef AQ_VARIANT
+};
+const int aq_num_variants = (int)(sizeof(aq_variants) / sizeof(aq_variants[0]));
+
+const char *aq_kind_name(aq_kind kind) {
+    static const char *names[AQ_NUM_KINDS] = {"f32", "lut", "shift", "xnor", "and", "int8"};
+    return (kind >= 0 && kind < AQ_NUM_KINDS) ? names[kind] : "?";
+}
+
+int aq_find_variant(const char *kind_name, const char *variant) {
+    int i;
+    for (i = 0; i < aq_num_variants; i++)
+        if (!strcmp(aq_variants[i].kind_name, kind_name) && !strcmp(aq_variants[i].variant, variant))
+            return i;
+    return -1;
+}
+
+size_t aq_scratch_bytes(aq_kind kind, const char *variant, const aq_geom *g) {
+    size_t k = (size_t)g->kh * g->kw * g->c_in;
+    if (!variant || strcmp(variant, "opt") != 0) return 0;
+    switch (kind) {
+    case AQ_F32:
+    case AQ_LUT:
+    case AQ_SHIFT: return k * AQ_F32_COB * sizeof(float);
+    case AQ_XNOR: /* interleaved weight blocks of all channels */
+        return (size_t)(g->c_out + AQ_BIN_COB - 1) / AQ_BIN_COB * g->kh * g->kw * aq_words(g->c_in) *
+               AQ_BIN_COB * sizeof(uint64_t);
+    case AQ_AND: /* the same plus one popcount per input pixel */
+        return (size_t)(g->c_out + AQ_BIN_COB - 1) / AQ_BIN_COB * g->kh * g->kw * aq_words(g->c_in) *
+                   AQ_BIN_COB * sizeof(uint64_t) + (size_t)g->h * g->w * sizeof(int32_t);
+    case AQ_INT8: return (size_t)g->c_out * g->kh * g->kw * sizeof(int32_t);
+    default: return 0;
+    }
+}
+
+static int geom_consistent(const aq_geom *g) {
+    aq_geom t;
+    if (aq_geom_init(&t, g->h, g->w, g->c_in, g->c_out, g->kh, g->kw, g->stride, g->padding))
+        return 0;
+    return t.out_h == g->out_h && t.out_w == g->out_w && t.pad_top == g->pad_top &&
+           t.pad_left == g->pad_left;
+}
+
+int aq_check_args(const aq_conv_args *a, aq_kind kind, const char *variant) {
+    size_t need;
+    if (!a || !a->x || !a->w || !a->y) return AQ_E_ARG;
+    if (!geom_consistent(&a->g)) return AQ_E_GEOM;
+    switch (kind) {
+    case AQ_LUT:
+        if (!a->codebook) return AQ_E_ARG;
+        if (a->bits != 1 && a->bits != 2 && a->bits != 4 && a->bits != 8) return AQ_E_ARG;
+        break;
+    case AQ_SHIFT:
+        if (!a->shift || a->bits != 2) return AQ_E_ARG;
+        break;
+    case AQ_INT8:
+        if (a->x_zero_point < -128 || a->x_zero_point > 127) return AQ_E_ARG;
+        if (a->y_zero_point < -128 || a->y_zero_point > 127) return AQ_E_ARG;
+        break;
+    default: break;
+    }
+    need = aq_scratch_bytes(kind, variant, &a->g);
+    if (need && (!a->scratch || a->scratch_bytes < need)) return AQ_E_SCRATCH;
+    return AQ_OK;
+}
+
+float aq_pow2_neg(int s) { return ldexpf(1.0f, -s); }
+
+int8_t aq_requant_s8(int32_t acc, const aq_conv_args *a, int c) {
+    float v = (float)acc;
+    long q;
+    if (a->scale) v *= a->scale[c];
+    if (a->bias) v += a->bias[c];
+    if (v > 1e9f) v = 1e9f;      /* keep lrintf in range; saturates below anyway */
+    if (v < -1e9f) v = -1e9f;
+    q = lrintf(v) + a->y_zero_point;
+    if (q > 127) q = 127;
+    if (q < -128) q = -128;
+    return (int8_t)q;
+}
+
+/* ---- packing ------------------------------------------------------------------------- */
+
+void aq_pack_bits(const float *x, long n, int c, float threshold, uint64_t *out) {
+    int nw = aq_words(c);
+    long r;
+    for (r = 0; r < n; r++) {
+        const float *row = x + r * c;
+        uint64_t *o = out + r * nw;
+        int wi;
+        for (wi = 0; wi < nw; wi++) {
+            int base = wi * 64, m = c - base < 64 ? c - base : 64, b;
+            uint64_t word = 0;
+            for (b = 0; b < m; b++) word |= (uint64_t)(row[base + b] > threshold) << b;
+            o[wi] = word;
+        }
+    }
+}
+
+void aq_unpack_bits(const uint64_t *p, long n, int c, float lo, float hi, float *out) {
+    int nw = aq_words(c);
+    long r;
+    int ci;
+    for (r = 0; r < n; r++)
+        for (ci = 0; ci < c; ci++)
+            out[r * c + ci] = ((p[r * nw + ci / 64] >> (ci % 64)) & 1u) ? hi : lo;
+}
+
+int aq_pack_indices(const uint8_t *idx, long n, long k, int bits, uint8_t *out) {
+    size_t rb = aq_index_row_bytes(k, bits);
+    int q = 8 / bits;
+    long r, j;
+    if (bits != 1 && bits != 2 && bits != 4 && bits != 8) return AQ_E_ARG;
+    memset(out, 0, rb * (size_t)n);
+    for (r = 0; r < n; r++)
+        for (j = 0; j < k; j++) {
+            unsigned v = idx[r * k + j];
+            if (v >> bits) return AQ_E_ARG;
+            out[r * rb + j / q] |= (uint8_t)(v << (bits * (j % q)));
+        }
+    return AQ_OK;
+}
+
+int aq_unpack_indices(const uint8_t *p, long n, long k, int bits, uint8_t *out) {
+    size_t rb = aq_index_row_bytes(k, bits);
+    int q = 8 / bits;
+    unsigned mask = (1u << bits) - 1u;
+    long r, j;
+    if (bits != 1 && bits != 2 && bits != 4 && bits != 8) return AQ_E_ARG;
+    for (r = 0; r < n; r++)
+        for (j = 0; j < k; j++) out[r * k + j] = (uint8_t)((p[r * rb + j / q] >> (bits * (j % q))) & mask);
+    return AQ_OK;
+}
+
+/* ---- decoding of index rows for the opt float kernels ---------------------------------- */
+
+/* Whole bytes are decoded at once (q indices per byte) instead of one division per weight;
+   value j goes to out[j * stride]. */
+static void decode_row(const uint8_t *row, long k, int bits, const float *lut, float *out,
+                       int stride) {
+    int q = 8 / bits, t;
+    unsigned mask = (1u << bits) - 1u;
+    long full = k / q, j;
+    for (j = 0; j < full; j++) {
+        unsigned byte = row[j];
+        for (t = 0; t < q; t++) out[(j * q + t) * stride] = lut[(byte >> (bits * t)) & mask];
+    }
+    for (j = full * q; j < k; j++) out[j * stride] = lut[(row[j / q] >> (bits * (j % q))) & mask];
+}
+
+static void zero_channel(float *blk, long k, int l) {
+    long j;
+    for (j = 0; j < k; j++) blk[j * AQ_F32_COB + l] = 0.0f;
+}
+
+void aq_block_lut(const aq_conv_args *a, int c0, float *blk) {
+    long k = (long)a->g.kh * a->g.kw * a->g.c_in;
+    size_t rb = aq_index_row_bytes(k, a->bits);
+    int levels = 1 << a->bits, l;
+    for (l = 0; l < AQ_F32_COB; l++) {
+        int c = c0 + l;
+        if (c >= a->g.c_out) { zero_channel(blk, k, l); continue; }
+        decode_row((const uint8_t *)a->w + (size_t)c * rb, k, a->bits,
+                   a->codebook + (a->codebook_per_channel ? (size_t)c * levels : 0), blk + l, AQ_F32_COB);
+    }
+}
+
+void aq_block_shift(const aq_conv_args *a, int c0, float *blk) {
+    static const float codes[4] = {-1.0f, 0.0f, 1.0f, 0.0f}; /* index 3 reserved: 0 */
+    long k = (long)a->g.kh * a->g.kw * a->g.c_in;
+    size_t rb = aq_index_row_bytes(k, 2);
+    int l;
+    for (l = 0; l < AQ_F32_COB; l++) {
+        int c = c0 + l;
+        if (c >= a->g.c_out) { zero_channel(blk, k, l); continue; }
+        decode_row((const uint8_t *)a->w + (size_t)c * rb, k, 2, codes, blk + l, AQ_F32_COB);
+    }
+}
+
+void aq_block_bits(const aq_conv_args *a, int c0, uint64_t *blk) {
+    long row = (long)a->g.kh * a->g.kw * aq_words(a->g.c_in), t;
+    const uint64_t *w = (const uint64_t *)a->w;
+    int l;
+    for (t = 0; t < row; t++)
+        for (l = 0; l < AQ_BIN_COB; l++)
+            blk[t * AQ_BIN_COB + l] = c0 + l < a->g.c_out ? w[(long)(c0 + l) * row + t] : 0;
+}
+
+/* ---- SIMD level ------------------------------------------------------------------------ */
+
+static int simd_cap = 99, simd_detected = -1;
+
+static int detect_simd(void) {
+#if AQ_DISPATCH
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+        __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq") &&
+        __builtin_cpu_supports("avx512vpopcntdq"))
+        return 2;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return 1;
+#endif
+    return 0;
+}
+
+int aq_simd_level(void) {
+    if (simd_detected < 0) simd_detected = detect_simd();
+    return simd_detected < simd_cap ? simd_detected : simd_cap;
+}
+
+int aq_set_simd_level(int max_level) {
+    simd_cap = max_level < 0 ? 0 : max_level;
+    return aq_simd_level();
+}

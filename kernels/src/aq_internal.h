@@ -1,0 +1,99 @@
+/* Shared helpers of the kernel sources (not part of the public API). */
+#ifndef AQ_INTERNAL_H
+#define AQ_INTERNAL_H
+
+#include "autoq_kernels.h"
+
+/* Output channels computed together by the opt int8 kernel (one input load feeds them all). */
+#define AQ_CO_BLOCK 4
+
+/* Builtin popcount where the CPU has an instruction for it (x86 POPCNT, aarch64 CNT); an
+   inline SWAR sequence elsewhere (Cortex-M4 has none, and libgcc's would be a call). */
+#if (defined(__GNUC__) || defined(__clang__)) && (defined(__POPCNT__) || defined(__aarch64__))
+#define AQ_POPCOUNT64(v) ((int)__builtin_popcountll(v))
+#else
+static inline int aq_popcount32_swar(uint32_t v) {
+    v = v - ((v >> 1) & 0x55555555u);
+    v = (v & 0x33333333u) + ((v >> 2) & 0x33333333u);
+    v = (v + (v >> 4)) & 0x0F0F0F0Fu;
+    return (int)((v * 0x01010101u) >> 24);
+}
+static inline int aq_popcount64_swar(uint64_t v) {
+    return aq_popcount32_swar((uint32_t)v) + aq_popcount32_swar((uint32_t)(v >> 32));
+}
+#define AQ_POPCOUNT64(v) aq_popcount64_swar(v)
+#endif
+
+/* Runtime dispatch of the hot loops (x86-64 + GCC/Clang, AQ_X86_DISPATCH): the portable body is
+   an always-inline function instantiated three times with different target ISAs; the
+   level is chosen once from the CPU (aq_simd_level, capped by aq_set_simd_level). */
+#if defined(AQ_X86_DISPATCH) && defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define AQ_DISPATCH 1
+#define AQ_TARGET_AVX2 __attribute__((target("avx2,fma,popcnt,bmi2")))
+#define AQ_TARGET_AVX512 \
+    __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx512vpopcntdq,avx2,fma,popcnt,bmi2")))
+#else
+#define AQ_DISPATCH 0
+#endif
+#if defined(__GNUC__) || defined(__clang__)
+#define AQ_INLINE static inline __attribute__((always_inline))
+#else
+#define AQ_INLINE static inline
+#endif
+/* GCC vector extensions for the float core where a SIMD unit exists; scalar C elsewhere. */
+#if (defined(__GNUC__) || defined(__clang__)) && (defined(__SSE2__) || defined(__ARM_NEON))
+#define AQ_VEC 1
+#else
+#define AQ_VEC 0
+#endif
+
+/* Output channels per block of the opt float kernels (vector lanes) and binary kernels. */
+#if AQ_VEC
+#define AQ_F32_COB 16
+#else
+#define AQ_F32_COB 4
+#endif
+#define AQ_BIN_COB 8
+
+/* Valid tap range [k0, k1) of an output coordinate: input index i0 + k must be in [0, n). */
+static inline void aq_tap_range(int out, int stride, int pad, int k, int n, int *i0, int *k0,
+                                int *k1) {
+    int start = out * stride - pad;
+    *i0 = start;
+    *k0 = start < 0 ? -start : 0;
+    *k1 = (start + k > n) ? n - start : k;
+}
+
+/* Float epilogue shared by ref and opt so that integer kinds stay bit-exact. */
+static inline float aq_epilogue(float acc, const aq_conv_args *a, int c, float m) {
+    float v = acc * m;
+    if (a->scale) v *= a->scale[c];
+    if (a->bias) v += a->bias[c];
+    return v;
+}
+
+/* Requantise an int8 accumulator (round half to even via lrintf). */
+int8_t aq_requant_s8(int32_t acc, const aq_conv_args *a, int c);
+
+/* Argument checks common to all kernels; kind-specific checks; scratch check. */
+int aq_check_args(const aq_conv_args *a, aq_kind kind, const char *variant);
+
+/* 2^-s as a float (exact for |s| < 126). */
+float aq_pow2_neg(int s);
+
+/* Weight blocks of the opt float kernels: output channels [c0, c0 + AQ_F32_COB) transposed to
+   blk[j][l] = weight of channel c0 + l at OHWI row position j (K x AQ_F32_COB floats);
+   channels >= c_out are zero. One function per weight encoding. */
+void aq_block_f32(const aq_conv_args *a, int c0, float *blk);
+void aq_block_lut(const aq_conv_args *a, int c0, float *blk);
+void aq_block_shift(const aq_conv_args *a, int c0, float *blk);
+
+/* Shared float core of the opt f32/lut/shift kernels: all output pixels for the channels of
+   one block; m = per-channel multiplier (NULL = 1). */
+void aq_f32_core(const aq_conv_args *a, const float *blk, int c0, const float *m);
+
+/* Binary weight block of the opt xnor/and kernels: blk[t][l] = word t of the weight row of
+   channel c0 + l (t over kh * kw * words), AQ_BIN_COB words per t; zero for c >= c_out. */
+void aq_block_bits(const aq_conv_args *a, int c0, uint64_t *blk);
+
+#endif

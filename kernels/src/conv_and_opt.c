@@ -1,0 +1,141 @@
+/* Optimised and convolution: activations {0,1}, weights +-1, word-level AND + popcount.
+ *
+ * acc = sum x * w = popcount(x & w) - popcount(x & ~w) = 2 * popcount(x & w) - popcount(x).
+ * popcount(x) does not depend on the output channel: it is computed once per input pixel
+ * (scratch, after the weight blocks) and summed over the valid window once per output pixel,
+ * leaving one AND and one popcount per word and output channel. Padded taps are skipped
+ * (they are zeros).
+ * The weights of all output channels are interleaved once per call into blocks of AQ_BIN_COB
+ * channels (aq_block_bits: blk[t][l] = word t of channel l), so one input word meets the same
+ * word of 8 channels at once: 8 popcounts, or one AVX-512 VPOPCNTQ when the CPU has it. For
+ * one filter row the valid taps are one contiguous run of (kx1 - kx0) * words in input and
+ * weights. Loop order: output pixel -> channel block -> valid filter rows, so the window
+ * geometry and the window popcount is computed once per pixel. Bit-exact with aq_conv_and_ref.
+ */
+#include "aq_internal.h"
+#if AQ_DISPATCH
+#include <immintrin.h>
+#endif
+
+AQ_INLINE void body(const aq_conv_args *a, const uint64_t *blk_all, const int32_t *pix_pop) {
+    const aq_geom *g = &a->g;
+    const uint64_t *x = (const uint64_t *)a->x;
+    float *y = (float *)a->y;
+    int nw = aq_words(g->c_in), oy, ox, ky, kx, t, l, c0;
+    long blk_words = (long)g->kh * g->kw * nw * AQ_BIN_COB;
+    for (oy = 0; oy < g->out_h; oy++) {
+        int iy0, ky0, ky1;
+        aq_tap_range(oy, g->stride, g->pad_top, g->kh, g->h, &iy0, &ky0, &ky1);
+        for (ox = 0; ox < g->out_w; ox++) {
+            int ix0, kx0, kx1, run;
+            int32_t base = 0;
+            float *yo = y + ((long)oy * g->out_w + ox) * g->c_out;
+            aq_tap_range(ox, g->stride, g->pad_left, g->kw, g->w, &ix0, &kx0, &kx1);
+            run = (kx1 - kx0) * nw;
+            for (ky = ky0; ky < ky1; ky++) /* popcount(x) over the window */
+                for (kx = kx0; kx < kx1; kx++) base += pix_pop[(long)(iy0 + ky) * g->w + ix0 + kx];
+            for (c0 = 0; c0 < g->c_out; c0 += AQ_BIN_COB) {
+                const uint64_t *blk = blk_all + (c0 / AQ_BIN_COB) * blk_words;
+                uint64_t cnt[AQ_BIN_COB] = {0};
+                for (ky = ky0; ky < ky1; ky++) {
+                    const uint64_t *xr = x + ((long)(iy0 + ky) * g->w + ix0 + kx0) * nw;
+                    const uint64_t *wb = blk + ((long)ky * g->kw + kx0) * nw * AQ_BIN_COB;
+                    for (t = 0; t < run; t++) {
+                        uint64_t xv = xr[t];
+                        for (l = 0; l < AQ_BIN_COB; l++)
+                            cnt[l] += (uint64_t)AQ_POPCOUNT64(xv & wb[t * AQ_BIN_COB + l]);
+                    }
+                }
+                for (l = 0; l < AQ_BIN_COB && c0 + l < g->c_out; l++)
+                    yo[c0 + l] = aq_epilogue((float)(2 * (int32_t)cnt[l] - base), a, c0 + l, 1.0f);
+            }
+        }
+    }
+    (void)kx; (void)pix_pop;
+}
+
+static void body_portable(const aq_conv_args *a, const uint64_t *blk, const int32_t *pp) {
+    body(a, blk, pp);
+}
+#if AQ_DISPATCH
+AQ_TARGET_AVX2 static void body_avx2(const aq_conv_args *a, const uint64_t *blk, const int32_t *pp) {
+    body(a, blk, pp);
+}
+/* AVX-512: the 8 channel words of one input word in one register, VPOPCNTQ; the integer
+   accumulator and the epilogue operations are those of the portable body (bit-exact). */
+AQ_TARGET_AVX512 static void body_avx512(const aq_conv_args *a, const uint64_t *blk_all,
+                                         const int32_t *pix_pop) {
+    const aq_geom *g = &a->g;
+    const uint64_t *x = (const uint64_t *)a->x;
+    float *y = (float *)a->y;
+    int nw = aq_words(g->c_in), oy, ox, ky, kx, t, l, c0;
+    long blk_words = (long)g->kh * g->kw * nw * AQ_BIN_COB;
+    for (oy = 0; oy < g->out_h; oy++) {
+        int iy0, ky0, ky1;
+        aq_tap_range(oy, g->stride, g->pad_top, g->kh, g->h, &iy0, &ky0, &ky1);
+        for (ox = 0; ox < g->out_w; ox++) {
+            int ix0, kx0, kx1, run;
+            int32_t base = 0;
+            float *yo = y + ((long)oy * g->out_w + ox) * g->c_out;
+            aq_tap_range(ox, g->stride, g->pad_left, g->kw, g->w, &ix0, &kx0, &kx1);
+            run = (kx1 - kx0) * nw;
+            for (ky = ky0; ky < ky1; ky++) /* popcount(x) over the window */
+                for (kx = kx0; kx < kx1; kx++) base += pix_pop[(long)(iy0 + ky) * g->w + ix0 + kx];
+            for (c0 = 0; c0 < g->c_out; c0 += AQ_BIN_COB) {
+                const uint64_t *blk = blk_all + (c0 / AQ_BIN_COB) * blk_words;
+                __m512i acc = _mm512_setzero_si512();
+                int64_t cnt[AQ_BIN_COB];
+                for (ky = ky0; ky < ky1; ky++) {
+                    const uint64_t *xr = x + ((long)(iy0 + ky) * g->w + ix0 + kx0) * nw;
+                    const uint64_t *wb = blk + ((long)ky * g->kw + kx0) * nw * AQ_BIN_COB;
+                    for (t = 0; t < run; t++) {
+                        __m512i xv = _mm512_set1_epi64((long long)xr[t]);
+                        __m512i wv = _mm512_loadu_si512((const void *)(wb + t * AQ_BIN_COB));
+                        acc = _mm512_add_epi64(acc, _mm512_popcnt_epi64(_mm512_and_si512(xv, wv)));
+                    }
+                }
+                if (c0 + AQ_BIN_COB <= g->c_out) { /* vector epilogue: aq_epilogue's operations */
+                    __m256 v = _mm256_cvtepi32_ps(_mm512_cvtepi64_epi32(_mm512_sub_epi64(_mm512_slli_epi64(acc, 1), _mm512_set1_epi64(base))));
+                    if (a->scale) v = _mm256_mul_ps(v, _mm256_loadu_ps(a->scale + c0));
+                    if (a->bias) v = _mm256_add_ps(v, _mm256_loadu_ps(a->bias + c0));
+                    _mm256_storeu_ps(yo + c0, v);
+                    continue;
+                }
+                _mm512_storeu_si512((void *)cnt, acc);
+                for (l = 0; l < AQ_BIN_COB && c0 + l < g->c_out; l++)
+                    yo[c0 + l] = aq_epilogue((float)(2 * (int32_t)cnt[l] - base), a, c0 + l, 1.0f);
+            }
+        }
+    }
+    (void)kx; (void)pix_pop;
+}
+#endif
+
+int aq_conv_and_opt(const aq_conv_args *a) {
+    const aq_geom *g = &a->g;
+    uint64_t *blk = (uint64_t *)a->scratch;
+    long blk_words = (long)g->kh * g->kw * aq_words(g->c_in) * AQ_BIN_COB;
+    int n_blk = (g->c_out + AQ_BIN_COB - 1) / AQ_BIN_COB, b, level;
+    int32_t *pix_pop = (int32_t *)(blk + n_blk * blk_words);
+    int rc = aq_check_args(a, AQ_AND, "opt");
+    if (rc) return rc;
+    for (b = 0; b < n_blk; b++) aq_block_bits(a, b * AQ_BIN_COB, blk + b * blk_words);
+    {
+        const uint64_t *x = (const uint64_t *)a->x;
+        int nw = aq_words(g->c_in), t;
+        long p;
+        for (p = 0; p < (long)g->h * g->w; p++) {
+            int32_t s = 0;
+            for (t = 0; t < nw; t++) s += AQ_POPCOUNT64(x[p * nw + t]);
+            pix_pop[p] = s;
+        }
+    }
+    level = aq_simd_level();
+#if AQ_DISPATCH
+    if (level >= 2) { body_avx512(a, blk, pix_pop); return AQ_OK; }
+    if (level == 1) { body_avx2(a, blk, pix_pop); return AQ_OK; }
+#endif
+    body_portable(a, blk, pix_pop);
+    (void)level;
+    return AQ_OK;
+}

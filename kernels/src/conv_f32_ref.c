@@ -1,0 +1,31 @@
+/* Reference f32 convolution: the thesis's plain loop nest (output channel, output pixel, tap,
+ * input channel) with per-weight index arithmetic. Correctness baseline; not for speed. */
+#include "aq_internal.h"
+
+int aq_conv_f32_ref(const aq_conv_args *a) {
+    const aq_geom *g = &a->g;
+    int co, oy, ox, ky, kx, ci, rc = aq_check_args(a, AQ_F32, "ref");
+    const float *x = (const float *)a->x;
+    const float *w = (const float *)a->w;
+    float *y = (float *)a->y;
+    if (rc) return rc;
+    for (co = 0; co < g->c_out; co++)
+        for (oy = 0; oy < g->out_h; oy++)
+            for (ox = 0; ox < g->out_w; ox++) {
+                float acc = 0;
+                for (ky = 0; ky < g->kh; ky++) {
+                    int iy = oy * g->stride - g->pad_top + ky;
+                    if (iy < 0 || iy >= g->h) continue; /* padded zero: contributes nothing */
+                    for (kx = 0; kx < g->kw; kx++) {
+                        int ix = ox * g->stride - g->pad_left + kx;
+                        long tap = ((long)co * g->kh + ky) * g->kw + kx; /* OHWI tap index */
+                        if (ix < 0 || ix >= g->w) continue;
+                        for (ci = 0; ci < g->c_in; ci++) {
+                            acc += x[((long)iy * g->w + ix) * g->c_in + ci] * w[tap * g->c_in + ci];
+                        }
+                    }
+                }
+                y[((long)oy * g->out_w + ox) * g->c_out + co] = aq_epilogue(acc, a, co, 1.0f);
+            }
+    return AQ_OK;
+}

@@ -1,0 +1,32 @@
+/* Reference int8 convolution: the thesis's plain loop nest (output channel, output pixel, tap,
+ * input channel) with per-weight index arithmetic. Correctness baseline; not for speed. */
+#include "aq_internal.h"
+
+int aq_conv_int8_ref(const aq_conv_args *a) {
+    const aq_geom *g = &a->g;
+    int co, oy, ox, ky, kx, ci, rc = aq_check_args(a, AQ_INT8, "ref");
+    const int8_t *x = (const int8_t *)a->x;
+    const int8_t *w = (const int8_t *)a->w;
+    int8_t *y = (int8_t *)a->y;
+    if (rc) return rc;
+    for (co = 0; co < g->c_out; co++)
+        for (oy = 0; oy < g->out_h; oy++)
+            for (ox = 0; ox < g->out_w; ox++) {
+                int32_t acc = 0;
+                for (ky = 0; ky < g->kh; ky++) {
+                    int iy = oy * g->stride - g->pad_top + ky;
+                    if (iy < 0 || iy >= g->h) continue; /* padded zero: contributes nothing */
+                    for (kx = 0; kx < g->kw; kx++) {
+                        int ix = ox * g->stride - g->pad_left + kx;
+                        long tap = ((long)co * g->kh + ky) * g->kw + kx; /* OHWI tap index */
+                        if (ix < 0 || ix >= g->w) continue;
+                        for (ci = 0; ci < g->c_in; ci++) {
+                            acc += ((int32_t)x[((long)iy * g->w + ix) * g->c_in + ci] - a->x_zero_point) *
+                                   (int32_t)w[tap * g->c_in + ci];
+                        }
+                    }
+                }
+                y[((long)oy * g->out_w + ox) * g->c_out + co] = aq_requant_s8(acc, a, co);
+            }
+    return AQ_OK;
+}

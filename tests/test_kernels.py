@@ -1,0 +1,228 @@
+"""C kernels (autoq.kernels) against a NumPy reference, for every variant in VARIANTS.
+
+Coverage is a covering design, not the full product (to stay well under a minute): CASES has
+every required C_in (1, 3, 31, 33, 65) with both strides, both paddings spread over kernel
+sizes 1x1..5x5 (plus non-square filters) and output-channel counts that are not multiples of
+the block sizes (4, 8, 16); every variant x case x bit width runs, and the opt variants run at
+every SIMD level this CPU has (portable C, AVX2, AVX-512). Integer kinds (xnor, and, int8) must
+match the reference exactly, float kinds within a relative bound of sum |x||w|.
+"""
+from __future__ import annotations
+
+import zlib
+
+import numpy as np
+import pytest
+
+from autoq import kernels as K
+from autoq.errors import UserError
+
+# (c_in, (kh, kw), stride, padding, h, w, c_out)
+CASES = [
+    (1, (1, 1), 1, "valid", 5, 6, 3),
+    (1, (3, 3), 2, "same", 7, 6, 5),
+    (3, (2, 2), 1, "same", 6, 5, 8),
+    (3, (5, 5), 2, "valid", 9, 8, 17),
+    (31, (4, 4), 1, "valid", 6, 7, 9),
+    (31, (3, 3), 2, "same", 5, 5, 16),
+    (33, (5, 5), 1, "same", 6, 6, 4),
+    (33, (1, 1), 2, "valid", 5, 4, 7),
+    (65, (3, 3), 1, "same", 5, 4, 19),
+    (65, (2, 2), 2, "same", 6, 5, 2),
+    (3, (1, 3), 1, "same", 4, 9, 33),
+    (64, (3, 2), 2, "valid", 7, 6, 8),
+]
+CASE_IDS = [f"cin{c[0]}-k{c[1][0]}x{c[1][1]}-s{c[2]}-{c[3]}-co{c[6]}" for c in CASES]
+MAX_LEVEL = K.simd_level()
+RUNS = [(kind, var, lvl) for kind, var in K.VARIANTS for lvl in (range(MAX_LEVEL + 1) if var == "opt" else [0])]
+RUN_IDS = [f"{k}-{v}-simd{lvl}" for k, v, lvl in RUNS]
+
+
+@pytest.fixture(autouse=True)
+def _restore_simd_level():
+    yield
+    K.simd_level(99)
+
+
+def ref_conv(x: np.ndarray, w: np.ndarray, stride: int, padding: str) -> np.ndarray:
+    """Plain NumPy conv in float64: NHWC x, OHWI w, padded positions are exact zeros."""
+    h, wd, _ = x.shape
+    co, kh, kw, _ = w.shape
+    oh, ow, pt, pl = K.geometry(h, wd, (kh, kw), stride, padding)
+    pb = max(0, (oh - 1) * stride + kh - h - pt)
+    pr = max(0, (ow - 1) * stride + kw - wd - pl)
+    xp = np.pad(x.astype(np.float64), ((pt, pb), (pl, pr), (0, 0)))
+    out = np.zeros((oh, ow, co))
+    for ky in range(kh):
+        for kx in range(kw):
+            patch = xp[ky:ky + stride * (oh - 1) + 1:stride, kx:kx + stride * (ow - 1) + 1:stride, :]
+            out += patch @ w[:, ky, kx, :].astype(np.float64).T
+    return out
+
+
+def make_inputs(kind: str, case, bits: int, rng: np.random.Generator):
+    """Random encoded inputs for `kind`, the kwargs of K.conv2d and the decoded values."""
+    c_in, (kh, kw), stride, padding, h, wd, co = case
+    kwargs = dict(stride=stride, padding=padding, scale=rng.uniform(0.5, 2, co).astype(np.float32),
+                  bias=rng.uniform(-1, 1, co).astype(np.float32))
+    if kind in ("xnor", "and"):
+        xv = rng.integers(0, 2, (h, wd, c_in)).astype(np.float32)
+        if kind == "xnor":
+            xv = 2 * xv - 1
+        wv = (2 * rng.integers(0, 2, (co, kh, kw, c_in)) - 1).astype(np.float32)
+        return K.pack_bits(xv), K.pack_bits(wv), dict(kwargs, c_in=c_in), xv, wv
+    if kind == "int8":
+        x = rng.integers(-128, 128, (h, wd, c_in)).astype(np.int8)
+        w = rng.integers(-128, 128, (co, kh, kw, c_in)).astype(np.int8)
+        zp = int(rng.integers(-20, 20))
+        kwargs.update(x_zero_point=zp, y_zero_point=int(rng.integers(-10, 10)),
+                      scale=np.full(co, 1 / 4096, np.float32) * kwargs["scale"])
+        return x, w, kwargs, x.astype(np.float64) - zp, w.astype(np.float64)
+    x = rng.standard_normal((h, wd, c_in)).astype(np.float32)
+    if kind == "f32":
+        w = rng.standard_normal((co, kh, kw, c_in)).astype(np.float32)
+        return x, w, kwargs, x, w
+    levels = 1 << bits
+    idx = rng.integers(0, 3 if kind == "shift" else levels, (co, kh, kw, c_in))
+    packed = K.pack_indices(idx, bits)
+    kwargs["kernel_size"] = (kh, kw)
+    if kind == "shift":
+        s = rng.integers(-2, 5, co)
+        kwargs["shift"] = s
+        wv = (idx.astype(np.float64) - 1) * 2.0 ** -s[:, None, None, None]
+        return x, packed, kwargs, x, wv
+    per_channel = (c_in + co) % 2 == 1  # alternate per-layer / per-channel codebooks over CASES
+    cb = rng.standard_normal((co, levels) if per_channel else (levels,)).astype(np.float32)
+    kwargs.update(bits=bits, codebook=cb)
+    wv = cb[np.arange(co)[:, None, None, None], idx] if per_channel else cb[idx]
+    return x, packed, kwargs, x, wv
+
+
+def expected(kind, kwargs, xv, wv, acc):
+    scale, bias = kwargs["scale"], kwargs["bias"]
+    if kind == "int8":
+        v = acc.astype(np.int32).astype(np.float32) * scale + bias  # float32 like the C epilogue
+        return np.clip(np.rint(v) + kwargs["y_zero_point"], -128, 127).astype(np.int8)
+    return acc * scale + bias
+
+
+@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+@pytest.mark.parametrize("kind,variant,level", RUNS, ids=RUN_IDS)
+def test_conv_matches_numpy_reference(kind, variant, level, case):
+    K.simd_level(level)
+    for bits in (K.LUT_BITS if kind == "lut" else [2 if kind == "shift" else 1]):
+        rng = np.random.default_rng(zlib.crc32(repr((kind, bits, case)).encode()))
+        x, w, kwargs, xv, wv = make_inputs(kind, case, bits, rng)
+        y = K.conv2d(kind, x, w, variant=variant, **kwargs)
+        acc = ref_conv(xv, wv, case[2], case[3])
+        want = expected(kind, kwargs, xv, wv, acc)
+        assert y.shape == want.shape
+        if kind in ("xnor", "and", "int8"):
+            # integer accumulators: exact, including the float epilogue (same float32 operations)
+            want32 = want if kind == "int8" else (acc.astype(np.float32) * kwargs["scale"]) + kwargs["bias"]
+            bad = np.argwhere(y != want32)
+            assert bad.size == 0, f"bits={bits}: first mismatch at {tuple(bad[0])}: got {y[tuple(bad[0])]}, want {want32[tuple(bad[0])]}"
+        else:
+            bound = ref_conv(np.abs(xv), np.abs(wv), case[2], case[3]) * kwargs["scale"] * 1e-5 + 1e-5
+            err = np.abs(y - want)
+            worst = np.unravel_index(np.argmax(err - bound), err.shape)
+            assert np.all(err <= bound), f"bits={bits}: at {worst}: got {y[worst]}, want {want[worst]}"
+
+
+@pytest.mark.parametrize("kind", ["xnor", "and", "int8"])
+def test_opt_equals_ref_exactly_for_integer_kinds(kind):
+    case = (65, (3, 3), 1, "same", 9, 8, 37)
+    rng = np.random.default_rng(7)
+    x, w, kwargs, _, _ = make_inputs(kind, case, 1, rng)
+    ref = K.conv2d(kind, x, w, variant="ref", **kwargs)
+    for level in range(MAX_LEVEL + 1):
+        K.simd_level(level)
+        np.testing.assert_array_equal(K.conv2d(kind, x, w, variant="opt", **kwargs), ref)
+
+
+def test_padding_is_zero_not_minus_one_for_xnor():
+    # all activations and weights +1: every valid tap adds +1, a padded tap adds 0
+    x = K.pack_bits(np.ones((3, 3, 5), np.float32))
+    w = K.pack_bits(np.ones((1, 3, 3, 5), np.float32))
+    for variant in ("ref", "opt"):
+        y = K.conv2d("xnor", x, w, c_in=5, padding="same", variant=variant)[..., 0]
+        np.testing.assert_array_equal(y, 5 * np.array([[4, 6, 4], [6, 9, 6], [4, 6, 4]], np.float32))
+
+
+@pytest.mark.parametrize("h,k,s", [(h, k, s) for h in (1, 4, 5, 16) for k in (1, 2, 3, 4, 5) for s in (1, 2, 3)])
+def test_same_padding_matches_tensorflow_rule(h, k, s):
+    out_h, _, pad_top, _ = K.geometry(h, h, k, s, "same")
+    assert out_h == -(-h // s)
+    pad_total = max((out_h - 1) * s + k - h, 0)
+    assert pad_top == pad_total // 2
+
+
+@pytest.mark.parametrize("c", list(range(1, 131)))
+def test_pack_bits_round_trip_and_layout(c):
+    rng = np.random.default_rng(c)
+    bits = rng.integers(0, 2, (3, c))
+    p = K.pack_bits(2 * bits.astype(np.float32) - 1)
+    assert p.shape == (3, K.words(c)) and p.dtype == np.uint64
+    for r in range(3):  # channel ci at bit ci % 64 of word ci // 64, tail bits zero
+        want = sum(int(b) << i for i, b in enumerate(bits[r]))
+        got = sum(int(wd) << (64 * j) for j, wd in enumerate(p[r]))
+        assert got == want
+    np.testing.assert_array_equal(K.unpack_bits(p, c, 0.0, 1.0), bits.astype(np.float32))
+
+
+@pytest.mark.parametrize("bits", K.LUT_BITS)
+def test_pack_indices_round_trip_every_remainder(bits):
+    rng = np.random.default_rng(bits)
+    for k in range(1, 2 * (8 // bits) + 2):
+        idx = rng.integers(0, 1 << bits, (4, k))
+        p = K.pack_indices(idx, bits)
+        assert p.shape == (4, (k * bits + 7) // 8)
+        np.testing.assert_array_equal(K.unpack_indices(p, bits, k), idx)
+    p = K.pack_indices(np.array([[1, 2, 3, 0, 1]]), 2)  # thesis layout: LSB first
+    assert list(p[0]) == [0b00111001, 0b01]
+
+
+def test_dense_is_the_1x1_case():
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal(70).astype(np.float32)
+    w = rng.standard_normal((11, 70)).astype(np.float32)
+    np.testing.assert_allclose(K.dense("f32", x, w), w @ x, rtol=1e-5, atol=1e-5)
+    xb = np.sign(x) + (x == 0)
+    wb = np.sign(w) + (w == 0)
+    y = K.dense("xnor", K.pack_bits(xb), K.pack_bits(wb), c_in=70)
+    np.testing.assert_array_equal(y, (wb @ xb).astype(np.float32))
+
+
+def test_keras_to_ohwi():
+    k = np.arange(2 * 3 * 4 * 5).reshape(2, 3, 4, 5)
+    o = K.keras_to_ohwi(k)
+    assert o.shape == (5, 2, 3, 4) and o[4, 1, 2, 3] == k[1, 2, 3, 4]
+
+
+def test_bad_input_raises_user_error():
+    x = np.zeros((4, 4, 3), np.float32)
+    with pytest.raises(UserError, match="kind"):
+        K.conv2d("float", x, np.zeros((1, 1, 1, 3), np.float32))
+    with pytest.raises(UserError, match="variant"):
+        K.conv2d("f32", x, np.zeros((1, 1, 1, 3), np.float32), variant="fast")
+    with pytest.raises(UserError, match="c_in"):
+        K.conv2d("f32", x, np.zeros((1, 1, 1, 2), np.float32))
+    with pytest.raises(UserError, match="bits"):
+        K.pack_indices(np.zeros((1, 4), np.uint8), 3)
+    with pytest.raises(UserError, match="codebook"):
+        K.conv2d("lut", x, K.pack_indices(np.zeros((2, 27), np.uint8), 2), kernel_size=3, bits=2,
+                 codebook=np.zeros(3, np.float32))
+    with pytest.raises(UserError, match="geometry"):
+        K.conv2d("f32", x, np.zeros((1, 5, 5, 3), np.float32))
+    with pytest.raises(UserError, match="padding"):
+        K.conv2d("f32", x, np.zeros((1, 1, 1, 3), np.float32), padding="full")
+
+
+def test_bench_record_fields():
+    rec = K.bench("xnor", "opt", (8, 4, 6, 6, 3, 1, "same"), reps=3)
+    assert rec.macs == 6 * 6 * 4 * 3 * 3 * 8 and rec.ns_min <= rec.ns_median
+    assert set(K.BenchRecord.FIELDS) == set(rec.__dict__)
+
+
+def test_every_kind_has_ref_and_opt():
+    assert sorted(K.VARIANTS) == sorted((k, v) for k in K.KINDS for v in ("ref", "opt"))
