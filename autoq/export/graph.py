@@ -1,0 +1,193 @@
+"""The export graph: a trained Keras model as a small list of operations on named tensors.
+
+Both back ends (ONNX and C) read this one description, so they run the same network. Each
+operation reads tensors produced earlier (execution order = Keras' topological layer order)
+and writes one tensor; shapes are NHWC without the batch axis.
+
+BatchNormalization directly after a conv/dense layer (and read by nothing else) is folded
+into that layer's per-channel epilogue, the form the kernels apply after the accumulation:
+
+    BN(acc + b) = gamma * (acc + b - mean) / sqrt(var + eps) + beta = acc * s + ((b - mean) * s + beta),
+    s = gamma / sqrt(var + eps)
+
+so the quantized weights stay untouched (folding s into the weights would destroy their
+integer form). Any other BatchNormalization becomes a standalone per-channel affine op.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from autoq.errors import UserError
+from autoq.export.qbin import QLayer, encode_layer
+
+SUPPORTED = ("InputLayer", "QConv2D", "QDense", "Conv2D", "Dense", "BatchNormalization", "QActivation",
+             "ReLU", "MaxPooling2D", "AveragePooling2D", "GlobalAveragePooling2D", "Flatten", "Add",
+             "Concatenate", "Dropout", "Activation")
+
+
+@dataclass
+class Op:
+    """One operation. ``kind`` is the op type; ``attrs`` its parameters (see build_graph)."""
+
+    name: str
+    kind: str                 # input|conv2d|dense|affine|act|maxpool|avgpool|gap|flatten|add|concat|identity
+    inputs: list[str]
+    output: str
+    shape: tuple[int, ...]    # output shape without batch (H, W, C) or (N,)
+    attrs: dict = field(default_factory=dict)
+    layer: QLayer | None = None      # conv2d / dense: weights, kind, epilogue
+    input_quantizer: object = None   # conv2d / dense: Quantizer applied to the input (or None)
+
+
+@dataclass
+class ExportGraph:
+    input_name: str
+    input_shape: tuple[int, ...]
+    ops: list[Op]
+    output: str
+    output_shape: tuple[int, ...]
+
+    @property
+    def compute(self) -> list[Op]:
+        return [op for op in self.ops if op.kind in ("conv2d", "dense")]
+
+    def consumers(self, tensor: str) -> list[Op]:
+        return [op for op in self.ops if tensor in op.inputs]
+
+
+def _shape(tensor) -> tuple[int, ...]:
+    return tuple(int(v) for v in tensor.shape[1:])
+
+
+def _tensor_name(tensor) -> str:
+    layer, node_index, tensor_index = tensor._keras_history
+    return f"{layer.name}:{node_index}:{tensor_index}"
+
+
+def _as_list(x) -> list:
+    return list(x) if isinstance(x, (list, tuple)) else [x]
+
+
+def _bn_params(bn) -> tuple[np.ndarray, np.ndarray]:
+    """(s, t) with BN(x) = x * s + t per channel, computed in float64 then cast."""
+    c = int(bn.moving_mean.shape[0])
+    gamma = np.asarray(bn.gamma.numpy(), np.float64) if bn.scale else np.ones(c)
+    beta = np.asarray(bn.beta.numpy(), np.float64) if bn.center else np.zeros(c)
+    mean = np.asarray(bn.moving_mean.numpy(), np.float64)
+    var = np.asarray(bn.moving_variance.numpy(), np.float64)
+    s = gamma / np.sqrt(var + float(bn.epsilon))
+    return s, beta - mean * s
+
+
+def _check_activation(layer, what: str) -> None:
+    act = getattr(layer, "activation", None)
+    name = getattr(act, "__name__", str(act))
+    if act is not None and name not in ("linear", "identity"):
+        raise UserError(f"layer {layer.name}: {what} with built-in activation {name!r} is not supported by the "
+                        "exporter (the zoo uses separate QActivation layers)")
+
+
+def build_graph(model) -> ExportGraph:
+    """Translate a Keras functional model of the zoo's layer types into an ExportGraph."""
+    import keras
+
+    from autoq.quant.kinds import layer_kind
+
+    inputs = _as_list(model.inputs)
+    if len(inputs) != 1 or len(_as_list(model.outputs)) != 1:
+        raise UserError(f"model {model.name}: the exporter needs exactly one input and one output")
+    ops: list[Op] = [Op("input", "input", [], _tensor_name(inputs[0]), _shape(inputs[0]))]
+    for layer in model.layers:
+        cls = layer.__class__.__name__
+        if cls == "InputLayer":
+            continue
+        if cls not in SUPPORTED:
+            raise UserError(f"layer {layer.name}: type {cls} is not supported by the exporter; supported: "
+                            f"{', '.join(SUPPORTED)}")
+        ins = [_tensor_name(t) for t in _as_list(layer.input)]
+        out_t = layer.output
+        out, shape = _tensor_name(out_t), _shape(out_t)
+        op = Op(layer.name, "", ins, out, shape)
+        if isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense)):
+            _check_activation(layer, cls)
+            wq = getattr(layer, "kernel_quantizer", None)
+            iq = getattr(layer, "input_quantizer", None)
+            kind = layer_kind(wq, iq)
+            kernel = np.asarray(layer.kernel.numpy(), np.float32)
+            bias = np.asarray(layer.bias.numpy(), np.float32) if getattr(layer, "use_bias", False) else None
+            if isinstance(layer, keras.layers.Conv2D):
+                if getattr(layer, "groups", 1) != 1 or layer.dilation_rate not in ((1, 1), [1, 1]):
+                    raise UserError(f"layer {layer.name}: grouped/dilated convolutions are not supported")
+                if layer.strides[0] != layer.strides[1]:
+                    raise UserError(f"layer {layer.name}: unequal strides {layer.strides} are not supported")
+                op.kind = "conv2d"
+                stride, padding = int(layer.strides[0]), str(layer.padding)
+            else:
+                op.kind, stride, padding = "dense", 1, "valid"
+                if len(_shape(layer.input)) != 1:
+                    raise UserError(f"layer {layer.name}: Dense on a {len(_shape(layer.input))}-D input; "
+                                    "Flatten first")
+            op.layer = encode_layer(layer.name, op.kind, kind, kernel, wq,
+                                    act_bits=32 if iq is None else int(iq.bits), stride=stride, padding=padding,
+                                    bias=bias)
+            op.input_quantizer = iq
+        elif cls == "BatchNormalization":
+            s, t = _bn_params(layer)
+            producer = next((o for o in ops if o.output == ins[0]), None)
+            sole_reader = len([1 for c in model.layers if c is not layer and
+                               any(_tensor_name(x) == ins[0] for x in _as_list(getattr(c, "input", [])))]) == 0
+            if producer is not None and producer.kind in ("conv2d", "dense") and sole_reader \
+                    and producer.layer.scale is None:
+                ql = producer.layer
+                b = np.zeros(len(s)) if ql.bias is None else ql.bias.astype(np.float64)
+                ql.scale = s.astype(np.float32)
+                ql.bias = (b * s + t).astype(np.float32)
+                producer.output = out          # the conv now writes the BN output directly
+                producer.attrs["folded_bn"] = layer.name
+                continue
+            op.kind, op.attrs = "affine", {"scale": s.astype(np.float32), "shift": t.astype(np.float32)}
+        elif cls == "QActivation":
+            op.kind, op.attrs = "act", {"slope": float(layer.slope), "relu": bool(layer.relu)}
+        elif cls in ("ReLU", "Activation"):
+            fn = getattr(layer, "activation", None)
+            name = getattr(fn, "__name__", "relu") if cls == "Activation" else "relu"
+            if cls == "ReLU" and (layer.max_value is not None or float(layer.negative_slope) != 0.0
+                                  or float(layer.threshold) != 0.0):
+                raise UserError(f"layer {layer.name}: only plain ReLU is supported")
+            if name not in ("relu", "linear"):
+                raise UserError(f"layer {layer.name}: activation {name!r} is not supported (relu, linear)")
+            op.kind, op.attrs = "act", {"slope": 1.0, "relu": name == "relu"}
+        elif cls in ("MaxPooling2D", "AveragePooling2D"):
+            if layer.pool_size[0] != layer.pool_size[1] or layer.strides[0] != layer.strides[1]:
+                raise UserError(f"layer {layer.name}: non-square pooling is not supported")
+            op.kind = "maxpool" if cls == "MaxPooling2D" else "avgpool"
+            op.attrs = {"size": int(layer.pool_size[0]), "stride": int(layer.strides[0]), "padding": str(layer.padding)}
+        elif cls == "GlobalAveragePooling2D":
+            if getattr(layer, "keepdims", False):
+                raise UserError(f"layer {layer.name}: keepdims=True is not supported")
+            op.kind = "gap"
+        elif cls == "Flatten":
+            op.kind = "flatten"
+        elif cls == "Add":
+            op.kind = "add"
+        elif cls == "Concatenate":
+            if layer.axis not in (-1, 3):
+                raise UserError(f"layer {layer.name}: concatenation along axis {layer.axis} (only channels)")
+            op.kind = "concat"
+        elif cls == "Dropout":
+            op.kind = "identity"
+        ops.append(op)
+    out_name = _tensor_name(_as_list(model.outputs)[0])
+    return ExportGraph(input_name=ops[0].output, input_shape=ops[0].shape, ops=ops, output=out_name,
+                       output_shape=_shape(_as_list(model.outputs)[0]))
+
+
+def pad_amounts(size_in: int, k: int, stride: int, padding: str) -> tuple[int, int, int]:
+    """(out, pad_before, pad_after) of TensorFlow's 'same'/'valid' rule along one axis."""
+    if padding == "same":
+        out = -(-size_in // stride)
+        total = max((out - 1) * stride + k - size_in, 0)
+        return out, total // 2, total - total // 2
+    return (size_in - k) // stride + 1, 0, 0

@@ -1,0 +1,327 @@
+"""ONNX export of an ExportGraph: quantized weights as integer initialisers + DequantizeLinear.
+
+Weights: a codebook (per tensor or per output channel) that equals ``scale[c] * z`` for small
+integers ``z`` (binary {-a,+a}: z = {-1,+1}; ternary: {-1,0,+1}; DoReFa k-bit: odd integers;
+uniform / LSQ: the integer grid) is stored as the integer tensor ``z[index]`` in the narrowest
+type onnxruntime dequantizes (int4 when z fits [-8, 7], else int8, else int16) followed by a
+per-axis DequantizeLinear, so the file size follows the bit width. Other codebooks are stored
+as uint8 indices + a Gather from the float table. Float layers keep float initialisers.
+
+Layout: tensors are NHWC like Keras; convolutions and pooling run in NCHW between two
+Transposes (onnxruntime removes the pairs when it optimises). Input quantizers are emitted
+from their forward formulas (autoq.quant.quantizers); the exporter then runs the model in
+onnxruntime and compares it with Keras, so any drift between the two fails the export.
+"""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from autoq.errors import UserError
+from autoq.export.graph import ExportGraph, Op, pad_amounts
+
+log = logging.getLogger(__name__)
+
+OPSET = 21
+INPUT_NAME, OUTPUT_NAME = "input", "logits"
+
+
+class _Builder:
+    def __init__(self, use_int4: bool):
+        from onnx import helper
+
+        self.helper = helper
+        self.nodes, self.inits, self.use_int4 = [], [], use_int4
+        self.count = 0
+        self.weight_storage: dict[str, str] = {}
+
+    def fresh(self, base: str) -> str:
+        self.count += 1
+        return f"{base}__{self.count}"
+
+    def const(self, name: str, array: np.ndarray, data_type=None) -> str:
+        from onnx import numpy_helper
+
+        name = self.fresh(name)
+        if data_type is None:
+            self.inits.append(numpy_helper.from_array(np.asarray(array), name))
+        else:  # int4 and friends: helper packs the values
+            arr = np.asarray(array)
+            self.inits.append(self.helper.make_tensor(name, data_type, arr.shape, arr.flatten().tolist()))
+        return name
+
+    def node(self, op: str, inputs: list[str], base: str, **attrs) -> str:
+        out = self.fresh(base)
+        self.nodes.append(self.helper.make_node(op, inputs, [out], name=out, **attrs))
+        return out
+
+
+# --- weights ---------------------------------------------------------------------------------
+
+
+def integer_levels(codebook: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """(scales (C,), z (C, L) integers) with scales[c] * z[c, i] ~= codebook[c, i], or None.
+
+    Tries s = min nonzero |level| and s / 2 per channel; accepts when every level is within
+    1e-6 (relative) of s * round(level / s) and |z| <= 32767.
+    """
+    book = np.atleast_2d(np.asarray(codebook, np.float64))
+    scales, zs = [], []
+    for row in book:
+        nonzero = np.abs(row[row != 0])
+        if nonzero.size == 0:
+            scales.append(1.0)
+            zs.append(np.zeros_like(row))
+            continue
+        for s in (nonzero.min(), nonzero.min() / 2):
+            z = np.round(row / s)
+            if np.all(np.abs(z * s - row) <= 1e-6 * np.abs(row).max()) and np.abs(z).max() <= 32767:
+                scales.append(s)
+                zs.append(z)
+                break
+        else:
+            return None
+    return np.array(scales, np.float32), np.array(zs, np.int64)
+
+
+def _weight(b: _Builder, op: Op, keras_shape_axis: int) -> str:
+    """The float weight tensor of a compute op in Keras layout (conv HWIO, dense (in, out))."""
+    from onnx import TensorProto
+
+    ql = op.layer
+    name = op.name
+    if ql.indices is None:
+        b.weight_storage[name] = "float32"
+        return b.const(f"{name}_w", ql.keras_kernel())
+    idx = ql.indices  # OHWI
+    to_keras = (lambda a: a.reshape(ql.shape[0], ql.shape[3]).T) if op.kind == "dense" else \
+        (lambda a: a.transpose(1, 2, 3, 0))
+    levels = integer_levels(ql.codebook)
+    if levels is None:
+        if np.asarray(ql.codebook).ndim != 1:
+            b.weight_storage[name] = "float32 (per-channel table not integer)"
+            return b.const(f"{name}_w", ql.keras_kernel())
+        b.weight_storage[name] = "uint8 indices + Gather"
+        table = b.const(f"{name}_codebook", np.asarray(ql.codebook, np.float32))
+        ind = b.node("Cast", [b.const(f"{name}_idx", to_keras(idx))], f"{name}_idx64", to=TensorProto.INT64)
+        return b.node("Gather", [table, ind], f"{name}_w")
+    scales, z = levels
+    per_channel = z.shape[0] > 1
+    if per_channel:
+        channel = np.arange(z.shape[0]).reshape(-1, 1, 1, 1)
+        q = z[np.broadcast_to(channel, idx.shape), idx.astype(np.intp)]
+    else:
+        q = z[0][idx.astype(np.intp)]
+    q = to_keras(q)
+    zmax = int(np.abs(z).max())
+    if -8 <= int(z.min()) and int(z.max()) <= 7 and b.use_int4:
+        dtype, data_type, zp_type = "int4", TensorProto.INT4, TensorProto.INT4
+    elif zmax <= 127:
+        dtype, data_type, zp_type = "int8", None, None
+        q = q.astype(np.int8)
+    else:
+        dtype, data_type, zp_type = "int16", None, None
+        q = q.astype(np.int16)
+    b.weight_storage[name] = dtype
+    qname = b.const(f"{name}_wq", q, data_type)
+    scale = b.const(f"{name}_wscale", scales if per_channel else scales[:1].reshape(()))
+    if data_type is not None:
+        zp = b.const(f"{name}_wzp", np.zeros(len(scales) if per_channel else (), np.int8), zp_type)
+    else:
+        zp = b.const(f"{name}_wzp", np.zeros(len(scales) if per_channel else (), q.dtype))
+    attrs = {"axis": keras_shape_axis} if per_channel else {}
+    return b.node("DequantizeLinear", [qname, scale, zp], f"{name}_w", **attrs)
+
+
+# --- input quantizers (mirror autoq.quant.quantizers' TF forward passes) ------------------------
+
+
+def _input_quant(b: _Builder, x: str, q, base: str) -> str:
+    from onnx import TensorProto
+
+    name = q.name
+    f = lambda v: b.const(f"{base}_c", np.array(v, np.float32))  # noqa: E731
+    if name == "sign":
+        ge = b.node("GreaterOrEqual", [x, f(0.0)], f"{base}_ge")
+        return b.node("Where", [ge, f(1.0), f(-1.0)], f"{base}_sign")
+    if name == "dorefa":
+        n = float(2 ** q.bits - 1)
+        c = b.node("Clip", [x, f(0.0), f(1.0)], f"{base}_clip")
+        r = b.node("Round", [b.node("Mul", [c, f(n)], f"{base}_mul")], f"{base}_round")
+        return b.node("Div", [r, f(n)], f"{base}_q")
+    if name == "uniform":
+        qmax = float(2 ** (q.bits - 1) - 1)
+        if q.alpha is not None:
+            step = f(np.float32(q.alpha / qmax))
+        else:  # alpha = max|x| over the whole tensor, reduced in float64 like the TF side
+            amax = b.node("ReduceMax", [b.node("Abs", [x], f"{base}_abs")], f"{base}_amax", keepdims=1)
+            a64 = b.node("Cast", [amax], f"{base}_a64", to=TensorProto.DOUBLE)
+            d = lambda v: b.const(f"{base}_d", np.array(v, np.float64))  # noqa: E731
+            pos = b.node("Greater", [a64, d(0.0)], f"{base}_pos")
+            a64 = b.node("Where", [pos, a64, d(1.0)], f"{base}_a")
+            step = b.node("Cast", [b.node("Div", [a64, d(qmax)], f"{base}_s64")], f"{base}_step",
+                          to=TensorProto.FLOAT)
+        r = b.node("Round", [b.node("Div", [x, step], f"{base}_div")], f"{base}_round")
+        return b.node("Mul", [b.node("Clip", [r, f(-qmax), f(qmax)], f"{base}_clip"), step], f"{base}_q")
+    if name == "lsq":
+        qn, qp = q._range()
+        s = f(np.float32(q._step_value()))
+        c = b.node("Clip", [b.node("Div", [x, s], f"{base}_div"), f(-float(qn)), f(float(qp))], f"{base}_clip")
+        return b.node("Mul", [b.node("Round", [c], f"{base}_round"), s], f"{base}_q")
+    raise UserError(f"input quantizer {name!r} has no ONNX form (supported: sign, dorefa, uniform, lsq)")
+
+
+def has_dynamic_range(graph: ExportGraph) -> bool:
+    """True if an input quantizer's scale depends on the whole (batched) tensor."""
+    return any(getattr(op.input_quantizer, "name", None) == "uniform" and op.input_quantizer.alpha is None
+               for op in graph.compute)
+
+
+# --- ops -------------------------------------------------------------------------------------
+
+
+def _nchw(b, x, base):
+    return b.node("Transpose", [x], f"{base}_nchw", perm=[0, 3, 1, 2])
+
+
+def _nhwc(b, x, base):
+    return b.node("Transpose", [x], f"{base}_nhwc", perm=[0, 2, 3, 1])
+
+
+def _epilogue(b: _Builder, y: str, op: Op) -> str:
+    ql = op.layer
+    if ql.scale is not None:
+        y = b.node("Mul", [y, b.const(f"{op.name}_scale", ql.scale)], f"{op.name}_scaled")
+    if ql.bias is not None:
+        y = b.node("Add", [y, b.const(f"{op.name}_bias", ql.bias)], f"{op.name}_biased")
+    return y
+
+
+def _emit(b: _Builder, op: Op, tensors: dict[str, str], shapes: dict[str, tuple]) -> str:
+    xs = [tensors[i] for i in op.inputs]
+    x, base = (xs[0] if xs else None), op.name
+    if op.kind in ("conv2d", "dense") and op.input_quantizer is not None:
+        x = _input_quant(b, x, op.input_quantizer, f"{base}_inq")
+    if op.kind == "conv2d":
+        ql = op.layer
+        c_out, kh, kw, _ = ql.shape
+        h, w, _ = shapes[op.inputs[0]]
+        _, pt, pb = pad_amounts(h, kh, ql.stride, ql.padding)
+        _, pl, pr = pad_amounts(w, kw, ql.stride, ql.padding)
+        w_hwio = _weight(b, op, keras_shape_axis=3)
+        w_oihw = b.node("Transpose", [w_hwio], f"{base}_oihw", perm=[3, 2, 0, 1])
+        y = b.node("Conv", [_nchw(b, x, base), w_oihw], f"{base}_conv", kernel_shape=[kh, kw],
+                   strides=[ql.stride, ql.stride], pads=[pt, pl, pb, pr])
+        return _epilogue(b, _nhwc(b, y, base), op)
+    if op.kind == "dense":
+        return _epilogue(b, b.node("MatMul", [x, _weight(b, op, keras_shape_axis=1)], f"{base}_mm"), op)
+    if op.kind == "affine":
+        y = b.node("Mul", [x, b.const(f"{base}_s", op.attrs["scale"])], f"{base}_mul")
+        return b.node("Add", [y, b.const(f"{base}_t", op.attrs["shift"])], f"{base}_add")
+    if op.kind == "act":
+        y = b.node("Relu", [x], f"{base}_relu") if op.attrs["relu"] else x
+        if op.attrs["slope"] != 1.0:
+            y = b.node("Mul", [y, b.const(f"{base}_slope", np.array(op.attrs["slope"], np.float32))], f"{base}_mul")
+        return y if y != x else b.node("Identity", [x], f"{base}_id")
+    if op.kind in ("maxpool", "avgpool"):
+        k, s = op.attrs["size"], op.attrs["stride"]
+        h, w, _ = shapes[op.inputs[0]]
+        _, pt, pb = pad_amounts(h, k, s, op.attrs["padding"])
+        _, pl, pr = pad_amounts(w, k, s, op.attrs["padding"])
+        attrs = dict(kernel_shape=[k, k], strides=[s, s], pads=[pt, pl, pb, pr])
+        if op.kind == "avgpool":
+            attrs["count_include_pad"] = 0
+        y = b.node("MaxPool" if op.kind == "maxpool" else "AveragePool", [_nchw(b, x, base)], f"{base}_pool", **attrs)
+        return _nhwc(b, y, base)
+    if op.kind == "gap":
+        return b.node("ReduceMean", [x, b.const(f"{base}_axes", np.array([1, 2], np.int64))], f"{base}_gap",
+                      keepdims=0)
+    if op.kind == "flatten":
+        return b.node("Flatten", [x], f"{base}_flat", axis=1)
+    if op.kind == "add":
+        y = xs[0]
+        for other in xs[1:]:
+            y = b.node("Add", [y, other], f"{base}_add")
+        return y
+    if op.kind == "concat":
+        return b.node("Concat", xs, f"{base}_concat", axis=-1)
+    if op.kind == "identity":
+        return b.node("Identity", [x], f"{base}_id")
+    raise UserError(f"op {op.name}: kind {op.kind!r} has no ONNX form")
+
+
+def build_onnx(graph: ExportGraph, use_int4: bool = True, name: str = "autoq"):
+    """The ONNX ModelProto of ``graph`` (batch dimension symbolic) and the weight storage types."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    b = _Builder(use_int4)
+    tensors, shapes = {graph.input_name: INPUT_NAME}, {}
+    for op in graph.ops:
+        shapes[op.output] = op.shape
+        if op.kind == "input":
+            continue
+        tensors[op.output] = _emit(b, op, tensors, shapes)
+    b.nodes.append(helper.make_node("Identity", [tensors[graph.output]], [OUTPUT_NAME], name="output"))
+    g = helper.make_graph(
+        b.nodes, name, [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, ["batch", *graph.input_shape])],
+        [helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, ["batch", *graph.output_shape])], b.inits)
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="autoq")
+    model.ir_version = 10
+    onnx.checker.check_model(model, full_check=True)
+    return model, b.weight_storage
+
+
+def run_onnx(model_bytes: bytes, x: np.ndarray, per_sample: bool = False, batch: int = 256,
+             exact: bool = True) -> np.ndarray:
+    """Logits of onnxruntime for ``x`` (NHWC float32).
+
+    exact: set the session option ``session.disable_quant_qdq=1``. Without it onnxruntime's
+    optimiser turns DequantizeLinear -> MatMul into an integer matmul that also quantizes the
+    float activations to 8 bits on the fly, which changes the logits by ~1e-3.
+    """
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    opts.log_severity_level = 3
+    if exact:
+        opts.add_session_config_entry("session.disable_quant_qdq", "1")
+    sess = ort.InferenceSession(model_bytes, opts, providers=["CPUExecutionProvider"])
+    step = 1 if per_sample else batch
+    outs = [sess.run([OUTPUT_NAME], {INPUT_NAME: x[i:i + step]})[0] for i in range(0, len(x), step)]
+    return np.concatenate(outs, axis=0)
+
+
+def export_onnx(graph: ExportGraph, x: np.ndarray, reference: np.ndarray, path, tolerance: float = 1e-4,
+                per_sample: bool = False) -> dict:
+    """Write ``path`` and check onnxruntime against ``reference`` (Keras logits for ``x``).
+
+    int4 storage is tried first and replaced by int8 if onnxruntime cannot run it. Raises
+    UserError (the export fails) if the largest absolute difference exceeds ``tolerance``.
+    """
+    last_error = None
+    for use_int4 in (True, False):
+        model, storage = build_onnx(graph, use_int4=use_int4)
+        data = model.SerializeToString()
+        try:
+            got = run_onnx(data, x, per_sample=per_sample)
+        except Exception as exc:  # noqa: BLE001 -- an unsupported int4 kernel: retry with int8
+            last_error = exc
+            log.warning("onnxruntime could not run the %s model (%s)", "int4" if use_int4 else "int8", exc)
+            continue
+        diff = float(np.max(np.abs(got - reference))) if len(x) else 0.0
+        if diff > tolerance:
+            raise UserError(f"ONNX export check failed: onnxruntime logits differ from Keras by {diff:.3g} "
+                            f"(tolerance {tolerance:g}) on {len(x)} test samples")
+        with open(path, "wb") as fh:
+            fh.write(data)
+        agree = float(np.mean(np.argmax(got, 1) == np.argmax(reference, 1))) if len(x) else 1.0
+        fused = run_onnx(data, x, per_sample=per_sample, exact=False)
+        return {"max_abs_diff": diff, "argmax_agreement": agree, "samples": int(len(x)), "weights": storage,
+                "opset": OPSET, "int4": use_int4, "session_options": {"session.disable_quant_qdq": "1"},
+                "default_options_max_abs_diff": float(np.max(np.abs(fused - reference))) if len(x) else 0.0,
+                "default_options_argmax_agreement":
+                    float(np.mean(np.argmax(fused, 1) == np.argmax(reference, 1))) if len(x) else 1.0}
+    raise UserError(f"ONNX export failed: onnxruntime cannot run the model: {last_error}")
