@@ -381,6 +381,139 @@ def search_cmd(
         raise typer.Exit(130)
 
 
+# --- models and training --------------------------------------------------------------------
+
+
+def _parse_shape(text: str) -> tuple[int, int, int]:
+    try:
+        shape = tuple(int(v) for v in text.replace("x", ",").split(","))
+    except ValueError:
+        shape = ()
+    if len(shape) != 3 or min(shape) < 1:
+        raise UserError(f"--input-shape: expected H,W,C such as 32,32,3, got {text!r}")
+    return shape  # type: ignore[return-value]
+
+
+@app.command("models")
+def models_cmd(
+    input_shape: str = typer.Option("32,32,3", "--input-shape", help="H,W,C of the input."),
+    classes: int = typer.Option(10, "--classes", help="Number of classes."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """List the model zoo: parameters (conv/dense weights + biases), MACs, compute layers."""
+    from autoq.models import MODELS, PUBLISHED_PARAMS, build_model, model_stats
+
+    shape = _parse_shape(input_shape)
+    rows = []
+    for name, info in MODELS.items():
+        stats = model_stats(build_model(name, shape, classes))
+        published = PUBLISHED_PARAMS.get(name) if shape == (32, 32, 3) and classes == 10 else None
+        rows.append({"name": name, "params": stats["params"], "macs": stats["macs"],
+                     "layers": stats["layers"], "published_params": published,
+                     "recipe": info.recipe, "summary": info.summary})
+    if as_json:
+        _print_json({"input_shape": list(shape), "classes": classes, "models": rows})
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"autoq models ({shape[0]}x{shape[1]}x{shape[2]}, {classes} classes)")
+    for col in ("name", "params", "MACs", "layers", "published", "recipe"):
+        table.add_column(col, justify="left" if col in ("name", "recipe") else "right", no_wrap=True)
+    for r in rows:
+        table.add_row(r["name"], f"{r['params']:,}", f"{r['macs']:,}", str(r["layers"]),
+                      f"{r['published_params']:,}" if r["published_params"] else "-", r["recipe"])
+    Console().print(table)
+
+
+@app.command("train")
+def train_cmd(
+    model: str = typer.Option(..., "--model", "-m", help="Zoo model (autoq models)."),
+    dataset: str = typer.Option("digits", "--dataset", "-d",
+                                help="digits | mnist | fashion_mnist | cifar10 | synthetic."),
+    data: Optional[str] = typer.Option(None, "--data", help="Your own .npz (x_train, y_train, x_test, y_test)."),
+    preset_name: Optional[str] = typer.Option(None, "--preset", "-p",
+                                              help="base, bc, bc-stoch, bnn, drf-w, drf, drf-a2, drf-a4, twn, "
+                                                   "bc-1.1, bc-1.2, bc-2.1, bc-2.2, hybrid, int8."),
+    config: Optional[str] = typer.Option(None, "--config", "-c", help="QuantConfig JSON file."),
+    shortcut: Optional[str] = typer.Option(None, "--shortcut", help="Residual shortcuts: quantized | float | removed."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", "-e", help="Epochs (baseline and fine-tune)."),
+    recipe: Optional[str] = typer.Option(None, "--recipe", help="adam | sgd (default: the model's)."),
+    from_scratch: bool = typer.Option(False, "--from-scratch", help="Do not start from the float baseline."),
+    seed: int = typer.Option(0, "--seed", help="Training seed."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="TensorFlow intra/inter-op threads."),
+    out: Optional[str] = typer.Option(None, "--out", "-o", help="Folder for model.keras, weights, result.json."),
+    cache: Optional[str] = typer.Option(None, "--cache", help="Baseline cache (default $AUTOQ_CACHE/baselines "
+                                                             "or ~/.cache/autoq/baselines)."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Fine-tune a quantized model from its cached float baseline; report accuracy and size."""
+    from autoq.config import QuantConfig, preset
+    from autoq.data import load_dataset
+    from autoq.train import finetune
+
+    if (preset_name is None) == (config is None):
+        raise UserError("train: give exactly one of --preset NAME or --config FILE.json")
+    cfg = preset(preset_name, model) if preset_name else QuantConfig.load(config)
+    if shortcut is not None:
+        cfg.shortcut = shortcut
+        cfg.validate("--shortcut")
+    ds = load_dataset(dataset, data_path=data, seed=0)
+    res = finetune(model, ds, cfg, recipe, seed=seed, from_scratch=from_scratch, out_dir=out,
+                   epochs=epochs, threads=threads, cache_dir=cache)
+    summary = res.to_dict()
+    if as_json:
+        _print_json(summary)
+    else:
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title=f"autoq train {model} on {ds.name} ({preset_name or config})")
+        table.add_column("")
+        table.add_column("value", justify="right")
+        pct = lambda v: "-" if v is None else f"{100 * v:.2f} %"  # noqa: E731
+        rows = [("status", res.status + (f": {res.reason}" if res.reason else "")),
+                ("validation accuracy", pct(res.val_acc)), ("test accuracy", pct(res.test_acc)),
+                ("packed weight bytes", f"{res.packed_weight_bytes:,}" if res.packed_weight_bytes else "-"),
+                ("float32 weight bytes", f"{res.float_weight_bytes:,}" if res.float_weight_bytes else "-"),
+                ("compression vs float", f"{res.compression:.2f}x" if res.compression else "-"),
+                ("epochs", str(res.epochs_run)), ("start", "from scratch" if from_scratch else "float baseline"),
+                ("seconds", f"{res.seconds:.1f}"), ("model", res.model_path or "-")]
+        for k, v in rows:
+            table.add_row(k, v)
+        Console().print(table)
+    if res.status != "ok":
+        raise typer.Exit(1)
+
+# --- kernels ------------------------------------------------------------------------------
+
+
+@app.command("bench-kernels")
+def bench_kernels_cmd(
+    shape: Optional[list[str]] = typer.Option(
+        None, "--shape", help="c_in,c_out,h,w,f,stride,pad (pad valid|same); repeatable. "
+        "Default: 64,64,16,16,3,1,same and the thesis setting 3,8,16,16,{3,4,5},1,valid."),
+    kinds: Optional[str] = typer.Option(None, "--kinds", help="Comma-separated kinds (f32,lut,shift,xnor,and,int8)."),
+    variants: str = typer.Option("ref,opt", "--variants", help="Comma-separated variants."),
+    reps: int = typer.Option(20, "--reps", help="Timed calls per record (after 3 warm-up calls)."),
+    as_json: bool = typer.Option(False, "--json", help="JSON records instead of CSV."),
+) -> None:
+    """Time the compiled C kernels here (single thread); prints the measurements CSV
+    (kind,bits,variant,c_in,c_out,h,w,f,stride,pad,macs,ns_median,ns_min)."""
+    from autoq import kernels
+
+    shapes = [kernels.parse_shape(s) for s in shape] if shape else None
+    records = kernels.run_bench(shapes, kinds.split(",") if kinds else None,
+                                tuple(variants.split(",")), reps=reps)
+    rows = [{f: getattr(r, f) for f in kernels.BenchRecord.FIELDS} for r in records]
+    if as_json:
+        _print_json(rows)
+        return
+    typer.echo(",".join(kernels.BenchRecord.FIELDS))
+    for r in rows:
+        typer.echo(",".join(f"{r[f]:.0f}" if f.startswith("ns_") else str(r[f]) for f in kernels.BenchRecord.FIELDS))
+
+
 def main() -> None:
     """Console-script entry point: user errors print one clear line and exit with code 2."""
     try:

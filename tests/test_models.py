@@ -96,3 +96,18 @@ def test_macs_of_lenet5_on_digits():
     stats = model_stats(build_model("lenet5", (8, 8, 1), 10))
     assert stats["macs"] == 8 * 8 * 150 + 4 * 4 * 2400 + 64 * 120 + 120 * 84 + 84 * 10
     assert stats["layers"] == 5
+
+
+def test_cli_models_json():
+    import json
+
+    from typer.testing import CliRunner
+
+    from autoq.cli import app
+
+    out = CliRunner().invoke(app, ["models", "--json", "--input-shape", "8,8,1"])
+    assert out.exit_code == 0, out.output
+    rows = {r["name"]: r for r in json.loads(out.output)["models"]}
+    assert set(rows) == set(MODELS)
+    assert rows["lenet5"]["macs"] == 8 * 8 * 150 + 4 * 4 * 2400 + 64 * 120 + 120 * 84 + 84 * 10
+    assert rows["resnet20"]["layers"] == 22

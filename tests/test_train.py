@@ -91,3 +91,22 @@ def test_recipes_and_schedule():
         get_recipe("rmsprop", "tiny")
     with pytest.raises(UserError, match="epochs"):
         RECIPES["adam"].with_epochs(0)
+
+
+def test_cli_train_json_and_errors(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from autoq.cli import app
+
+    runner = CliRunner()
+    args = ["train", "--model", "tiny", "--dataset", "synthetic", "--preset", "bc", "--epochs", "1",
+            "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "run"), "--json"]
+    out = runner.invoke(app, args)
+    assert out.exit_code == 0, out.output
+    res = json.loads(out.output[out.output.index("{"):])
+    assert res["status"] == "ok" and 0 <= res["val_acc"] <= 1 and res["compression"] > 1
+    assert (tmp_path / "run" / "config.json").is_file()
+    both = runner.invoke(app, ["train", "--model", "tiny", "--preset", "bc", "--config", "x.json"])
+    assert both.exit_code != 0 and "exactly one" in str(both.exception)
