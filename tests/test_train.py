@@ -110,3 +110,10 @@ def test_cli_train_json_and_errors(tmp_path):
     assert (tmp_path / "run" / "config.json").is_file()
     both = runner.invoke(app, ["train", "--model", "tiny", "--preset", "bc", "--config", "x.json"])
     assert both.exit_code != 0 and "exactly one" in str(both.exception)
+
+
+def test_exponential_decay_recipe_reaches_final_lr():
+    adam = RECIPES["adam"].with_epochs(5)
+    assert adam.lr_at(0) == pytest.approx(1e-3) and adam.lr_at(4) == pytest.approx(1e-4)
+    assert adam.lr_at(2) == pytest.approx(10 ** -3.5)
+    assert Recipe.from_dict(adam.to_dict()) == adam
