@@ -349,3 +349,40 @@ def bench(kind: str, variant: str, shape: tuple, bits: int | None = None, reps: 
         raise UserError(f"bench {kind}/{variant} shape {shape}: {exc}") from None
     return BenchRecord(kind, bits, variant, int(c_in), int(c_out), int(h), int(w), int(f), int(stride),
                        pad, int(macs), float(med), float(mn))
+
+
+#: the 64->64 channel 16x16 3x3 'same' layer and the thesis setting (methods.md 5)
+DEFAULT_SHAPES = [(64, 64, 16, 16, 3, 1, "same")] + [(3, 8, 16, 16, f, 1, "valid") for f in (3, 4, 5)]
+
+
+def parse_shape(text: str) -> tuple:
+    """``"c_in,c_out,h,w,f,stride,pad"`` (pad: valid|same) -> tuple, with a clear error."""
+    parts = [p.strip() for p in str(text).split(",")]
+    try:
+        if len(parts) != 7 or parts[6] not in PADDINGS:
+            raise ValueError
+        nums = tuple(int(p) for p in parts[:6])
+        if min(nums) < 1:
+            raise ValueError
+    except ValueError:
+        raise UserError(f"--shape: {text!r} is not c_in,c_out,h,w,f,stride,pad with positive integers "
+                        f"and pad in {sorted(PADDINGS)} (e.g. 64,64,16,16,3,1,same)") from None
+    return nums + (parts[6],)
+
+
+def run_bench(shapes=None, kinds=None, variants=("ref", "opt"), reps: int = 20,
+              lut_bits=LUT_BITS) -> list[BenchRecord]:
+    """Bench every selected (kind, variant) of VARIANTS on every shape (lut at each of
+    ``lut_bits``); the records are the rows of the measurements CSV."""
+    shapes = DEFAULT_SHAPES if not shapes else shapes
+    kinds = list(KINDS) if not kinds else list(kinds)
+    for k in kinds:
+        if k not in KINDS:
+            raise UserError(f"--kinds: {k!r} is not a kernel kind; allowed: {list(KINDS)}")
+    out = []
+    for shape in shapes:
+        for kind, variant in VARIANTS:
+            if kind in kinds and variant in variants:
+                for bits in (lut_bits if kind == "lut" else [default_bits(kind)]):
+                    out.append(bench(kind, variant, shape, bits=bits, reps=reps))
+    return out

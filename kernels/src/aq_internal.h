@@ -4,8 +4,6 @@
 
 #include "autoq_kernels.h"
 
-/* Output channels computed together by the opt int8 kernel (one input load feeds them all). */
-#define AQ_CO_BLOCK 4
 
 /* Builtin popcount where the CPU has an instruction for it (x86 POPCNT, aarch64 CNT); an
    inline SWAR sequence elsewhere (Cortex-M4 has none, and libgcc's would be a call). */
@@ -50,8 +48,10 @@ static inline int aq_popcount64_swar(uint64_t v) {
 /* Output channels per block of the opt float kernels (vector lanes) and binary kernels. */
 #if AQ_VEC
 #define AQ_F32_COB 16
+#define AQ_I8_COB 16
 #else
 #define AQ_F32_COB 4
+#define AQ_I8_COB 4
 #endif
 #define AQ_BIN_COB 8
 
