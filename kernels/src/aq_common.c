@@ -42,7 +42,7 @@ const int aq_num_variants = (int)(sizeof(aq_variants) / sizeof(aq_variants[0]));
 
 const char *aq_kind_name(aq_kind kind) {
     static const char *names[AQ_NUM_KINDS] = {"f32", "lut", "shift", "xnor", "and", "int8"};
-    return (kind >= 0 && kind < AQ_NUM_KINDS) ? names[kind] : "?";
+    return ((unsigned)kind < (unsigned)AQ_NUM_KINDS) ? names[kind] : "?";
 }
 
 int aq_find_variant(const char *kind_name, const char *variant) {
