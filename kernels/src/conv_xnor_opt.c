@@ -58,8 +58,18 @@ static void body_portable(const aq_conv_args *a, const uint64_t *blk, const int3
 AQ_TARGET_AVX2 static void body_avx2(const aq_conv_args *a, const uint64_t *blk, const int32_t *pp) {
     body(a, blk, pp);
 }
-/* AVX-512: the 8 channel words of one input word in one register, VPOPCNTQ; the integer
-   accumulator and the epilogue operations are those of the portable body (bit-exact). */
+/* y[c0 .. c0 + 8) from one accumulator vector: aq_epilogue's operations, in vector form. */
+AQ_TARGET_AVX512 static inline void store8(const aq_conv_args *a, float *yo, int c0, int32_t base,
+                                           __m512i acc) {
+    __m256 v = _mm256_cvtepi32_ps(_mm512_cvtepi64_epi32(_mm512_sub_epi64(_mm512_set1_epi64(base), _mm512_slli_epi64(acc, 1))));
+    if (a->scale) v = _mm256_mul_ps(v, _mm256_loadu_ps(a->scale + c0));
+    if (a->bias) v = _mm256_add_ps(v, _mm256_loadu_ps(a->bias + c0));
+    _mm256_storeu_ps(yo + c0, v);
+}
+
+/* AVX-512: the 8 channel words of one input word in one register, VPOPCNTQ; 4 channel blocks
+   (32 channels) per pass share each input broadcast. The integer accumulator and the epilogue
+   operations are those of the portable body (bit-exact). */
 AQ_TARGET_AVX512 static void body_avx512(const aq_conv_args *a, const uint64_t *blk_all,
                                          const int32_t *pix_pop) {
     const aq_geom *g = &a->g;
@@ -77,7 +87,28 @@ AQ_TARGET_AVX512 static void body_avx512(const aq_conv_args *a, const uint64_t *
             aq_tap_range(ox, g->stride, g->pad_left, g->kw, g->w, &ix0, &kx0, &kx1);
             run = (kx1 - kx0) * nw;
             base = (int32_t)(ky1 - ky0) * (kx1 - kx0) * g->c_in; /* n_valid_bits */
-            for (c0 = 0; c0 < g->c_out; c0 += AQ_BIN_COB) {
+            for (c0 = 0; c0 + 4 * AQ_BIN_COB <= g->c_out; c0 += 4 * AQ_BIN_COB) {
+                const uint64_t *blk = blk_all + (c0 / AQ_BIN_COB) * blk_words;
+                __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
+                for (ky = ky0; ky < ky1; ky++) {
+                    const uint64_t *xr = x + ((long)(iy0 + ky) * g->w + ix0 + kx0) * nw;
+                    const uint64_t *w0 = blk + ((long)ky * g->kw + kx0) * nw * AQ_BIN_COB;
+                    const uint64_t *w1 = w0 + blk_words, *w2 = w1 + blk_words, *w3 = w2 + blk_words;
+                    for (t = 0; t < run; t++) {
+                        __m512i xv = _mm512_set1_epi64((long long)xr[t]);
+                        long o = (long)t * AQ_BIN_COB;
+                        a0 = _mm512_add_epi64(a0, _mm512_popcnt_epi64(_mm512_xor_si512(xv, _mm512_loadu_si512((const void *)(w0 + o)))));
+                        a1 = _mm512_add_epi64(a1, _mm512_popcnt_epi64(_mm512_xor_si512(xv, _mm512_loadu_si512((const void *)(w1 + o)))));
+                        a2 = _mm512_add_epi64(a2, _mm512_popcnt_epi64(_mm512_xor_si512(xv, _mm512_loadu_si512((const void *)(w2 + o)))));
+                        a3 = _mm512_add_epi64(a3, _mm512_popcnt_epi64(_mm512_xor_si512(xv, _mm512_loadu_si512((const void *)(w3 + o)))));
+                    }
+                }
+                store8(a, yo, c0, base, a0);
+                store8(a, yo, c0 + AQ_BIN_COB, base, a1);
+                store8(a, yo, c0 + 2 * AQ_BIN_COB, base, a2);
+                store8(a, yo, c0 + 3 * AQ_BIN_COB, base, a3);
+            }
+            for (; c0 < g->c_out; c0 += AQ_BIN_COB) {
                 const uint64_t *blk = blk_all + (c0 / AQ_BIN_COB) * blk_words;
                 __m512i acc = _mm512_setzero_si512();
                 int64_t cnt[AQ_BIN_COB];
@@ -90,11 +121,8 @@ AQ_TARGET_AVX512 static void body_avx512(const aq_conv_args *a, const uint64_t *
                         acc = _mm512_add_epi64(acc, _mm512_popcnt_epi64(_mm512_xor_si512(xv, wv)));
                     }
                 }
-                if (c0 + AQ_BIN_COB <= g->c_out) { /* vector epilogue: aq_epilogue's operations */
-                    __m256 v = _mm256_cvtepi32_ps(_mm512_cvtepi64_epi32(_mm512_sub_epi64(_mm512_set1_epi64(base), _mm512_slli_epi64(acc, 1))));
-                    if (a->scale) v = _mm256_mul_ps(v, _mm256_loadu_ps(a->scale + c0));
-                    if (a->bias) v = _mm256_add_ps(v, _mm256_loadu_ps(a->bias + c0));
-                    _mm256_storeu_ps(yo + c0, v);
+                if (c0 + AQ_BIN_COB <= g->c_out) {
+                    store8(a, yo, c0, base, acc);
                     continue;
                 }
                 _mm512_storeu_si512((void *)cnt, acc);
