@@ -1,0 +1,281 @@
+"""`autoq export`: one finished trial -> ONNX + .qbin + C + manifest, each checked against Keras.
+
+Steps (each failure is a UserError naming what went wrong, with the numbers):
+1. read the trial (config, plan, metrics, costs, weights path) from the study;
+2. cost it on the target (stored costs or re-estimated from the LayerPlan) and refuse a model
+   that does not fit the target's memory unless ``force``;
+3. load the trained .keras model and the test split, translate the model (autoq.export.graph);
+4. model.onnx: onnxruntime logits within 1e-4 of Keras on the test split;
+5. model.qbin: written, read back and validated (CRCs, shapes), decoded weights equal the
+   quantizers' decode;
+6. model.h / model.c (+ main.c, Makefile, the kernel sources): compiled on the host, argmax
+   identical to Keras on every test sample and logits within tolerance; for a microcontroller
+   target (a profile with sram_bytes) also linked with arm-none-eabi-gcc and measured;
+7. manifest.json: configuration, metrics, predicted costs per target, checks, file sizes and
+   SHA-256 of every file; the trained model as model.keras.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import platform
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from autoq.errors import UserError
+
+log = logging.getLogger(__name__)
+
+ONNX_TOLERANCE = 1e-4
+C_ATOL, C_RTOL = 1e-3, 1e-4       # C vs Keras: different summation order and folded BatchNorm
+
+
+@dataclass
+class ExportResult:
+    out_dir: Path
+    manifest: dict
+    lines: list[str] = field(default_factory=list)
+
+    def summary_lines(self) -> list[str]:
+        return self.lines
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _find_trial(study, number: int):
+    import optuna
+
+    trials = {t.number: t for t in study.get_trials(deepcopy=False)}
+    if number not in trials:
+        raise UserError(f"--trial: the study has no trial {number}; trials are 0..{max(trials, default=-1)}")
+    t = trials[number]
+    status = t.user_attrs.get("status", "ok")
+    if t.state != optuna.trial.TrialState.COMPLETE or status != "ok":
+        raise UserError(f"--trial {number}: trial is {t.state.name.lower()} (status {status!r}"
+                        f"{', ' + t.user_attrs['fail_reason'] if t.user_attrs.get('fail_reason') else ''}); "
+                        "export a finished trial from `autoq pareto`")
+    for key in ("config", "plan", "metrics", "weights_path"):
+        if not t.user_attrs.get(key):
+            raise UserError(f"--trial {number}: the trial has no {key!r} user attribute (contracts.md, Study)")
+    return t
+
+
+def _costs(trial, targets: list[str]) -> dict[str, dict]:
+    """CostReport dicts per target: stored ones first, others re-estimated from the plan."""
+    from autoq.pareto import default_estimator
+
+    stored = trial.user_attrs.get("costs") or {}
+    out = {}
+    for i, target in enumerate(targets):
+        if target in stored:
+            out[target] = {**stored[target], "source": "stored"}
+        else:
+            try:
+                out[target] = {**default_estimator(target)(trial.user_attrs["plan"]), "source": "estimated"}
+            except UserError as exc:
+                if i == 0:           # the export target itself must be costed
+                    raise
+                out[target] = {"error": str(exc)}   # e.g. a profile without coefficients for a kind
+        out[target].pop("per_layer", None)
+    return out
+
+
+def _fit_message(target: str, cost: dict, profile) -> str:
+    parts = []
+    for what, used, limit in (("flash", cost["flash_bytes"], profile.flash_limit_bytes),
+                              ("peak RAM", cost["peak_ram_bytes"], profile.ram_limit_bytes)):
+        if limit and used > limit:
+            parts.append(f"{what} {used:,} B > {limit:,} B (over by {used - limit:,} B)")
+    return f"does not fit {target}: " + ("; ".join(parts) or "the cost model says it does not fit")
+
+
+def _load_data(study, data_path: str | None):
+    from autoq.data import load_dataset
+
+    space = study.user_attrs.get("space") or {}
+    name = space.get("dataset", "digits")
+    path = data_path or space.get("data_path")
+    if path is None and str(name).endswith(".npz"):
+        path = name
+    return load_dataset(name, data_path=path, seed=int(space.get("seed", 0) or 0))
+
+
+def _load_model(path: str):
+    from autoq.tf_env import import_tf
+
+    import_tf()
+    import keras
+
+    import autoq.quant.layers  # noqa: F401 -- registers QConv2D/QDense/QActivation for loading
+
+    if not Path(path).is_file():
+        raise UserError(f"weights_path: the trained model {path!r} does not exist (was the run folder moved?)")
+    return keras.saving.load_model(path, compile=False)
+
+
+def keras_logits(model, x: np.ndarray, per_sample: bool) -> np.ndarray:
+    """Keras logits; per sample when an input quantizer's range depends on the whole batch."""
+    if per_sample:
+        return np.concatenate([model(x[i:i + 1], training=False).numpy() for i in range(len(x))]) \
+            if len(x) else np.zeros((0,) + tuple(model.output_shape[1:]), np.float32)
+    return np.concatenate([model(x[i:i + 256], training=False).numpy() for i in range(0, len(x), 256)])
+
+
+def _check_qbin(path: Path, graph) -> dict:
+    from autoq.export import qbin
+
+    qf = qbin.read_qbin(path)
+    for op, layer in zip(graph.compute, qf.layers):
+        if not np.array_equal(layer.decoded(), op.layer.decoded()):
+            raise UserError(f"{path}: layer {layer.name}: weights read back differ from the written ones")
+    return {"layers": len(qf.layers), "bytes": qf.size, "crc_ok": True}
+
+
+def _check_c(out: Path, graph, x: np.ndarray, reference: np.ndarray, work: Path) -> dict:
+    from autoq.export import c_emit
+
+    t0 = time.perf_counter()
+    exe = c_emit.build_host(out, work / "host")
+    got = c_emit.run_host(exe, x, int(np.prod(graph.output_shape)), work / "host")
+    diff = np.abs(got - reference)
+    mismatches = int(np.sum(np.argmax(got, 1) != np.argmax(reference, 1)))
+    bad = diff > C_ATOL + C_RTOL * np.abs(reference)
+    if mismatches or bad.any():
+        raise UserError(f"C export check failed on the host: {mismatches} of {len(x)} argmax differ from Keras, "
+                        f"max |logit diff| {float(diff.max()):.3g} (tolerance {C_ATOL:g} + {C_RTOL:g}*|logit|)")
+    return {"samples": int(len(x)), "argmax_mismatches": mismatches, "max_abs_diff": float(diff.max(initial=0.0)),
+            "tolerance": {"atol": C_ATOL, "rtol": C_RTOL}, "build_and_run_seconds": time.perf_counter() - t0}
+
+
+def export_trial(run: str, trial_number: int, target: str, out: str | Path, force: bool = False,
+                 data_path: str | None = None, emit_c: bool = True, max_samples: int | None = None) -> ExportResult:
+    """Export trial ``trial_number`` of ``run`` for ``target`` into ``out`` (see the module doc)."""
+    from autoq.cost.profile import list_profiles, load_profile
+    from autoq.pareto import _load_study, resolve_study_path
+
+    study_path = resolve_study_path(run)
+    study = _load_study(study_path)
+    trial = _find_trial(study, trial_number)
+    profile = load_profile(target)
+    targets = list(dict.fromkeys([target, *(study.user_attrs.get("targets") or []), *list_profiles()]))
+    costs = _costs(trial, targets)
+    cost = costs[target]
+    if not cost["fits"] and not force:
+        raise UserError(f"trial {trial_number} {_fit_message(target, cost, profile)}; pass --force to export anyway")
+    lines = [f"trial {trial_number} on {target}: predicted {cost['latency_ms']:.3f} ms, flash {cost['flash_bytes']:,} B, "
+             f"peak RAM {cost['peak_ram_bytes']:,} B, fits: {cost['fits']}"]
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    attrs = trial.user_attrs
+    model = _load_model(attrs["weights_path"])
+    data = _load_data(study, data_path)
+    x = data.x_test if max_samples is None else data.x_test[:max_samples]
+    x = np.ascontiguousarray(x, np.float32)
+
+    from autoq.export import onnx as xonnx
+    from autoq.export import qbin
+    from autoq.export.graph import build_graph
+
+    graph = build_graph(model)
+    per_sample = xonnx.has_dynamic_range(graph)
+    reference = keras_logits(model, x, per_sample)
+    checks: dict = {"keras_test_acc": float(np.mean(np.argmax(reference, 1) == data.y_test[:len(x)]))}
+
+    checks["onnx"] = xonnx.export_onnx(graph, x, reference, out / "model.onnx", ONNX_TOLERANCE, per_sample)
+    lines.append(f"model.onnx: onnxruntime vs Keras max |diff| {checks['onnx']['max_abs_diff']:.2e} on "
+                 f"{len(x)} test samples (weights {', '.join(sorted(set(checks['onnx']['weights'].values())))})")
+
+    meta = {"model": attrs["config"].get("model"), "input_shape": list(graph.input_shape),
+            "num_classes": int(np.prod(graph.output_shape)), "trial": trial_number, "target": target,
+            "dataset": data.name}
+    qbin.write_qbin(out / "model.qbin", [op.layer for op in graph.compute], meta)
+    checks["qbin"] = _check_qbin(out / "model.qbin", graph)
+    lines.append(f"model.qbin: {checks['qbin']['layers']} layers, {checks['qbin']['bytes']:,} bytes, read back and CRCs ok")
+
+    if emit_c:
+        from autoq.export import c_emit
+        from autoq.resources import resource_dir
+
+        em = c_emit.emit_c(graph, "model", comment=f"trial {trial_number}, target {target}")
+        (out / "model.h").write_text(em.header)
+        (out / "model.c").write_text(em.source)
+        (out / "main.c").write_text(em.main)
+        c_emit.copy_kernels(resource_dir("kernels"), out)
+        c_emit.write_makefile(out)
+        with tempfile.TemporaryDirectory(prefix="autoq-export-") as tmp:
+            checks["c_host"] = _check_c(out, graph, x, reference, Path(tmp))
+            checks["c_layers"] = [{"layer": cl.op.name, "kernel": cl.kind, "weight_bytes": cl.weight_bytes,
+                                   **({"note": cl.note} if cl.note else {})} for cl in em.layers]
+            checks["c_static_ram_bytes"] = em.ram_bytes
+            lines.append(f"model.c: host build equals Keras on {len(x)} test samples (argmax identical, max |diff| "
+                         f"{checks['c_host']['max_abs_diff']:.2e}); static RAM {em.ram_bytes:,} B, "
+                         f"weights {em.weight_bytes:,} B")
+            if "sram_bytes" in profile.memory:
+                checks["c_m4"] = _check_m4(out, Path(tmp), profile, force, lines)
+
+    shutil.copy2(attrs["weights_path"], out / "model.keras")
+    manifest = {
+        "autoq_export": 1, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "study": str(study_path), "study_name": study.study_name, "trial": trial_number, "target": target,
+        "config": attrs["config"], "plan": attrs["plan"], "metrics": attrs["metrics"],
+        "predicted": costs, "checks": checks,
+        "environment": {"python": platform.python_version(), "machine": platform.machine(), **_versions()},
+    }
+    manifest["files"] = {str(p.relative_to(out)): {"bytes": p.stat().st_size, "sha256": sha256(p)}
+                         for p in sorted(out.rglob("*")) if p.is_file() and p.name != "manifest.json"}
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2, default=_json_default))
+    sizes = {k: v["bytes"] for k, v in manifest["files"].items() if "/" not in k}
+    lines.append("files: " + ", ".join(f"{k} {v:,} B" for k, v in sizes.items()) + f" -> {out}/manifest.json")
+    return ExportResult(out, manifest, lines)
+
+
+def _check_m4(out: Path, work: Path, profile, force: bool, lines: list[str]) -> dict:
+    from autoq.export import c_emit
+
+    sizes = c_emit.build_m4(out, work / "m4")
+    flash_limit, ram_limit = profile.flash_limit_bytes, profile.ram_limit_bytes
+    result = {"flash_bytes": sizes["flash_bytes"], "sram_bytes": sizes["sram_bytes"], "sections": sizes["sections"],
+              "flash_limit": flash_limit, "sram_limit": ram_limit,
+              "fits": sizes["flash_bytes"] <= flash_limit and sizes["sram_bytes"] <= ram_limit}
+    over = [f"{what} over by {used - limit:,} B" for what, used, limit in
+            (("flash", sizes["flash_bytes"], flash_limit), ("SRAM", sizes["sram_bytes"], ram_limit)) if used > limit]
+    lines.append(f"{profile.id} build (arm-none-eabi-gcc, --gc-sections): flash {sizes['flash_bytes']:,} / "
+                 f"{flash_limit:,} B, static SRAM {sizes['sram_bytes']:,} / {ram_limit:,} B (stack not included): "
+                 + ("fits" if result["fits"] else "DOES NOT FIT, " + "; ".join(over)))
+    if not result["fits"] and not force:
+        raise UserError(f"the {profile.id} build does not fit: {'; '.join(over)} (flash {sizes['flash_bytes']:,} B, "
+                        f"SRAM {sizes['sram_bytes']:,} B); pass --force to keep the export anyway")
+    return result
+
+
+def _versions() -> dict:
+    out = {}
+    for mod in ("numpy", "onnx", "onnxruntime", "keras", "tensorflow"):
+        try:
+            out[mod] = __import__(mod).__version__
+        except Exception:  # noqa: BLE001 -- versions are informative only
+            pass
+    return out
+
+
+def _json_default(obj):
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (np.floating,)):
+        return float(obj)
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    return str(obj)
