@@ -14,7 +14,7 @@ import autoq.quant as Q  # noqa: E402
 from autoq.quant.layers import QActivation, QConv2D, QDense, summary  # noqa: E402
 
 WEIGHT_QUANTIZERS = [None, "bc", {"name": "bc_stoch", "seed": 0}, {"name": "bc_scaled", "scale": 0.125}, "xnor",
-                     "twn", {"name": "dorefa", "bits": 2}, {"name": "uniform", "bits": 8},
+                     "twn", "ttq", {"name": "dorefa", "bits": 2}, {"name": "uniform", "bits": 8},
                      {"name": "lsq", "bits": 4}]
 
 
@@ -79,7 +79,8 @@ def test_bc_weights_are_clipped_after_updates(digits):
     ({"name": "dorefa", "bits": 2}, {"name": "dorefa", "bits": 2}, True),
     ({"name": "lsq", "bits": 3}, {"name": "lsq", "bits": 4}, True),
     ("twn", {"name": "uniform", "bits": 8, "alpha": 4.0}, True),
-], ids=["bnn", "dorefa", "lsq", "twn-int8act"])
+    ("ttq", None, True),
+], ids=["bnn", "dorefa", "lsq", "twn-int8act", "ttq"])
 def test_keras_round_trip_gives_identical_outputs(tmp_path, weight_q, input_q, relu):
     keras.utils.set_random_seed(1)
     model = small_model(weight_q, input_q, slope=0.125, relu=relu)

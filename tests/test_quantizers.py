@@ -25,6 +25,7 @@ CASES = [
     ({"name": "xnor", "per_channel": True}, "weight"),
     ({"name": "twn"}, "weight"),
     ({"name": "twn", "per_channel": True}, "weight"),
+    ({"name": "ttq"}, "weight"),
     ({"name": "dorefa", "bits": 1}, "weight"),
     ({"name": "dorefa", "bits": 2}, "weight"),
     ({"name": "dorefa", "bits": 4}, "weight"),
@@ -156,6 +157,8 @@ def test_gradient_matches_ste_definition(config, role):
     elif q.name == "uniform":
         alpha = q.alpha if q.alpha is not None else np.abs(x).max()
         expected = upstream * (np.abs(x) <= alpha)
+    elif q.name == "ttq":  # a_p = a_n = 1 unbuilt: scaled gradient equals dy everywhere
+        expected = upstream
     elif q.name == "lsq":
         qn, qp = q._range()
         r = x / q.init_step
@@ -163,6 +166,27 @@ def test_gradient_matches_ste_definition(config, role):
     else:
         expected = upstream  # plain STE
     np.testing.assert_allclose(g, expected, rtol=1e-6)
+
+
+def test_ttq_learned_scales_and_gradients():
+    from autoq.quant.layers import QDense
+
+    layer = QDense(3, kernel_quantizer="ttq", use_bias=False)
+    layer.build((None, 2))
+    layer.kernel.assign(W)
+    q = layer.kernel_quantizer
+    q.pos.assign(0.5)
+    q.neg.assign(2.0)
+    delta = 0.7 * np.abs(W).mean()
+    expected = np.where(W > delta, 0.5, np.where(W < -delta, -2.0, 0.0))
+    with tf.GradientTape() as tape:
+        y = q(tf.convert_to_tensor(layer.kernel))
+        loss = tf.reduce_sum(y)
+    np.testing.assert_allclose(y.numpy(), expected, rtol=1e-6)
+    g_pos, g_neg, g_w = tape.gradient(loss, [q.pos, q.neg, layer.kernel])
+    assert float(g_pos) == (W > delta).sum() and float(g_neg) == -(W < -delta).sum()
+    np.testing.assert_allclose(g_w, np.where(W > delta, 0.5, np.where(W < -delta, 2.0, 1.0)))
+    np.testing.assert_array_equal(q.decode(*q.encode(layer.kernel.numpy())), y.numpy())
 
 
 def test_lsq_step_gradient_formula():
@@ -226,7 +250,7 @@ def test_outputs_lie_in_codebook_with_at_most_2_pow_bits_levels(config, role, w)
 
 
 IDEMPOTENT = [(c, r) for c, r in CASES
-              if c["name"] in ("bc", "bc_scaled", "sign", "twn") or (c["name"] == "dorefa" and r == "activation")
+              if c["name"] in ("bc", "bc_scaled", "sign", "twn", "ttq") or (c["name"] == "dorefa" and r == "activation")
               or (c["name"] == "uniform" and "alpha" in c) or c["name"] == "lsq"]
 
 

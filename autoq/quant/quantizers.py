@@ -211,6 +211,9 @@ class Quantizer:
     def build(self, layer, shape, init_values=None) -> None:
         """Create trainable state on ``layer`` (only learned quantizers need it)."""
 
+    def init_from(self, values) -> None:
+        """Re-initialise learned state from ``values`` (e.g. after loading baseline weights)."""
+
     def __call__(self, x, training: bool | None = None):
         from autoq.tf_env import import_tf
 
@@ -429,6 +432,84 @@ class Ternary(Quantizer):
         return _straight_through(tf, x, forward)
 
 
+@register
+class TrainedTernary(Quantizer):
+    """Trained Ternary Quantization (Zhu 2017): TWN's threshold D = t * E(|w|) with learned
+    asymmetric scales: w_q = +a_p if w > D, 0 if |w| <= D, -a_n if w < -D.
+
+    Backward (the paper's): dw = a_p dy above D, dy inside, a_n dy below -D;
+    da_p = sum of dy over w > D, da_n = -sum of dy over w < -D. a_p and a_n are variables of the
+    layer, initialised to the TWN scale of the initial weights. Codebook [-a_n, 0, +a_p].
+    """
+
+    name = "ttq"
+    role = "weight"
+    summary = "Trained Ternary Quantization: {-a_n,0,+a_p} with learned scales"
+    bits = 2
+
+    def __init__(self, threshold: float = 0.7):
+        self.threshold = _check_positive(self.name, "threshold", threshold)
+        self.pos = self.neg = None  # layer variables once built
+
+    def get_config(self):
+        return {"name": self.name, "threshold": self.threshold}
+
+    def levels(self) -> int:
+        return 3
+
+    def _twn_scale(self, values) -> float:
+        _, alpha = Ternary(self.threshold)._np_parts(np.asarray(values, dtype=np.float32))
+        return float(alpha.reshape(-1)[0]) or 1.0
+
+    def build(self, layer, shape, init_values=None) -> None:
+        import keras
+
+        init = 1.0 if init_values is None else self._twn_scale(init_values)
+        const = keras.initializers.Constant(init)
+        self.pos = layer.add_weight(name="ttq_pos", shape=(), initializer=const, trainable=True)
+        self.neg = layer.add_weight(name="ttq_neg", shape=(), initializer=const, trainable=True)
+
+    def init_from(self, values) -> None:
+        if self.pos is not None:
+            init = self._twn_scale(values)
+            self.pos.assign(init)
+            self.neg.assign(init)
+
+    def _scales(self) -> tuple[np.float32, np.float32]:
+        if self.pos is None:
+            return np.float32(1.0), np.float32(1.0)
+        return np.float32(np.asarray(self.pos.numpy())), np.float32(np.asarray(self.neg.numpy()))
+
+    def _indices_and_codebook(self, w):
+        a64 = np.abs(w.astype(np.float64))
+        delta = self.threshold * a64.mean()
+        w64 = w.astype(np.float64)
+        idx = np.where(w64 > delta, 2, np.where(w64 < -delta, 0, 1))
+        a_p, a_n = self._scales()
+        return idx, np.array([-a_n, 0.0, a_p], dtype=np.float32)
+
+    def _tf_forward(self, tf, x, training):
+        x = tf.convert_to_tensor(x, tf.float32)
+        a_p = tf.convert_to_tensor(self.pos if self.pos is not None else 1.0, tf.float32)
+        a_n = tf.convert_to_tensor(self.neg if self.neg is not None else 1.0, tf.float32)
+
+        @tf.custom_gradient
+        def _op(v, ap, an):
+            v64 = tf.cast(v, tf.float64)
+            delta = self.threshold * tf.reduce_mean(tf.abs(v64))
+            pos, neg = v64 > delta, v64 < -delta
+            zero = tf.zeros_like(v)
+            y = tf.where(pos, ap + zero, tf.where(neg, -an + zero, zero))
+
+            def grad(dy):
+                dv = tf.where(pos, ap * dy, tf.where(neg, an * dy, dy))
+                return dv, tf.reduce_sum(tf.where(pos, dy, zero)), -tf.reduce_sum(tf.where(neg, dy, zero))
+
+            return y, grad
+
+        return _op(x, a_p, a_n)
+
+
 # ---------------------------------------------------------------------------------------
 # k-bit
 # ---------------------------------------------------------------------------------------
@@ -609,14 +690,18 @@ class LearnedStepSize(Quantizer):
     def build(self, layer, shape, init_values=None) -> None:
         import keras
 
-        init = self.init_step
-        if init_values is not None:
-            mean_abs = float(np.mean(np.abs(np.asarray(init_values, dtype=np.float64))))
-            if mean_abs > 0:
-                init = 2.0 * mean_abs / math.sqrt(self._range()[1])
+        init = self.init_step if init_values is None else self._initial_step(init_values)
         self.step = layer.add_weight(
             name=f"lsq_step_{len(layer.weights)}", shape=(), initializer=keras.initializers.Constant(init),
             trainable=True)
+
+    def _initial_step(self, values) -> float:
+        mean_abs = float(np.mean(np.abs(np.asarray(values, dtype=np.float64))))
+        return 2.0 * mean_abs / math.sqrt(self._range()[1]) if mean_abs > 0 else self.init_step
+
+    def init_from(self, values) -> None:
+        if self.step is not None:
+            self.step.assign(self._initial_step(values))
 
     def _step_value(self) -> np.float32:
         if self.step is None:
