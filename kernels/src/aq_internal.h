@@ -48,10 +48,10 @@ static inline int aq_popcount64_swar(uint64_t v) {
 /* Output channels per block of the opt float kernels (vector lanes) and binary kernels. */
 #if AQ_VEC
 #define AQ_F32_COB 16
-#define AQ_I8_COB 16
+#define AQ_I8_COB AQ_F32_COB
 #else
 #define AQ_F32_COB 4
-#define AQ_I8_COB 4
+#define AQ_I8_COB AQ_F32_COB
 #endif
 #define AQ_BIN_COB 8
 
