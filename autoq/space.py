@@ -8,8 +8,9 @@ Schema (every key except ``model`` and ``layers`` is optional)::
 
     name: lenet5                 # run label; default: the file name without .yaml
     model: lenet5                # a zoo model (autoq.models.names.MODEL_NAMES)
-    dataset: digits              # digits (embedded) | mnist | fashion | cifar10 | a .npz path
-    data_path: null              # local file/folder for datasets that are not embedded
+    dataset: digits              # digits (embedded) | mnist | fashion_mnist | cifar10 | synthetic
+                                 # | a .npz file (x_train, y_train, x_test, y_test)
+    data_path: null              # a .npz that replaces the named data set's source
     input: [8, 8, 1]             # H, W, C; checked against the dataset when the search starts
     training:
       recipe: adam               # a key of autoq.train.RECIPES
@@ -446,8 +447,11 @@ def parse_space(raw, source: str = "<dict>") -> SearchSpace:
         raise ctx.fail("model", model, ", ".join(MODEL_NAMES))
     layer_names = quant_layer_names(model)
     dataset = raw.get("dataset", "digits")
-    if not isinstance(dataset, str) or not dataset:
-        raise ctx.fail("dataset", dataset, "a dataset name (digits, mnist, fashion, cifar10) or a .npz path")
+    from autoq.data import DATASETS
+
+    if not isinstance(dataset, str) or not (dataset in DATASETS or dataset.endswith(".npz")):
+        raise ctx.fail("dataset", dataset, f"{', '.join(DATASETS)} or a path to a .npz file "
+                       "(x_train, y_train, x_test, y_test)")
     data_path = raw.get("data_path")
     if data_path is not None and not isinstance(data_path, str):
         raise ctx.fail("data_path", data_path, "a path string or null")

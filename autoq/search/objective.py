@@ -117,27 +117,31 @@ def objective_values(outcome: TrialOutcome, objective_names: list[str]) -> list[
     return values
 
 
-def constraint_values(costs: dict[str, dict], constraints: dict) -> list[float]:
-    """Optuna's convention: one value per (constraint, target), feasible iff <= 0.
+def constraint_items(costs: dict[str, dict], constraints: dict) -> list[tuple[str, float]]:
+    """Optuna's convention: one value per (target, constraint), feasible iff <= 0.
 
     max_latency_ms: latency - max; max_flash_kb / max_ram_kb: bytes / 1024 - max;
     fits sram: peak RAM - RAM limit; fits flash: flash - flash limit (bytes).
     """
-    values: list[float] = []
+    items: list[tuple[str, float]] = []
     for target in sorted(costs):
         c = costs[target]
         if "max_latency_ms" in constraints:
-            values.append(float(c["latency_ms"]) - constraints["max_latency_ms"])
+            items.append((f"{target}:max_latency_ms", float(c["latency_ms"]) - constraints["max_latency_ms"]))
         if "max_flash_kb" in constraints:
-            values.append(float(c["flash_bytes"]) / 1024 - constraints["max_flash_kb"])
+            items.append((f"{target}:max_flash_kb", float(c["flash_bytes"]) / 1024 - constraints["max_flash_kb"]))
         if "max_ram_kb" in constraints:
-            values.append(float(c["peak_ram_bytes"]) / 1024 - constraints["max_ram_kb"])
+            items.append((f"{target}:max_ram_kb", float(c["peak_ram_bytes"]) / 1024 - constraints["max_ram_kb"]))
         fits = constraints.get("fits") or []
         if "sram" in fits:
-            values.append(float(c["peak_ram_bytes"]) - float(c["ram_limit_bytes"]))
+            items.append((f"{target}:fits_ram", float(c["peak_ram_bytes"]) - float(c["ram_limit_bytes"])))
         if "flash" in fits:
-            values.append(float(c["flash_bytes"]) - float(c["flash_limit_bytes"]))
-    return values
+            items.append((f"{target}:fits_flash", float(c["flash_bytes"]) - float(c["flash_limit_bytes"])))
+    return items
+
+
+def constraint_values(costs: dict[str, dict], constraints: dict) -> list[float]:
+    return [v for _, v in constraint_items(costs, constraints)]
 
 
 def violated(costs: dict[str, dict], constraints: dict) -> list[str]:
@@ -269,7 +273,10 @@ class KerasSteps:
             from autoq.data import load_dataset
             from autoq.errors import UserError
 
-            self._data = load_dataset(self.dataset_name, data_path=self.data_path, seed=self.seed)
+            name, path = self.dataset_name, self.data_path
+            if path is None and name.endswith(".npz"):  # dataset given as a file
+                name, path = Path(name).stem, name
+            self._data = load_dataset(name, data_path=path, seed=self.seed)
             if self.expected_input and tuple(self._data.input_shape) != self.expected_input:
                 raise UserError(f"search space input {list(self.expected_input)} does not match data set "
                                 f"{self.dataset_name!r} shape {list(self._data.input_shape)}")

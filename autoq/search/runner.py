@@ -18,7 +18,7 @@ from autoq.search.objective import (TrialContext, TrialOutcome, TrialSteps, obje
                                     run_trial)
 from autoq.search.study import (Budget, RunInfo, build_cache, check_run_folder, count_done,
                                 make_sampler, open_study, outcome_attrs, repair_interrupted,
-                                screen_reference)
+                                screen_reference, set_constraints)
 from autoq.space import SearchSpace, check_targets, config_hash
 
 log = logging.getLogger(__name__)
@@ -64,6 +64,11 @@ class SearchOptions:
             raise UserError(f"--epochs {self.epochs}: must exceed the space's training.screen.epochs "
                             f"({self.space.screen.epochs})")
         self.cache_dir = Path(self.cache_dir or self.out_dir.parent / ".autoq-cache").resolve()
+        sp = self.space  # absolute data paths: Ray workers may run elsewhere
+        if sp.data_path:
+            sp.data_path = str(Path(sp.data_path).expanduser().resolve())
+        if sp.dataset.endswith(".npz"):
+            sp.dataset = str(Path(sp.dataset).expanduser().resolve())
         return self
 
 
@@ -99,8 +104,9 @@ def run_info(opts: SearchOptions) -> RunInfo:
                    objectives=kinds, objective_names=names)
 
 
-def enqueue_presets(study, space: SearchSpace) -> tuple[list[str], list[str]]:
-    """Enqueue the thesis presets the space can express (in the space's order)."""
+def enqueue_presets(study, space: SearchSpace, limit: int | None = None) -> tuple[list[str], list[str]]:
+    """Enqueue the thesis presets the space can express (in the space's order), at most
+    ``limit`` (a trial budget smaller than the preset list runs only the first ones)."""
     from autoq.config import PRESETS, preset
 
     shortcut = (space.model_choices.get("shortcut") or ["quantized"])[0]
@@ -116,6 +122,8 @@ def enqueue_presets(study, space: SearchSpace) -> tuple[list[str], list[str]]:
         if h in seen:
             continue
         seen.add(h)
+        if limit is not None and len(done) >= limit:
+            break
         study.enqueue_trial(params, user_attrs={"preset": name})
         done.append(name)
     if skipped:
@@ -144,6 +152,7 @@ def record(study, trial, outcome: TrialOutcome, ctx: TrialContext, h: str,
     attrs = outcome_attrs(outcome, ctx.constraints, h, cached_from)
     for key, value in attrs.items():
         trial.set_user_attr(key, value)
+    set_constraints(trial, outcome, ctx.constraints)
     outcome.timings["store"] = time.perf_counter() - t0  # writing the trial's attrs to SQLite
     trial.set_user_attr("timings", outcome.timings)
     if outcome.status == "failed":
@@ -188,14 +197,14 @@ def run_search(opts: SearchOptions, steps_factory: StepsFactory | None = None,
     steps = factory(opts)
     if hasattr(steps, "prepare"):
         steps.prepare()  # data + float baseline, once, here (Ray workers then hit the cache)
-    sampler = make_sampler(opts.sampler, opts.seed, opts.budget, bool(opts.space.constraints))
+    sampler = make_sampler(opts.sampler, opts.seed, opts.budget)
     study = open_study(opts.out_dir, info, sampler, opts.resume, opts.force)
     result = SearchResult(out_dir=str(opts.out_dir), done=0, budget=opts.budget, interrupted=False,
                           seconds=0.0)
     if opts.resume:
         result.retried = repair_interrupted(study)
     else:
-        result.presets_enqueued, result.presets_skipped = enqueue_presets(study, opts.space)
+        result.presets_enqueued, result.presets_skipped = enqueue_presets(study, opts.space, opts.budget.trials)
     try:
         if opts.backend == "ray":
             from autoq.search.ray_backend import run_ray

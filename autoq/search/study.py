@@ -108,31 +108,24 @@ def space_fingerprint(raw: dict) -> str:
     return json.dumps(raw, sort_keys=True, default=str)
 
 
-def make_sampler(name: str, seed: int, budget: Budget, constrained: bool):
-    """nsga2 | tpe | random, seeded; constraints through the trials' ``constraints`` attr.
+def make_sampler(name: str, seed: int, budget: Budget):
+    """nsga2 | tpe | random, seeded. Constraints reach NSGA-II and TPE through the trials
+    (``trial.set_constraint``, Optuna 5): constrained domination, feasible first.
 
     NSGA-II's population is budget/4 clamped to [4, 20] (the default 50 would make a
     40-trial search pure random sampling); TPE starts after min(10, budget/4) random trials.
     """
     import optuna
 
-    func = constraints_func if constrained else None
     n = budget.trials or 80
     if name == "nsga2":
-        return optuna.samplers.NSGAIISampler(population_size=max(4, min(20, n // 4)), seed=seed,
-                                             constraints_func=func)
+        return optuna.samplers.NSGAIISampler(population_size=max(4, min(20, n // 4)), seed=seed)
     if name == "tpe":
         return optuna.samplers.TPESampler(n_startup_trials=max(2, min(10, n // 4)), seed=seed,
-                                          constraints_func=func, multivariate=True)
+                                          multivariate=True)
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     raise UserError(f"--sampler: got {name!r}; allowed: {', '.join(SAMPLERS)}")
-
-
-def constraints_func(trial) -> list[float]:
-    """Optuna constraints: stored by the objective as the ``constraints`` user attr."""
-    values = trial.user_attrs.get("constraints")
-    return list(values) if values else [0.0]
 
 
 @dataclass
@@ -212,8 +205,9 @@ def count_done(study) -> int:
 
 
 def repair_interrupted(study) -> list[int]:
-    """Mark RUNNING leftovers FAIL (status interrupted) and re-enqueue every interrupted
-    trial's parameters once. Returns the numbers re-enqueued."""
+    """Mark RUNNING leftovers FAIL (status interrupted) and re-enqueue the parameters of every
+    interrupted trial not yet retried (no trial has ``retry_of`` = its number). Returns the
+    numbers re-enqueued."""
     import optuna
 
     TS = optuna.trial.TrialState
@@ -222,13 +216,12 @@ def repair_interrupted(study) -> list[int]:
         storage.set_trial_user_attr(t._trial_id, "status", "interrupted")
         storage.set_trial_user_attr(t._trial_id, "fail_reason", "interrupted (process stopped mid-trial)")
         storage.set_trial_state_values(t._trial_id, TS.FAIL)
+    trials = study.get_trials(deepcopy=False)
+    already = {t.user_attrs.get("retry_of") for t in trials}
     retried = []
-    for t in study.get_trials(deepcopy=False, states=(TS.FAIL,)):
-        if t.user_attrs.get("status") in STATUSES or t.user_attrs.get("retried"):
+    for t in trials:
+        if t.state != TS.FAIL or t.user_attrs.get("status") in STATUSES or t.number in already:
             continue
-        if t.user_attrs.get("status") is None:
-            storage.set_trial_user_attr(t._trial_id, "status", "interrupted")
-        storage.set_trial_user_attr(t._trial_id, "retried", True)
         study.enqueue_trial(dict(t.params), user_attrs={"retry_of": t.number})
         retried.append(t.number)
     if retried:
@@ -286,3 +279,12 @@ def outcome_attrs(outcome: TrialOutcome, constraints: dict, config_hash: str,
     if cached_from is not None:
         attrs["cached_from"] = cached_from
     return attrs
+
+
+def set_constraints(trial, outcome: TrialOutcome, constraints: dict) -> None:
+    """Optuna's constraint values (feasible iff all <= 0) for the samplers and best_trials."""
+    from autoq.search.objective import constraint_items
+
+    if outcome.costs and outcome.status != "failed":
+        for key, value in constraint_items(outcome.costs, constraints):
+            trial.set_constraint(key, value)
