@@ -27,20 +27,44 @@ def test_bypass_variant_has_same_params_and_adds():
     assert adds == ["fire3_bypass", "fire5_bypass", "fire7_bypass", "fire9_bypass"]
 
 
-@pytest.mark.parametrize("name", sorted(MODELS))
-def test_every_preset_builds_on_digits_shape(name):
-    """Build only (8x8x1, 10 classes): every preset, layer names stable, logits shape."""
+def _check_builds(name, preset_name):
+    """Build only (8x8x1, 10 classes): layer names stable, first/last float, quantizer set."""
+    cfg = preset(preset_name, name)
+    model = build_model(name, (8, 8, 1), 10, cfg)
+    layers = _compute(model)
+    assert [layer.name for layer in layers] == quant_layer_names(name)
+    assert layers[0].kernel_quantizer is None and layers[-1].kernel_quantizer is None
+    if cfg.default.weight is not None:
+        assert layers[1].kernel_quantizer.name == cfg.default.weight["name"]
+    if cfg.default.activation is not None:
+        assert layers[1].input_quantizer.name == cfg.default.activation["name"]
+    return model
+
+
+SMALL_MODELS = ("tiny", "lenet5", "resnet20")
+
+
+@pytest.mark.parametrize("name", SMALL_MODELS)
+def test_every_preset_builds_small_models(name):
     x = np.zeros((2, 8, 8, 1), np.float32)
     for p in PRESETS:
-        cfg = preset(p, name)
-        model = build_model(name, (8, 8, 1), 10, cfg)
-        layers = _compute(model)
-        assert [layer.name for layer in layers] == quant_layer_names(name)
-        assert layers[0].kernel_quantizer is None and layers[-1].kernel_quantizer is None
-        if cfg.default.weight is not None:
-            assert layers[1].kernel_quantizer.name == cfg.default.weight["name"]
-        if p == "bc":
+        model = _check_builds(name, p)
+        if p in ("bc", "bnn"):
             assert tuple(model(x).shape) == (2, 10)
+
+
+@pytest.mark.parametrize("name", sorted(set(MODELS) - set(SMALL_MODELS)))
+def test_representative_presets_build_large_models(name):
+    # sign inputs (ReLU dropped), {0,1} inputs, k-bit inputs, int8: the branches of the builder
+    for p in ("bnn", "hybrid", "drf-a2", "int8"):
+        _check_builds(name, p)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_every_preset_builds_every_model(name):
+    for p in PRESETS:
+        _check_builds(name, p)
 
 
 def test_signed_input_drops_the_relu_before_it_only():
