@@ -38,7 +38,7 @@ from autoq.export.qbin import pack_rows
 log = logging.getLogger(__name__)
 
 KERNEL_SOURCES = ("aq_common.c", "aq_f32_core.c")   # + src/conv_*.c
-HOST_CFLAGS = ["-std=c99", "-O2", "-ffp-contract=off", "-Wall", "-Wno-unused-function"]
+HOST_CFLAGS = ["-std=c99", "-O2", "-ffp-contract=off", "-Wall", "-Wno-unused-function", "-Wno-psabi"]
 M4_CFLAGS = ["-std=c99", "-O2", "-mcpu=cortex-m4", "-mthumb", "-mfpu=fpv4-sp-d16", "-mfloat-abi=hard",
              "-ffunction-sections", "-fdata-sections", "-ffp-contract=off", "-DAQ_BARE_METAL"]
 
@@ -479,7 +479,8 @@ def copy_kernels(kernels_dir: Path, out: Path) -> Path:
     (dst / "src").mkdir(parents=True, exist_ok=True)
     for f in (kernels_dir / "include").glob("*"):
         shutil.copy2(f, dst / "include" / f.name)
-    for f in kernel_sources(kernels_dir) + sorted((kernels_dir / "src").glob("*.h")):
+    for f in kernel_sources(kernels_dir) + sorted((kernels_dir / "src").glob("*.h")) + \
+            sorted((kernels_dir / "src").glob("*.inc")):
         shutil.copy2(f, dst / "src" / f.name)
     return dst
 

@@ -127,10 +127,14 @@ def _load_model(path: str):
 
 def keras_logits(model, x: np.ndarray, per_sample: bool) -> np.ndarray:
     """Keras logits; per sample when an input quantizer's range depends on the whole batch."""
-    if per_sample:
-        return np.concatenate([model(x[i:i + 1], training=False).numpy() for i in range(len(x))]) \
-            if len(x) else np.zeros((0,) + tuple(model.output_shape[1:]), np.float32)
-    return np.concatenate([model(x[i:i + 256], training=False).numpy() for i in range(0, len(x), 256)])
+    from autoq.tf_env import import_tf
+
+    tf = import_tf()
+    if not len(x):
+        return np.zeros((0,) + tuple(model.output_shape[1:]), np.float32)
+    run = tf.function(lambda v: model(v, training=False), reduce_retracing=True)   # traced once per shape
+    step = 1 if per_sample else 256
+    return np.concatenate([run(tf.constant(x[i:i + step])).numpy() for i in range(0, len(x), step)])
 
 
 def _check_qbin(path: Path, graph) -> dict:
