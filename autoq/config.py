@@ -165,8 +165,8 @@ class QuantConfig:
         if not isinstance(self.first_last_float, bool):
             raise UserError(f"{where(source, 'first_last_float')}must be true or false, got "
                             f"{self.first_last_float!r}")
-        if isinstance(self.default, dict):
-            self.default = LayerQuant.from_dict(self.default, "default", source)
+        default = self.default.to_dict() if isinstance(self.default, LayerQuant) else self.default
+        self.default = LayerQuant.from_dict(default, "default", source)
         if not isinstance(self.layers, dict):
             raise UserError(f"{where(source, 'layers')}expected a mapping layer name -> entry, "
                             f"got {self.layers!r}")

@@ -425,7 +425,11 @@ def finetune(model_name: str, dataset: "Dataset | str", config: QuantConfig | No
     val = test = None
     if reason is None:
         val, test, reason = _evaluate(model, data)
-    packed, floats = weight_bytes(model)
+    try:
+        packed, floats = weight_bytes(model)
+    except (ValueError, FloatingPointError) as exc:  # e.g. encoding NaN weights of a failed run
+        log.warning("packed size unavailable: %s", exc)
+        packed = floats = None
     res = TrainResult("failed" if reason else "ok", reason, val, test, None, None, 0.0,
                       baseline_key=None if from_scratch else baseline.key,
                       epochs_run=epochs_run, history=history, packed_weight_bytes=packed,

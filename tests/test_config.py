@@ -100,3 +100,10 @@ def test_load_reports_missing_file_and_bad_json(tmp_path):
 def test_unknown_preset():
     with pytest.raises(UserError, match="known:"):
         preset("bcc")
+
+
+def test_direct_construction_is_validated_too():
+    with pytest.raises(UserError, match="default.weight"):
+        QuantConfig(model="tiny", default=LayerQuant(weight={"name": "bogus"}))
+    cfg = QuantConfig(model="tiny", default=LayerQuant(weight={"name": "dorefa", "bits": 2}))
+    assert cfg.default.weight == {"name": "dorefa", "bits": 2, "mode": "weight"}
