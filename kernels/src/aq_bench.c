@@ -1,6 +1,8 @@
-/* Timing of one kernel variant on random inputs (host and Linux targets). Shared by the bench
- * program (bench/aq_bench_main.c) and the Python binding, so both print the same numbers. */
-#if !defined(_POSIX_C_SOURCE) || _POSIX_C_SOURCE < 199309L
+/* Timing of one kernel variant on random inputs. Shared by the bench program
+ * (bench/aq_bench_main.c), the Python binding (so both print the same numbers) and the
+ * instruction-count program (bench/aq_count_main.c; on bare metal, AQ_BARE_METAL, there is no
+ * clock and the times are 0). */
+#if !defined(AQ_BARE_METAL) && (!defined(_POSIX_C_SOURCE) || _POSIX_C_SOURCE < 199309L)
 #undef _POSIX_C_SOURCE
 #define _POSIX_C_SOURCE 199309L
 #endif
@@ -10,11 +12,15 @@
 
 #include "aq_internal.h"
 
+#ifdef AQ_BARE_METAL
+static double now_ns(void) { return 0.0; }
+#else
 static double now_ns(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
 }
+#endif
 
 static uint32_t lcg(uint32_t *s) { *s = *s * 1664525u + 1013904223u; return *s >> 8; }
 

@@ -151,8 +151,9 @@ static void check_packing(void) {
         }
 }
 
-int main(void) {
+int main(int argc, char **argv) {
     int level, max_level = aq_simd_level();
+    (void)argc; (void)argv;
     printf("aq_test: %d variants, %d vectors, simd levels 0..%d\n", aq_num_variants, aq_num_vectors, max_level);
     check_packing();
     for (level = 0; level <= max_level; level++) {
