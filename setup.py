@@ -19,6 +19,9 @@ KERNEL_SOURCES = sorted(glob("kernels/src/conv_*.c")) + [
     "kernels/python/aq_pymodule.c",
 ]
 
+# headers and included templates: a change to them must rebuild the extension too
+DEPENDS = sorted(glob("kernels/include/*") + glob("kernels/src/*.h") + glob("kernels/src/*.inc"))
+
 compile_args = ["-std=c99", "-O3", "-Wno-psabi", "-fno-strict-aliasing"]
 macros = []
 if platform.machine().lower() in ("x86_64", "amd64"):
@@ -30,6 +33,7 @@ setup(
         Extension(
             "autoq._kernels",
             sources=KERNEL_SOURCES,
+            depends=DEPENDS,
             include_dirs=["kernels/include", "kernels/src"],
             define_macros=macros,
             extra_compile_args=compile_args,
