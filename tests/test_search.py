@@ -414,3 +414,37 @@ def test_ray_backend_two_workers_writes_the_same_study(tmp_path):
     for t in trials:
         assert t.user_attrs["status"] == "ok", t.user_attrs.get("fail_reason")
         assert Path(t.user_attrs["weights_path"]).is_absolute() and Path(t.user_attrs["weights_path"]).is_file()
+
+
+# --- the command line ----------------------------------------------------------------------------------
+
+
+def _cli(*args):
+    from typer.testing import CliRunner
+
+    from autoq.cli import app
+
+    return CliRunner().invoke(app, ["search", *args])
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--space", "lenet5", "--budget", "0"], "--budget: got '0'"),
+    (["--space", "lenet5", "--budget", "ten"], "--budget: got 'ten'"),
+    (["--space", "lenet5", "--budget", "3", "--target", "m9"], "unknown target 'm9'"),
+    (["--space", "lenet5", "--budget", "3", "--targets", "m4,z80"], "unknown target 'z80'"),
+    (["--space", "no_such_space", "--budget", "3"], "not a shipped space"),
+    (["--space", "lenet5", "--budget", "3", "--sampler", "cmaes"], "--sampler: got 'cmaes'"),
+    (["--space", "lenet5", "--budget", "3", "--backend", "dask"], "--backend: got 'dask'"),
+])
+def test_cli_rejects_bad_input(args, message, tmp_path):
+    res = _cli(*args, "--out", str(tmp_path / "run"))
+    assert isinstance(res.exception, UserError) and message in str(res.exception)
+    assert not (tmp_path / "run" / "study.db").exists()
+
+
+def test_cli_refuses_an_existing_run_with_exit_code_2(tmp_path):
+    run_search(opts(tmp_path, budget=1), steps_factory=lambda o: FakeSteps())
+    proc = subprocess.run([sys.executable, "-m", "autoq.cli", "search", "--space", "lenet5", "--budget", "2",
+                           "--out", str(tmp_path / "run")], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert "already holds a search" in proc.stderr and "Traceback" not in proc.stderr
