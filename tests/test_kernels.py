@@ -2,8 +2,8 @@
 
 Coverage is a covering design, not the full product (to stay well under a minute): CASES has
 every required C_in (1, 3, 31, 33, 65) with both strides, both paddings spread over kernel
-sizes 1x1..5x5 (plus non-square filters) and output-channel counts that are not multiples of
-the block sizes (4, 8, 16); every variant x case x bit width runs, and the opt variants run at
+sizes 1x1..5x5 (plus non-square filters), output-channel counts that are not multiples of the
+block sizes (4, 8, 16, 32), and one wide case (c_in 650) for long packed runs; every variant x case x bit width runs, and the opt variants run at
 every SIMD level this CPU has (portable C, AVX2, AVX-512). Integer kinds (xnor, and, int8) must
 match the reference exactly, float kinds within a relative bound of sum |x||w|.
 """
@@ -31,6 +31,7 @@ CASES = [
     (65, (2, 2), 2, "same", 6, 5, 2),
     (3, (1, 3), 1, "same", 4, 9, 33),
     (64, (3, 2), 2, "valid", 7, 6, 8),
+    (650, (2, 4), 1, "same", 3, 5, 17),  # 11 words x 4 taps: > 31 words per filter row (AVX2 flush)
 ]
 CASE_IDS = [f"cin{c[0]}-k{c[1][0]}x{c[1][1]}-s{c[2]}-{c[3]}-co{c[6]}" for c in CASES]
 MAX_LEVEL = K.simd_level()

@@ -58,8 +58,92 @@ static void body_portable(const aq_conv_args *a, const uint64_t *blk, const int3
     body(a, blk, pp);
 }
 #if AQ_DISPATCH
-AQ_TARGET_AVX2 static void body_avx2(const aq_conv_args *a, const uint64_t *blk, const int32_t *pp) {
-    body(a, blk, pp);
+/* AVX2 (no vector popcount): nibble-table popcount with VPSHUFB (Mula et al.) on 4 words per
+   register; byte counts are summed for up to 31 words (<= 8 * 31 per byte), then folded to
+   64-bit lanes with VPSADBW. Two channel blocks (16 channels) per input broadcast. */
+AQ_TARGET_AVX2 static inline __m256i popcnt_bytes(__m256i v, __m256i lut, __m256i low4) {
+    __m256i lo = _mm256_shuffle_epi8(lut, _mm256_and_si256(v, low4));
+    __m256i hi = _mm256_shuffle_epi8(lut, _mm256_and_si256(_mm256_srli_epi16(v, 4), low4));
+    return _mm256_add_epi8(lo, hi);
+}
+
+/* 8 channels from two vectors of 4 x 64-bit counts: aq_epilogue's operations in vector form. */
+AQ_TARGET_AVX2 static inline void store8_avx2(const aq_conv_args *a, float *yo, int c0, int32_t base,
+                                              __m256i q0, __m256i q1) {
+    __m256i c32 = _mm256_castps_si256(_mm256_shuffle_ps(_mm256_castsi256_ps(q0), _mm256_castsi256_ps(q1),
+                                                        _MM_SHUFFLE(2, 0, 2, 0)));
+    __m256 v;
+    c32 = _mm256_permute4x64_epi64(c32, _MM_SHUFFLE(3, 1, 2, 0)); /* low dwords in channel order */
+    v = _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_slli_epi32(c32, 1), _mm256_set1_epi32(base)));
+    if (a->scale) v = _mm256_mul_ps(v, _mm256_loadu_ps(a->scale + c0));
+    if (a->bias) v = _mm256_add_ps(v, _mm256_loadu_ps(a->bias + c0));
+    _mm256_storeu_ps(yo + c0, v);
+}
+
+AQ_TARGET_AVX2 static void body_avx2(const aq_conv_args *a, const uint64_t *blk_all, const int32_t *pix_pop) {
+    const aq_geom *g = &a->g;
+    const uint64_t *x = (const uint64_t *)a->x;
+    float *y = (float *)a->y;
+    const __m256i lut = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4,
+                                         0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4);
+    const __m256i low4 = _mm256_set1_epi8(0x0f), zero = _mm256_setzero_si256();
+    int nw = aq_words(g->c_in), oy, ox, ky, kx, t, c0;
+    long blk_words = (long)g->kh * g->kw * nw * AQ_BIN_COB;
+    int full = g->c_out / (2 * AQ_BIN_COB) * (2 * AQ_BIN_COB);
+    for (oy = 0; oy < g->out_h; oy++) {
+        int iy0, ky0, ky1;
+        aq_tap_range(oy, g->stride, g->pad_top, g->kh, g->h, &iy0, &ky0, &ky1);
+        for (ox = 0; ox < g->out_w; ox++) {
+            int ix0, kx0, kx1, run;
+            int32_t base = 0;
+            float *yo = y + ((long)oy * g->out_w + ox) * g->c_out;
+            aq_tap_range(ox, g->stride, g->pad_left, g->kw, g->w, &ix0, &kx0, &kx1);
+            run = (kx1 - kx0) * nw;
+            for (ky = ky0; ky < ky1; ky++) /* popcount(x) over the window */
+                for (kx = kx0; kx < kx1; kx++) base += pix_pop[(long)(iy0 + ky) * g->w + ix0 + kx];
+            for (c0 = 0; c0 < full; c0 += 2 * AQ_BIN_COB) {
+                const uint64_t *blk = blk_all + (c0 / AQ_BIN_COB) * blk_words;
+                __m256i q0 = zero, q1 = zero, q2 = zero, q3 = zero; /* 64-bit counts */
+                for (ky = ky0; ky < ky1; ky++) {
+                    const uint64_t *xr = x + ((long)(iy0 + ky) * g->w + ix0 + kx0) * nw;
+                    const uint64_t *w0 = blk + ((long)ky * g->kw + kx0) * nw * AQ_BIN_COB, *w1 = w0 + blk_words;
+                    for (t = 0; t < run;) {
+                        int end = run - t > 31 ? t + 31 : run;
+                        __m256i b0 = zero, b1 = zero, b2 = zero, b3 = zero; /* byte counts */
+                        for (; t < end; t++) {
+                            __m256i xv = _mm256_set1_epi64x((long long)xr[t]);
+                            long o = (long)t * AQ_BIN_COB;
+                            b0 = _mm256_add_epi8(b0, popcnt_bytes(_mm256_and_si256(xv, _mm256_loadu_si256((const __m256i *)(w0 + o))), lut, low4));
+                            b1 = _mm256_add_epi8(b1, popcnt_bytes(_mm256_and_si256(xv, _mm256_loadu_si256((const __m256i *)(w0 + o + 4))), lut, low4));
+                            b2 = _mm256_add_epi8(b2, popcnt_bytes(_mm256_and_si256(xv, _mm256_loadu_si256((const __m256i *)(w1 + o))), lut, low4));
+                            b3 = _mm256_add_epi8(b3, popcnt_bytes(_mm256_and_si256(xv, _mm256_loadu_si256((const __m256i *)(w1 + o + 4))), lut, low4));
+                        }
+                        q0 = _mm256_add_epi64(q0, _mm256_sad_epu8(b0, zero));
+                        q1 = _mm256_add_epi64(q1, _mm256_sad_epu8(b1, zero));
+                        q2 = _mm256_add_epi64(q2, _mm256_sad_epu8(b2, zero));
+                        q3 = _mm256_add_epi64(q3, _mm256_sad_epu8(b3, zero));
+                    }
+                }
+                store8_avx2(a, yo, c0, base, q0, q1);
+                store8_avx2(a, yo, c0 + AQ_BIN_COB, base, q2, q3);
+            }
+            for (c0 = full; c0 < g->c_out; c0 += AQ_BIN_COB) { /* last 1..15 channels: scalar */
+                const uint64_t *blk = blk_all + (c0 / AQ_BIN_COB) * blk_words;
+                uint64_t cnt[AQ_BIN_COB] = {0};
+                int l;
+                for (ky = ky0; ky < ky1; ky++) {
+                    const uint64_t *xr = x + ((long)(iy0 + ky) * g->w + ix0 + kx0) * nw;
+                    const uint64_t *wb = blk + ((long)ky * g->kw + kx0) * nw * AQ_BIN_COB;
+                    for (t = 0; t < run; t++)
+                        for (l = 0; l < AQ_BIN_COB; l++)
+                            cnt[l] += (uint64_t)AQ_POPCOUNT64(xr[t] & wb[t * AQ_BIN_COB + l]);
+                }
+                for (l = 0; l < AQ_BIN_COB && c0 + l < g->c_out; l++)
+                    yo[c0 + l] = aq_epilogue((float)(2 * (int32_t)cnt[l] - base), a, c0 + l, 1.0f);
+            }
+        }
+    }
+    (void)kx; (void)pix_pop;
 }
 /* y[c0 .. c0 + 8) from one accumulator vector: aq_epilogue's operations, in vector form. */
 AQ_TARGET_AVX512 static inline void store8(const aq_conv_args *a, float *yo, int c0, int32_t base,
