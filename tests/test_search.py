@@ -230,6 +230,10 @@ def test_resume_without_run_and_with_other_space_are_refused(tmp_path):
     with pytest.raises(UserError, match="different search space"):
         run_search(opts(tmp_path, budget=4, resume=True, space=make_space(presets=["base"])),
                    steps_factory=lambda o: FakeSteps())
+    with pytest.raises(UserError, match="same --epochs"):
+        run_search(opts(tmp_path, budget=4, resume=True, epochs=5), steps_factory=lambda o: FakeSteps())
+    with pytest.raises(UserError, match="different objectives|objectives"):
+        run_search(opts(tmp_path, budget=4, resume=True, targets=["m4", "a53"]), steps_factory=lambda o: FakeSteps())
 
 
 def test_ctrl_c_stops_cleanly_and_resume_meets_the_budget_retrying_the_interrupted_config(tmp_path):
@@ -346,6 +350,21 @@ def test_progress_summary_counts_and_front(tmp_path):
     accs = [p.accuracy for p in s.front]
     lat = [p.costs["latency@m4"] for p in s.front]
     assert accs == sorted(accs, reverse=True) and lat == sorted(lat, reverse=True)  # a trade-off curve
+
+
+def test_live_progress_draws_counts_front_and_clock(tmp_path):
+    import io
+
+    from rich.console import Console
+
+    from autoq.search.progress import LiveProgress
+
+    console = Console(file=io.StringIO(), width=140, force_terminal=False)
+    with LiveProgress(Budget(trials=5), console) as live:
+        run_search(opts(tmp_path, budget=5), steps_factory=lambda o: FakeSteps(), on_trial=live.update)
+    text = console.file.getvalue()
+    assert "trials 5/5" in text and "(ok 5, failed 0, skipped 0, cached 0)" in text
+    assert "latency@m4" in text and "flash@m4" in text and "ETA" in text and "elapsed" in text
 
 
 # --- the real objective (TensorFlow) and the Ray backend ---------------------------------------------

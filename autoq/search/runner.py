@@ -18,7 +18,7 @@ from autoq.search.objective import (TrialContext, TrialOutcome, TrialSteps, obje
                                     run_trial)
 from autoq.search.study import (Budget, RunInfo, build_cache, check_run_folder, count_done,
                                 make_sampler, open_study, outcome_attrs, repair_interrupted,
-                                screen_reference, set_constraints)
+                                screen_reference, set_constraints, trials_in_run)
 from autoq.space import SearchSpace, check_targets, config_hash
 
 log = logging.getLogger(__name__)
@@ -101,7 +101,8 @@ def run_info(opts: SearchOptions) -> RunInfo:
     names = sp.objective_names(opts.targets)
     kinds = list(dict.fromkeys(n.partition("@")[0] for n in names))
     return RunInfo(name=opts.out_dir.name, space_raw=sp.raw, targets=list(opts.targets),
-                   objectives=kinds, objective_names=names)
+                   objectives=kinds, objective_names=names,
+                   training={"epochs": opts.epochs, "seed": opts.seed})
 
 
 def enqueue_presets(study, space: SearchSpace, limit: int | None = None) -> tuple[list[str], list[str]]:
@@ -197,7 +198,9 @@ def run_search(opts: SearchOptions, steps_factory: StepsFactory | None = None,
     steps = factory(opts)
     if hasattr(steps, "prepare"):
         steps.prepare()  # data + float baseline, once, here (Ray workers then hit the cache)
-    sampler = make_sampler(opts.sampler, opts.seed, opts.budget)
+    # a resumed sampler must not replay the first run's random proposals: offset its seed
+    offset = trials_in_run(opts.out_dir) if opts.resume else 0
+    sampler = make_sampler(opts.sampler, opts.seed + offset, opts.budget)
     study = open_study(opts.out_dir, info, sampler, opts.resume, opts.force)
     result = SearchResult(out_dir=str(opts.out_dir), done=0, budget=opts.budget, interrupted=False,
                           seconds=0.0)

@@ -137,6 +137,18 @@ class RunInfo:
     targets: list[str]
     objectives: list[str]          # kinds, e.g. ["accuracy", "latency", "flash"] (autoq.pareto)
     objective_names: list[str]     # study value order, e.g. ["accuracy", "latency@m4", ...]
+    training: dict | None = None   # {"epochs", "seed"}: must not change on --resume
+
+
+def trials_in_run(out_dir: Path) -> int:
+    """Number of trials already in the run's study (0 if there is none)."""
+    import optuna
+
+    if not (out_dir / STUDY_FILE).exists():
+        return 0
+    storage = make_storage(out_dir)
+    names = optuna.study.get_all_study_names(storage)
+    return len(optuna.load_study(study_name=names[0], storage=storage).trials) if names else 0
 
 
 def check_run_folder(out_dir: Path, resume: bool, force: bool) -> bool:
@@ -174,6 +186,7 @@ def open_study(out_dir: Path, info: RunInfo, sampler, resume: bool, force: bool)
     study.set_user_attr("targets", info.targets)
     study.set_user_attr("objectives", info.objectives)
     study.set_user_attr("objective_names", info.objective_names)
+    study.set_user_attr("training", info.training)
     study.set_user_attr("created", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
     return study
 
@@ -183,6 +196,9 @@ def _check_same_run(out_dir: Path, study, info: RunInfo) -> None:
     if space_fingerprint(attrs.get("space") or {}) != space_fingerprint(info.space_raw):
         raise UserError(f"--resume: {str(out_dir)!r} was started with a different search space; "
                         "resume with the same --space (or use --force to start over)")
+    if info.training and attrs.get("training") and attrs["training"] != info.training:
+        raise UserError(f"--resume: {str(out_dir)!r} was started with training {attrs['training']}, now "
+                        f"{info.training}; resume with the same --epochs/--seed (results would mix)")
     if attrs.get("objective_names") != info.objective_names:
         raise UserError(f"--resume: {str(out_dir)!r} was started with objectives "
                         f"{attrs.get('objective_names')}, now {info.objective_names}; use the same "
