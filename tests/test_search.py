@@ -416,8 +416,12 @@ def test_ray_searcher_logic_without_a_cluster(tmp_path):
             assert t.constraints == {"m4:max_flash_kb": pytest.approx(a["costs"]["m4"]["flash_bytes"] / 1024 - 100)}
     searcher.suggest("t4")
     searcher.on_trial_complete("t4", None, error=True)                # a worker that crashed
-    last = load(tmp_path).get_trials()[-1]
-    assert last.state == TS.FAIL and "ray trial error" in last.user_attrs["fail_reason"]
+    searcher.suggest("t5")
+    searcher.on_trial_complete("t5", None, error=False)               # stopped by Tune (time, Ctrl-C)
+    crashed, stopped = load(tmp_path).get_trials()[-2:]
+    assert crashed.state == TS.FAIL and "ray trial error" in crashed.user_attrs["fail_reason"]
+    assert stopped.state == TS.FAIL and stopped.user_attrs["status"] == "interrupted"
+    assert count_done(load(tmp_path)) == 5                            # the crash counts, the stop does not
 
 
 @pytest.mark.slow  # ~70 s (Ray start, TF import in two workers); logic: test above

@@ -95,9 +95,13 @@ def make_searcher(study, opts: SearchOptions, on_trial=None):
                 return
             ot_trial = self._ot_trials[trial_id]
             payload = (result or {}).get("autoq_outcome")
-            if payload is None:  # the worker itself crashed: counted, so no endless retries
-                ot_trial.set_user_attr("status", "failed")
-                ot_trial.set_user_attr("fail_reason", "ray trial error (see runs/NAME/ray/)")
+            if payload is None:
+                if error:  # the worker itself crashed: counted, so no endless retries
+                    ot_trial.set_user_attr("status", "failed")
+                    ot_trial.set_user_attr("fail_reason", "ray trial error (see the run's ray/ folder)")
+                else:      # stopped by Tune (time budget, Ctrl-C): retried on --resume
+                    ot_trial.set_user_attr("status", "interrupted")
+                    ot_trial.set_user_attr("fail_reason", "stopped by Ray Tune before it finished")
                 self._ot_study.tell(ot_trial, state=optuna.trial.TrialState.FAIL)
             else:
                 outcome = TrialOutcome.from_dict(json.loads(payload))
