@@ -151,8 +151,10 @@ def _entry_from_dict(raw: Any, source: str | None, path: str) -> LayerEntry:
 
 
 def packed_weight_bytes(weight_count: int, bits: int) -> int:
-    """ceil(weight_count * bits / 8): indices packed densely, 8 // bits per byte for bits <= 8."""
-    return math.ceil(weight_count * bits / 8)
+    """ceil(weight_count * bits / 8) (float: 4 bytes each) -- autoq.quant.packed_nbytes, the one formula."""
+    from autoq.quant.quantizers import packed_nbytes  # NumPy-only module, no TensorFlow
+
+    return packed_nbytes(weight_count, bits)
 
 
 def conv_entry(name: str, *, c_in: int, c_out: int, h_in: int, w_in: int, kh: int, kw: int | None = None,

@@ -15,6 +15,7 @@
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import platform
@@ -23,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from autoq.cost.fit import choose_coefficients, fit_coefficients, leave_group_out_mape, mape
+from autoq.cost.fit import choose_coefficients, fit_best_block, leave_group_out_mape, mape
 from autoq.cost.measurements import Measurement, MeasurementFile, read_measurements
 from autoq.cost.model import layer_latency_ns
 from autoq.cost.profile import HardwareProfile, KernelCost, load_profile, profiles_dir
@@ -51,15 +52,16 @@ def fit_kernels(rows: Sequence[Measurement], word_bits: int, provenance: str, so
         if not kind_rows:
             continue
         names = choose_coefficients(kind_rows)
-        coeffs = fit_coefficients(kind_rows, names, word_bits)
+        block, coeffs = fit_best_block(kind_rows, names, word_bits)
         bits = sorted({r.bits for r in kind_rows})
         n_shapes = len({r.shape for r in kind_rows})
         text = (f"{source}; {len(kind_rows)} rows ({n_shapes} shapes, bits {bits}, variant "
-                f"{kind_rows[0].variant}); weighted NNLS on {', '.join(names)}")
+                f"{kind_rows[0].variant}); weighted NNLS on {', '.join(names)}, c_out block {block}")
         result[kind] = KernelCost(
             coefficients={k: _round(v) for k, v in coeffs.items()}, provenance=provenance, source=text,
-            points=len(kind_rows), mape=_round(mape(kind_rows, coeffs, word_bits), 4),
-            loo_mape=_round_or_none(leave_group_out_mape(kind_rows, names, word_bits), 4))
+            points=len(kind_rows), mape=_round(mape(kind_rows, coeffs, word_bits, block), 4),
+            loo_mape=_round_or_none(leave_group_out_mape(kind_rows, names, word_bits, block=block), 4),
+            c_out_block=block)
     return result
 
 
@@ -70,7 +72,7 @@ def scale_factor(rows: Sequence[Measurement], base: HardwareProfile) -> tuple[fl
         raise UserError(f"base profile {base.id!r} has none of the measured kinds "
                         f"({', '.join(sorted({r.kind for r in rows}))}); cannot fit a scale factor")
     p = np.array([layer_latency_ns(r.entry(), base) for r in usable])
-    y = np.array([r.ns_median for r in usable])
+    y = np.array([r.time_ns for r in usable])
     ratio = p / y
     s = float(ratio.sum() / (ratio ** 2).sum())
     return s, float(np.mean(np.abs(s * p - y) / y))
@@ -85,12 +87,14 @@ def derive_kinds(rows: Sequence[Measurement], base: HardwareProfile, kinds: Sequ
         if kind not in base.kernels:
             continue
         b = base.kernels[kind]
-        source = (f"ESTIMATE: base profile {base.id!r} ({base.cpu}) coefficients for {kind} x scale "
+        origin = f", {base.notes}" if base.notes and base.notes.startswith("fitted from") else ""
+        source = (f"ESTIMATE: base profile {base.id!r} ({base.cpu}{origin}) coefficients for {kind} x scale "
                   f"{s:.4g}; the scale is fitted on {len(rows)} measured rows of kinds {', '.join(fitted_on)} "
                   f"(MAPE {err:.1%} of the scaled base against them); assumes {kind} relates to "
                   f"{'/'.join(fitted_on)} as on the base machine. Base {kind}: {b.provenance}, {b.source}")
         result[kind] = KernelCost(coefficients={k: _round(v * s) for k, v in b.coefficients.items()},
-                                  provenance="derived", source=source, points=len(rows), mape=_round(err, 4))
+                                  provenance="derived", source=source, points=len(rows), mape=_round(err, 4),
+                                  c_out_block=b.c_out_block)
     return result
 
 
@@ -103,7 +107,7 @@ def profile_from_measurements(mfile: MeasurementFile, target: str, *, source: st
     comments, else from an existing profile named ``target``, else from ``base``.
     """
     rows = select_variant(mfile.rows, variant, source)
-    base_profile = load_profile(base) if base is not None else None
+    base_profile = load_base(base) if base is not None else None
     facts = _board_facts(mfile.meta, target, base_profile, source)
     provenance = provenance or ("measured-host" if target == "host" else "measured-board")
     label = mfile.meta.get("source", source)
@@ -123,6 +127,19 @@ def profile_from_measurements(mfile: MeasurementFile, target: str, *, source: st
                            word_bits=facts["word_bits"], memory=facts["memory"],
                            overhead_ns=facts["overhead_ns"], kernels={k: kernels[k] for k in KINDS if k in kernels},
                            notes=notes)
+
+
+def load_base(base: HardwareProfile | str | Path) -> HardwareProfile:
+    """A base profile: a profile id / .yaml, or a measurement .csv fitted on the spot (its 'opt'
+    rows if it has any, else its first row's variant)."""
+    if isinstance(base, HardwareProfile) or not str(base).endswith(".csv"):
+        return load_profile(base)
+    mfile = read_measurements(base)
+    variant = "opt" if any(r.variant == "opt" for r in mfile.rows) else None
+    profile = profile_from_measurements(mfile, Path(base).stem, source=str(base), variant=variant,
+                                        provenance=mfile.meta.get("provenance") or "measured-host")
+    profile.notes = f"fitted from {base}"
+    return profile
 
 
 def _board_facts(meta: dict[str, str], target: str, base: HardwareProfile | None, source: str) -> dict:
@@ -189,3 +206,125 @@ def host_facts() -> dict:
 
 
 ProgressFn = Callable[[int, int], None]
+
+
+# --- host calibration: run the kernel bench over a grid of shapes ---------------------------
+
+Shape = tuple  # (c_in, c_out, h, w, f, stride, pad)
+
+
+def calibration_grid(quick: bool = False, seed: int = 0) -> list[Shape]:
+    """Conv and dense shapes like those of the zoo's layers (deterministic for a seed).
+
+    The full grid: 48 random conv shapes (c_in 1..256, c_out 4..256, 4..32 pixels, 1x1/3x3/5x5,
+    stride 1-2, both paddings; 2 k..10 M MACs so a bench pass stays around a minute) + 7 dense
+    shapes. ``quick``: 8 small conv + 4 dense shapes (a smoke test, not a calibration)."""
+    rng = np.random.default_rng(seed)
+    shapes: list[Shape] = []
+    n_conv = 8 if quick else 48
+    max_macs = 300_000 if quick else 10_000_000
+    while len(shapes) < n_conv:
+        c_in = int(rng.choice([1, 3, 4, 8, 16, 24, 32, 48, 64, 96, 128, 256]))
+        c_out = int(rng.choice([4, 6, 8, 10, 16, 32, 48, 64, 128, 256]))
+        hw = int(rng.choice([4, 6, 8, 12, 16, 24, 32]))
+        f = int(rng.choice([1, 3, 3, 5]))
+        stride = int(rng.choice([1, 1, 2]))
+        pad = str(rng.choice(["same", "valid"]))
+        if pad == "valid" and hw < f:
+            continue
+        shape = (c_in, c_out, hw, hw, f, stride, pad)
+        h_out = -(-hw // stride) if pad == "same" else (hw - f) // stride + 1
+        macs = h_out * h_out * c_out * f * f * c_in
+        if not 2_000 <= macs <= max_macs or shape in shapes:
+            continue
+        shapes.append(shape)
+    dense = [(64, 10, 1, 1, 1, 1, "valid"), (256, 64, 1, 1, 1, 1, "valid"), (784, 120, 1, 1, 1, 1, "valid"),
+             (120, 84, 1, 1, 1, 1, "valid"), (1024, 256, 1, 1, 1, 1, "valid"), (512, 1024, 1, 1, 1, 1, "valid"),
+             (2048, 512, 1, 1, 1, 1, "valid")]
+    return shapes + (dense[:4] if quick else dense)
+
+
+def reps_for(shape: Shape, reps: int) -> int:
+    """Fewer repetitions for big shapes (long calls are stable; the slow ref variants run too)."""
+    c_in, c_out, h, w, f, stride, pad = shape
+    h_out = -(-h // stride) if pad == "same" else (h - f) // stride + 1
+    macs = h_out * h_out * c_out * f * f * c_in
+    return max(2, min(reps, int(2e7 // max(macs, 1))))
+
+
+def bench_executable() -> Path:
+    """The compiled bench harness: $AUTOQ_BENCH, else kernels/build/aq_bench (`make -C kernels`)."""
+    from autoq.resources import resource_dir
+
+    path = Path(os.environ.get("AUTOQ_BENCH") or resource_dir("kernels") / "build" / "aq_bench")
+    if not path.is_file():
+        raise UserError(f"kernel bench harness {path} not found: build it with `make -C {path.parent.parent}`")
+    return path
+
+
+def run_bench(shapes: Sequence[Shape], reps: int, kinds: Sequence[str] | None = None) -> list[Measurement]:
+    """Run the bench harness on ``shapes``; every kind and variant it lists (lut at 1/2/4/8 bits)."""
+    import subprocess
+
+    from autoq.cost.measurements import parse_measurements
+
+    rows: list[Measurement] = []
+    for start in range(0, len(shapes), 32):  # the harness takes at most 32 shapes per run
+        args = [str(bench_executable()), "--reps", str(int(reps))]
+        if kinds:
+            args += ["--kinds", ",".join(kinds)]
+        args += [",".join(str(v) for v in s) for s in shapes[start:start + 32]]
+        proc = subprocess.run(args, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise RuntimeError(f"bench harness failed ({proc.returncode}): {proc.stderr.strip()}")
+        rows.extend(parse_measurements(proc.stdout, "aq_bench output").rows)
+    return rows
+
+
+def measure_host(shapes: Sequence[Shape], reps: int, rounds: int = 3, progress: ProgressFn | None = None,
+                 kinds: Sequence[str] | None = None) -> list[Measurement]:
+    """Bench every shape in ``rounds`` passes over the grid; keep per row the minimum over the
+    passes of ns_median and of ns_min (a busy neighbour only adds time, and spreading the
+    passes in time keeps one busy moment from spoiling a shape)."""
+    passes: list[list[Measurement]] = []
+    total, done = rounds * len(shapes), 0
+    for _ in range(rounds):
+        rows: list[Measurement] = []
+        for shape in shapes:
+            rows.extend(run_bench([shape], reps_for(shape, reps), kinds))
+            done += 1
+            if progress:
+                progress(done, total)
+        passes.append(rows)
+    return [combine_min(group) for group in zip(*passes)]
+
+
+def combine_min(rows: Sequence[Measurement]) -> Measurement:
+    """One row from repeated measurements of the same case: minimum median, minimum min."""
+    first = rows[0]
+    assert all((r.kind, r.bits, r.variant, r.shape) == (first.kind, first.bits, first.variant, first.shape)
+               for r in rows)
+    mins = [r.ns_min for r in rows if r.ns_min is not None]
+    return dataclasses.replace(first, ns_median=min(r.ns_median for r in rows), ns_min=min(mins) if mins else None)
+
+
+def calibrate_host(variant: str = "opt", quick: bool = False, save_csv: str | Path | None = None,
+                   base: str | None = None, progress: ProgressFn | None = None,
+                   reps: int | None = None) -> HardwareProfile:
+    """``autoq calibrate --target host``: bench the grid here, fit every kind, return the profile."""
+    from autoq.cost.measurements import MeasurementFile, write_measurements
+
+    facts = host_facts()
+    shapes = calibration_grid(quick)
+    rows = measure_host(shapes, reps or (3 if quick else 10), rounds=1 if quick else 3, progress=progress)
+    meta = {"source": f"autoq calibrate --target host: kernel bench harness on {facts['cpu']} "
+                      f"({len(shapes)} grid shapes, min over {1 if quick else 3} passes)",
+            "board": facts["board"], "cpu": facts["cpu"], "clock_hz": str(facts["clock_hz"]),
+            "word_bits": str(facts["word_bits"]), "ram_bytes": str(facts["memory"]["ram_bytes"]),
+            "storage_bytes": str(facts["memory"]["storage_bytes"])}
+    comments = [f"{k}: {v}" for k, v in meta.items()]
+    if save_csv:
+        write_measurements(save_csv, rows, comments)
+    mfile = MeasurementFile(rows=rows, meta=meta, comments=comments)
+    return profile_from_measurements(mfile, "host", source="autoq calibrate --target host", base=base,
+                                     variant=variant, provenance="measured-host")

@@ -1,12 +1,13 @@
 """Fit latency coefficients to kernel measurements (non-negative least squares).
 
-For the rows of one kernel kind with measured times y_i and features x_ij (autoq.cost.model),
+For the rows of one kernel kind with measured times y_i (``Measurement.time_ns``) and features x_ij (autoq.cost.model),
 the coefficients c >= 0 minimise the squared *relative* error::
 
     sum_i ((sum_j c_j x_ij - y_i) / y_i)^2
 
 (weighted NNLS: scipy.optimize.nnls on A_ij = x_ij / y_i, b_i = 1), so small and large layers
-count alike. Fit quality: MAPE = mean_i |pred_i - y_i| / y_i on the fitted rows, and a
+count alike. The output-channel block B of the features (autoq.cost.model) is chosen per kind
+among BLOCKS by the lowest MAPE. Fit quality: MAPE = mean_i |pred_i - y_i| / y_i on the fitted rows, and a
 leave-one-group-out MAPE (hold out each shape group, fit on the rest, predict it).
 """
 from __future__ import annotations
@@ -19,8 +20,9 @@ from autoq.cost.measurements import Measurement
 from autoq.cost.model import features
 
 # Feature sets by how much data there is: few shapes only support a mac + output model.
-FULL_SET = ("ns_per_mac", "ns_per_output", "ns_per_input", "ns_per_weight", "ns_fixed")
-BINARY_FULL_SET = ("ns_per_mac", "ns_per_word_op", "ns_per_output", "ns_per_input", "ns_per_weight", "ns_fixed")
+FULL_SET = ("ns_per_mac", "ns_per_row", "ns_per_output", "ns_per_input", "ns_per_weight", "ns_fixed")
+BINARY_FULL_SET = ("ns_per_mac", "ns_per_word_op", "ns_per_row", "ns_per_output", "ns_per_input",
+                   "ns_per_weight", "ns_fixed")
 SMALL_SET = ("ns_per_mac", "ns_per_output")
 FULL_SET_MIN_SHAPES = 10
 
@@ -35,35 +37,53 @@ def choose_coefficients(rows: Sequence[Measurement]) -> tuple[str, ...]:
     return ("ns_per_mac",)
 
 
-def design(rows: Sequence[Measurement], names: Sequence[str], word_bits: int) -> np.ndarray:
-    feats = [features(r.entry(), word_bits) for r in rows]
+def design(rows: Sequence[Measurement], names: Sequence[str], word_bits: int, block: int = 1) -> np.ndarray:
+    feats = [features(r.entry(), word_bits, block) for r in rows]
     return np.array([[f[n] for n in names] for f in feats], dtype=np.float64)
 
 
-def fit_coefficients(rows: Sequence[Measurement], names: Sequence[str], word_bits: int) -> dict[str, float]:
-    """Weighted NNLS fit (module docstring); returns {name: value >= 0}."""
+def fit_coefficients(rows: Sequence[Measurement], names: Sequence[str], word_bits: int,
+                     block: int = 1) -> dict[str, float]:
+    """Weighted NNLS fit (module docstring) for output-channel block ``block``; {name: value >= 0}."""
     from scipy.optimize import nnls
 
-    y = np.array([r.ns_median for r in rows], dtype=np.float64)
-    a = design(rows, names, word_bits) / y[:, None]
+    y = np.array([r.time_ns for r in rows], dtype=np.float64)
+    a = design(rows, names, word_bits, block) / y[:, None]
     scale = np.linalg.norm(a, axis=0)
     scale[scale == 0] = 1.0
     solution, _ = nnls(a / scale, np.ones_like(y), maxiter=50 * len(names) + 100)
     return {n: float(v) for n, v in zip(names, solution / scale)}
 
 
-def predict(rows: Sequence[Measurement], coeffs: dict[str, float], word_bits: int) -> np.ndarray:
+def predict(rows: Sequence[Measurement], coeffs: dict[str, float], word_bits: int, block: int = 1) -> np.ndarray:
     names = list(coeffs)
-    return design(rows, names, word_bits) @ np.array([coeffs[n] for n in names])
+    return design(rows, names, word_bits, block) @ np.array([coeffs[n] for n in names])
 
 
-def mape(rows: Sequence[Measurement], coeffs: dict[str, float], word_bits: int) -> float:
-    y = np.array([r.ns_median for r in rows])
-    return float(np.mean(np.abs(predict(rows, coeffs, word_bits) - y) / y))
+def mape(rows: Sequence[Measurement], coeffs: dict[str, float], word_bits: int, block: int = 1) -> float:
+    y = np.array([r.time_ns for r in rows])
+    return float(np.mean(np.abs(predict(rows, coeffs, word_bits, block) - y) / y))
+
+
+BLOCKS = (1, 2, 4, 8, 16, 32)
+
+
+def fit_best_block(rows: Sequence[Measurement], names: Sequence[str], word_bits: int) -> tuple[int, dict[str, float]]:
+    """Try every output-channel block size in BLOCKS (only 1 for small data sets: too few shapes
+    to tell them apart) and keep the one with the lowest MAPE."""
+    blocks = BLOCKS if len({r.shape for r in rows}) >= FULL_SET_MIN_SHAPES else (1,)
+    best = None
+    for block in blocks:
+        coeffs = fit_coefficients(rows, names, word_bits, block)
+        err = mape(rows, coeffs, word_bits, block)
+        if best is None or err < best[0] - 1e-9:
+            best = (err, block, coeffs)
+    return best[1], best[2]
 
 
 def leave_group_out_mape(rows: Sequence[Measurement], names: Sequence[str], word_bits: int,
-                         group: Callable[[Measurement], object] = lambda r: r.shape) -> float | None:
+                         group: Callable[[Measurement], object] = lambda r: r.shape,
+                         block: int = 1) -> float | None:
     """Hold out each group in turn, fit the rest, predict it; mean APE over all held-out rows.
 
     None when there are fewer than two groups or a training split has fewer rows than
@@ -77,7 +97,7 @@ def leave_group_out_mape(rows: Sequence[Measurement], names: Sequence[str], word
         test = [r for r in rows if group(r) == key]
         if len({r.shape for r in train}) < len(names):
             return None
-        coeffs = fit_coefficients(train, names, word_bits)
-        y = np.array([r.ns_median for r in test])
-        errors.extend(np.abs(predict(test, coeffs, word_bits) - y) / y)
+        coeffs = fit_coefficients(train, names, word_bits, block)
+        y = np.array([r.time_ns for r in test])
+        errors.extend(np.abs(predict(test, coeffs, word_bits, block) - y) / y)
     return float(np.mean(errors))

@@ -50,6 +50,15 @@ class Measurement:
                           padding=self.pad, kind=self.kind, weight_bits=32 if self.kind == "f32" else self.bits)
 
     @property
+    def time_ns(self) -> float:
+        """The time the fits use: ns_min when measured, else ns_median.
+
+        On a shared machine interference only ever adds time, so the minimum over repetitions
+        is the most repeatable estimate of the kernel's own cost (published board figures are
+        means and have no minimum)."""
+        return self.ns_min if self.ns_min is not None else self.ns_median
+
+    @property
     def shape(self) -> tuple:
         return (self.c_in, self.c_out, self.h, self.w, self.f, self.stride, self.pad)
 

@@ -2,9 +2,15 @@
 
 Per layer (kernel kind k, coefficients c_k from the profile)::
 
-    t_layer = c_k.ns_per_mac * macs + c_k.ns_per_word_op * word_ops + c_k.ns_per_output * (h_out*w_out*c_out)
+    t_layer = c_k.ns_per_mac * macs_B + c_k.ns_per_word_op * word_ops_B
+            + c_k.ns_per_row * rows_B + c_k.ns_per_output * (h_out*w_out*c_out)
             + c_k.ns_per_input * (h_in*w_in*c_in) + c_k.ns_per_weight * weight_count + c_k.ns_fixed
-    word_ops  = h_out*w_out*c_out * kh*kw * ceil(c_in / word_bits)   (popcount words: xnor, and)
+    with c_B = B * ceil(c_out / B), B = the kind's c_out_block (the kernels compute output
+    channels in blocks; a partial block costs a full one; B = 1: no blocking):
+    macs_B     = h_out*w_out*c_B * kh*kw*c_in
+    word_ops_B = h_out*w_out*c_B * kh*kw * ceil(c_in / word_bits)  (popcount words: xnor, and)
+    rows_B     = h_out*w_out*c_B * kh       (filter rows applied: one contiguous run of kw*c_in
+                                             taps each, i.e. the inner loop's start-up cost)
 
     latency   = (sum_layers t_layer + overhead_ns) / 1e6                      [ms]
     flash     = sum_layers (weight_bytes + codebook_bytes + bias_bytes)     [bytes]
@@ -23,17 +29,20 @@ from autoq.cost.profile import COEFFICIENTS, HardwareProfile, load_profile
 from autoq.plan import LayerEntry, LayerPlan
 
 
-def features(entry: LayerEntry, word_bits: int) -> dict[str, float]:
-    """The quantity each coefficient multiplies, for one layer on a ``word_bits`` machine."""
-    word_ops = entry.outputs * entry.kh * entry.kw * math.ceil(entry.c_in / word_bits)
-    return {"ns_per_mac": entry.macs, "ns_per_word_op": word_ops, "ns_per_output": entry.outputs,
+def features(entry: LayerEntry, word_bits: int, c_out_block: int = 1) -> dict[str, float]:
+    """The quantity each coefficient multiplies, for one layer (module docstring)."""
+    c_b = c_out_block * math.ceil(entry.c_out / c_out_block)
+    pixels = entry.h_out * entry.w_out
+    return {"ns_per_mac": pixels * c_b * entry.kh * entry.kw * entry.c_in,
+            "ns_per_word_op": pixels * c_b * entry.kh * entry.kw * math.ceil(entry.c_in / word_bits),
+            "ns_per_row": pixels * c_b * entry.kh, "ns_per_output": entry.outputs,
             "ns_per_input": entry.inputs, "ns_per_weight": entry.weight_count, "ns_fixed": 1.0}
 
 
 def layer_latency_ns(entry: LayerEntry, profile: HardwareProfile) -> float:
-    coeffs = profile.kernel(entry.kind).coefficients
-    feats = features(entry, profile.word_bits)
-    return sum(value * feats[name] for name, value in coeffs.items())
+    kernel = profile.kernel(entry.kind)
+    feats = features(entry, profile.word_bits, kernel.c_out_block)
+    return sum(value * feats[name] for name, value in kernel.coefficients.items())
 
 
 @dataclass

@@ -16,6 +16,8 @@ Schema (every key required unless marked optional; unknown keys are errors)::
         provenance: measured-board  # measured-board | measured-host | derived
         source: "methods.md 5, default optimisation, 3 filter sizes"
         fit: {points: 3, mape: 0.01, loo_mape: 0.02}           # loo_mape optional
+        c_out_block: 16             # optional (default 1): the kernel computes output channels
+                                    # in blocks of this size; a partial block costs a full one
 
 Layer latency (ns) = sum over coefficients c of value(c) * feature(c) (autoq.cost.model).
 """
@@ -32,12 +34,14 @@ from autoq.plan import KINDS
 
 PROVENANCES = ("measured-board", "measured-host", "derived")
 # Coefficient name -> the LayerEntry feature it multiplies (see autoq.cost.model.features).
-COEFFICIENTS = ("ns_per_mac", "ns_per_word_op", "ns_per_output", "ns_per_input", "ns_per_weight", "ns_fixed")
+COEFFICIENTS = ("ns_per_mac", "ns_per_word_op", "ns_per_row", "ns_per_output", "ns_per_input", "ns_per_weight",
+                "ns_fixed")
 MEMORY_LAYOUTS = ({"sram_bytes", "flash_bytes"}, {"ram_bytes", "storage_bytes"})
 
 _TOP_REQUIRED = {"id", "board", "cpu", "clock_hz", "word_bits", "memory", "overhead_ns", "kernels"}
 _TOP_OPTIONAL = {"notes"}
 _KERNEL_REQUIRED = {"coefficients", "provenance", "source", "fit"}
+_KERNEL_OPTIONAL = {"c_out_block"}
 _FIT_REQUIRED = {"points", "mape"}
 _FIT_OPTIONAL = {"loo_mape"}
 
@@ -52,13 +56,17 @@ class KernelCost:
     points: int
     mape: float | None
     loo_mape: float | None = None
+    c_out_block: int = 1
 
     def to_dict(self) -> dict[str, Any]:
         fit: dict[str, Any] = {"points": self.points, "mape": self.mape}
         if self.loo_mape is not None:
             fit["loo_mape"] = self.loo_mape
-        return {"coefficients": dict(self.coefficients), "provenance": self.provenance,
+        data = {"coefficients": dict(self.coefficients), "provenance": self.provenance,
                 "source": self.source, "fit": fit}
+        if self.c_out_block != 1:
+            data["c_out_block"] = self.c_out_block
+        return data
 
 
 @dataclass
@@ -134,7 +142,9 @@ class HardwareProfile:
 
 def _kernel_from_dict(raw: Any, source: str | None, path: str) -> KernelCost:
     _require_mapping(raw, source, path)
-    _check_keys(raw, _KERNEL_REQUIRED, set(), source, path)
+    _check_keys(raw, _KERNEL_REQUIRED, _KERNEL_OPTIONAL, source, path)
+    if "c_out_block" in raw:
+        _require_number(raw["c_out_block"], source, f"{path}.c_out_block", integer=True, positive=True)
     coeffs = raw["coefficients"]
     _require_mapping(coeffs, source, f"{path}.coefficients")
     for name, value in coeffs.items():
@@ -158,7 +168,8 @@ def _kernel_from_dict(raw: Any, source: str | None, path: str) -> KernelCost:
     return KernelCost(coefficients={k: float(v) for k, v in coeffs.items()}, provenance=raw["provenance"],
                       source=raw["source"], points=int(fit["points"]),
                       mape=None if fit["mape"] is None else float(fit["mape"]),
-                      loo_mape=None if fit.get("loo_mape") is None else float(fit["loo_mape"]))
+                      loo_mape=None if fit.get("loo_mape") is None else float(fit["loo_mape"]),
+                      c_out_block=int(raw.get("c_out_block", 1)))
 
 
 def _check_keys(data: dict, required: set[str], optional: set[str], source: str | None, path: str) -> None:
