@@ -232,7 +232,8 @@ def load_points(study, target: str, estimator: Callable[[dict], dict] | None = N
     for trial in study.get_trials(deepcopy=False):
         attrs = trial.user_attrs
         if trial.state != optuna.trial.TrialState.COMPLETE:
-            skipped.append((trial.number, f"state {trial.state.name.lower()}"))
+            reason = attrs.get("fail_reason")
+            skipped.append((trial.number, trial.state.name.lower() + (f" ({reason})" if reason else "")))
             continue
         if attrs.get("status", "ok") != "ok":
             skipped.append((trial.number, f"status {attrs.get('status')}: {attrs.get('fail_reason', '')}"))

@@ -513,6 +513,7 @@ def build_host(out: Path, build_dir: Path, model_name: str = "model", cc: str = 
     """Compile model.c + main.c + the kernels for this machine; returns the executable."""
     if shutil.which(cc) is None:
         raise UserError(f"C compiler {cc!r} not found; install gcc or pass --no-c")
+    out, build_dir = Path(out).resolve(), Path(build_dir).resolve()
     build_dir.mkdir(parents=True, exist_ok=True)
     kdir = out / "kernels"
     exe = build_dir / f"{model_name}_host"
@@ -539,6 +540,7 @@ def build_m4(out: Path, build_dir: Path, model_name: str = "model") -> dict:
     cc, size = "arm-none-eabi-gcc", "arm-none-eabi-size"
     if shutil.which(cc) is None or shutil.which(size) is None:
         raise UserError("arm-none-eabi-gcc not found (Debian: gcc-arm-none-eabi libnewlib-arm-none-eabi)")
+    out, build_dir = Path(out).resolve(), Path(build_dir).resolve()
     build_dir.mkdir(parents=True, exist_ok=True)
     kdir = out / "kernels"
     elf = build_dir / f"{model_name}_m4.elf"

@@ -181,7 +181,7 @@ def export_trial(run: str, trial_number: int, target: str, out: str | Path, forc
     lines = [f"trial {trial_number} on {target}: predicted {cost['latency_ms']:.3f} ms, flash {cost['flash_bytes']:,} B, "
              f"peak RAM {cost['peak_ram_bytes']:,} B, fits: {cost['fits']}"]
 
-    out = Path(out)
+    out = Path(out).resolve()       # the C builds run in other working directories
     out.mkdir(parents=True, exist_ok=True)
     attrs = trial.user_attrs
     model = _load_model(attrs["weights_path"])
