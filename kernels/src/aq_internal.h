@@ -9,6 +9,8 @@
    inline SWAR sequence elsewhere (Cortex-M4 has none, and libgcc's would be a call). */
 #if (defined(__GNUC__) || defined(__clang__)) && (defined(__POPCNT__) || defined(__aarch64__))
 #define AQ_POPCOUNT64(v) ((int)__builtin_popcountll(v))
+#define AQ_POPCOUNT32(v) ((int)__builtin_popcount(v))
+#define AQ_HW_POPCOUNT 1
 #else
 static inline int aq_popcount32_swar(uint32_t v) {
     v = v - ((v >> 1) & 0x55555555u);
@@ -20,6 +22,8 @@ static inline int aq_popcount64_swar(uint64_t v) {
     return aq_popcount32_swar((uint32_t)v) + aq_popcount32_swar((uint32_t)(v >> 32));
 }
 #define AQ_POPCOUNT64(v) aq_popcount64_swar(v)
+#define AQ_POPCOUNT32(v) aq_popcount32_swar(v)
+#define AQ_HW_POPCOUNT 0
 #endif
 
 /* Runtime dispatch of the hot loops (x86-64 + GCC/Clang, AQ_X86_DISPATCH): the portable body is

@@ -17,7 +17,9 @@
 #include <immintrin.h>
 #endif
 
-AQ_INLINE void body(const aq_conv_args *a, const uint64_t *blk_all, const int32_t *pix_pop) {
+/* narrow: c_in <= 32, so only the low 32 bits of each word can be set (targets without a
+   popcount instruction then count one 32-bit half instead of two). */
+AQ_INLINE void body(const aq_conv_args *a, const uint64_t *blk_all, const int32_t *pix_pop, int narrow) {
     const aq_geom *g = &a->g;
     const uint64_t *x = (const uint64_t *)a->x;
     float *y = (float *)a->y;
@@ -43,7 +45,8 @@ AQ_INLINE void body(const aq_conv_args *a, const uint64_t *blk_all, const int32_
                     for (t = 0; t < run; t++) {
                         uint64_t xv = xr[t];
                         for (l = 0; l < AQ_BIN_COB; l++)
-                            cnt[l] += (uint64_t)AQ_POPCOUNT64(xv & wb[t * AQ_BIN_COB + l]);
+                            cnt[l] += (uint64_t)(narrow ? AQ_POPCOUNT32((uint32_t)(xv & wb[t * AQ_BIN_COB + l]))
+                                                        : AQ_POPCOUNT64(xv & wb[t * AQ_BIN_COB + l]));
                     }
                 }
                 for (l = 0; l < AQ_BIN_COB && c0 + l < g->c_out; l++)
@@ -55,7 +58,13 @@ AQ_INLINE void body(const aq_conv_args *a, const uint64_t *blk_all, const int32_
 }
 
 static void body_portable(const aq_conv_args *a, const uint64_t *blk, const int32_t *pp) {
-    body(a, blk, pp);
+#if !AQ_HW_POPCOUNT
+    if (a->g.c_in <= 32) {
+        body(a, blk, pp, 1);
+        return;
+    }
+#endif
+    body(a, blk, pp, 0);
 }
 #if AQ_DISPATCH
 /* AVX2 (no vector popcount): nibble-table popcount with VPSHUFB (Mula et al.) on 4 words per
