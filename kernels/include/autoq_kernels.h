@@ -63,9 +63,13 @@
  * RETURN CODES: AQ_OK (0) or a negative AQ_E_* value; kernels validate the arguments
  * (geometry, bits, NULL pointers, scratch size) before touching memory.
  * SCRATCH: the opt variants need caller-provided scratch memory of aq_scratch_bytes(kind,
- *   variant, &geom) bytes (decoded weight rows, per-pixel popcounts); 8-byte aligned.
- * FLOATS: float results of ref and opt differ in the last bits (summation order); integer
- *   kinds (xnor, and, int8) are bit-exact between variants and targets.
+ *   variant, &geom) bytes, 8-byte aligned (weights transposed/decoded into blocks of output
+ *   channels, the zero-point-shifted int8 input, per-pixel popcounts); 0 for the ref variants.
+ *   Nothing is allocated inside the kernels.
+ * FLOATS: float results of ref and opt differ in the last bits (summation order, fused
+ *   multiply-add in the opt float core); the integer kinds (xnor, and, int8) are bit-exact
+ *   between variants, SIMD levels and targets, including their float epilogue.
+ * THREADS: kernels are single-threaded and reentrant (the SIMD level is a process-wide cap).
  * SIMD: the portable C path is always compiled (GCC vector extensions where the target has
  *   SSE2 or NEON, plain scalar C otherwise, e.g. Cortex-M4); on x86-64 with AQ_X86_DISPATCH
  *   the hot loops are also compiled for AVX2 and AVX-512(VPOPCNTQ) and chosen at run time
