@@ -1,0 +1,120 @@
+"""Every graph op the exporter knows (residual add, channel concat, max/avg pooling 'same' and
+'valid', standalone BatchNorm, dropout, flatten, ReLU slope, strided/valid convs) through ONNX
+and C, compared with Keras on random inputs. Untrained weights with random BatchNorm
+statistics: these tests check the translation, not accuracy."""
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+pytest.importorskip("onnxruntime")
+
+
+def _model():
+    from autoq.tf_env import import_tf
+
+    import_tf()
+    import keras
+
+    from autoq.quant.layers import QActivation, QConv2D, QDense
+
+    inp = keras.Input((9, 9, 2), name="input")
+    a = QConv2D(6, 3, padding="same", name="c1")(inp)
+    a = keras.layers.BatchNormalization(name="c1_bn")(a)
+    a = QActivation(slope=0.125, name="c1_act")(a)
+    b = QConv2D(6, 1, kernel_quantizer={"name": "twn"}, input_quantizer={"name": "dorefa", "bits": 2}, name="c2")(a)
+    s = keras.layers.Add(name="add")([a, b])
+    s = keras.layers.BatchNormalization(name="add_bn")(s)                    # standalone: not after a conv
+    s = QActivation(name="add_act")(s)
+    p = keras.layers.MaxPooling2D(3, strides=2, padding="same", name="pool_same")(s)     # 9 -> 5
+    e1 = QConv2D(4, 1, kernel_quantizer={"name": "bc"}, input_quantizer={"name": "sign"}, name="e1")(p)
+    e3 = QConv2D(4, 3, padding="same", kernel_quantizer={"name": "xnor", "per_channel": True},
+                 input_quantizer={"name": "sign"}, name="e3")(p)
+    c = keras.layers.Concatenate(name="concat")([e1, e3, p])
+    c = keras.layers.AveragePooling2D(2, strides=2, padding="same", name="avg")(c)        # 5 -> 3 (partial windows)
+    c = QConv2D(8, 2, strides=1, padding="valid", kernel_quantizer={"name": "dorefa", "bits": 3}, name="c4")(c)
+    c = keras.layers.MaxPooling2D(2, strides=1, padding="valid", name="pool_valid")(c)   # 2 -> 1
+    f = keras.layers.Flatten(name="flatten")(c)
+    f = keras.layers.Dropout(0.5, name="drop")(f)
+    f = QDense(12, kernel_quantizer={"name": "uniform", "bits": 8, "per_channel": True},
+               input_quantizer={"name": "uniform", "bits": 8, "alpha": 2.0}, name="d1")(f)
+    f = keras.layers.ReLU(name="relu")(f)
+    out = QDense(5, kernel_quantizer={"name": "ttq"} if _has("ttq") else None, name="d2")(f)
+    model = keras.Model(inp, out)
+    rng = np.random.default_rng(3)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            n = layer.moving_mean.shape[0]
+            layer.moving_mean.assign(rng.normal(0, 0.3, n))
+            layer.moving_variance.assign(rng.uniform(0.5, 2.0, n))
+            layer.gamma.assign(rng.uniform(0.5, 1.5, n))
+            layer.beta.assign(rng.normal(0, 0.3, n))
+    return model
+
+
+def _has(name: str) -> bool:
+    from autoq import quant
+
+    return name in quant.names()
+
+
+@pytest.fixture(scope="module")
+def case():
+    from autoq.export.exporter import keras_logits
+    from autoq.export.graph import build_graph
+
+    model = _model()
+    x = np.random.default_rng(4).uniform(-0.5, 1.5, (40, 9, 9, 2)).astype(np.float32)
+    return model, build_graph(model), x, keras_logits(model, x, per_sample=False)
+
+
+def test_graph_has_every_op_kind(case):
+    _, graph, _, _ = case
+    kinds = {op.kind for op in graph.ops}
+    assert kinds == {"input", "conv2d", "dense", "affine", "act", "maxpool", "avgpool", "add", "concat",
+                     "flatten", "identity"}
+    assert next(op for op in graph.ops if op.name == "c1").attrs["folded_bn"] == "c1_bn"
+
+
+def test_onnx_equals_keras(case, tmp_path):
+    from autoq.export.onnx import export_onnx
+
+    _, graph, x, ref = case
+    info = export_onnx(graph, x, ref, tmp_path / "m.onnx")
+    assert info["max_abs_diff"] <= 1e-4
+
+
+def test_c_equals_keras(case, tmp_path):
+    from autoq.export import c_emit
+    from autoq.resources import resource_dir
+
+    if shutil.which("gcc") is None:
+        pytest.skip("gcc not installed")
+    _, graph, x, ref = case
+    em = c_emit.emit_c(graph)
+    for name, text in (("model.h", em.header), ("model.c", em.source), ("main.c", em.main)):
+        (tmp_path / name).write_text(text)
+    c_emit.copy_kernels(resource_dir("kernels"), tmp_path)
+    exe = c_emit.build_host(tmp_path, tmp_path / "build")
+    got = c_emit.run_host(exe, x, ref.shape[1], tmp_path / "build")
+    assert np.array_equal(got.argmax(1), ref.argmax(1))
+    assert np.allclose(got, ref, atol=1e-4, rtol=1e-4), float(np.abs(got - ref).max())
+
+
+def test_arena_plan_never_overlaps_live_tensors(case):
+    from autoq.export.c_emit import _numel, plan_arena
+
+    _, graph, _, _ = case
+    offsets, size = plan_arena(graph)
+    order = [op for op in graph.ops if op.kind != "input"]
+    last = {t: i for i, op in enumerate(order) for t in op.inputs}
+    last[graph.output] = len(order)
+    spans = {op.output: (i, last.get(op.output, i)) for i, op in enumerate(order)}
+    sizes = {op.output: _numel(op.shape) for op in order}
+    for a in spans:
+        for b in spans:
+            if a < b and spans[a][0] <= spans[b][1] and spans[b][0] <= spans[a][1]:   # lifetimes overlap
+                assert offsets[a] + sizes[a] <= offsets[b] or offsets[b] + sizes[b] <= offsets[a], (a, b)
+    assert size < sum(sizes.values())          # buffers are reused
