@@ -209,7 +209,8 @@ def _parse_shape(text: str) -> tuple[int, int, int]:
 def calibrate_cmd(
     target: str = typer.Option("host", "--target", "-t", help="Profile id to write (host: measure this machine)."),
     from_csv: Optional[str] = typer.Option(None, "--from-csv", help="Fit from a measurement CSV instead of running the bench."),
-    base: Optional[str] = typer.Option(None, "--base", help="Profile to derive the kinds the CSV lacks from (id or .yaml)."),
+    base: Optional[str] = typer.Option(None, "--base", help="Profile (id, .yaml, or host measurement .csv) to derive the kinds the CSV lacks from."),
+    counts: Optional[str] = typer.Option(None, "--counts", help="Instruction counts CSV (emulation) to derive the kinds the CSV lacks from; preferred over --base when it covers the target."),
     variant: Optional[str] = typer.Option(None, "--variant", help="Kernel variant rows to fit (default: host bench 'opt'; CSV: first row's)."),
     out: Optional[str] = typer.Option(None, "--out", "-o", help="Output .yaml (default hw_models/<target>.yaml)."),
     quick: bool = typer.Option(False, "--quick", help="Small grid and few repetitions (a smoke test, not a calibration)."),
@@ -223,7 +224,7 @@ def calibrate_cmd(
     from autoq.cost.profile import dump_profile, profiles_dir
 
     if from_csv is not None:
-        profile = cal.calibrate_from_csv(from_csv, target, base=base, variant=variant)
+        profile = cal.calibrate_from_csv(from_csv, target, base=base, variant=variant, counts=counts)
     elif target != "host":
         raise UserError(f"calibrate: --target {target!r} needs --from-csv FILE (only 'host' is measured here)")
     else:

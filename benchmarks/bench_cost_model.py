@@ -2,9 +2,10 @@
 
 1. Host: random whole-model quantization configs (zoo models, a random kernel kind and bit
    width per layer). Predicted latency = autoq.cost.model.estimate with a host profile
-   calibrated on the generic shape grid (autoq calibrate); measured latency = sum over the
-   layers of the C kernels' time on exactly that layer's shape (bench harness, opt variants,
-   minimum over 3 passes x reps), i.e. the layers are *held out* from the calibration grid.
+   fitted (as `autoq calibrate` does) on the generic 55-shape grid only; measured latency = sum
+   over the layers of the C kernels' time on exactly that layer's shape (autoq.kernels bench,
+   opt variants, minimum over 5 interleaved passes of 20 reps, grid and layers in the same
+   passes), so the model layers are held out from the calibration.
    Reports MAPE and Spearman rank correlation (goal: MAPE <= 10 %, Spearman >= 0.95).
 2. Boards (published thesis figures): leave one filter size out, fit on the other two, predict
    it; error per board, kind and held-out size.
@@ -12,7 +13,7 @@
    profiles' predictions next to the published times, and the derived kinds (estimates).
 
 usage: python benchmarks/bench_cost_model.py [--configs 30] [--profile host.yaml] [--seed 0]
-Runtime: ~3-4 minutes on 2 busy cores (calibration ~75 s, measuring the model layers ~60 s).
+Runtime: about a minute (TensorFlow builds the 5 float models once; the measuring ~30 s).
 """
 from __future__ import annotations
 
@@ -27,9 +28,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from autoq.cost.calibrate import calibrate_host, measure_host  # noqa: E402
+from autoq.cost.calibrate import calibration_grid, host_facts, measure_host, profile_from_measurements  # noqa: E402
 from autoq.cost.fit import fit_coefficients, predict  # noqa: E402
-from autoq.cost.measurements import read_measurements  # noqa: E402
+from autoq.cost.measurements import MeasurementFile, read_measurements  # noqa: E402
 from autoq.cost.model import estimate  # noqa: E402
 from autoq.cost.profile import load_profile  # noqa: E402
 from autoq.plan import LayerPlan, conv_entry, dense_entry  # noqa: E402
@@ -72,25 +73,36 @@ def spearman(a, b) -> float:
     return float(spearmanr(a, b).statistic)
 
 
-def host_check(n_configs: int, seed: int, profile_path: str | None) -> None:
+def host_check(n_configs: int, seed: int, profile_path: str | None, rounds: int) -> None:
     print("== 1. host: predicted vs measured whole-model latency ==")
-    t0 = time.time()
-    if profile_path:
-        profile = load_profile(profile_path)
-    else:
-        profile = calibrate_host(variant="opt")
-        print(f"calibrated a host profile on the generic grid in {time.time() - t0:.0f} s")
-    for kind, k in profile.kernels.items():
-        print(f"  fit {kind:5s}: {k.points} points, MAPE {k.mape:.1%}, leave-one-shape-out {k.loo_mape:.1%}")
     plans = float_plans()
     rng = np.random.default_rng(seed)
     names = [MODELS[i % len(MODELS)][0] for i in range(n_configs)]
     configs = [(name, requantize(plans[name], rng)) for name in names]
-    shapes = sorted({shape_of(e) for _, p in configs for e in p.layers}, key=str)
+    layer_shapes = sorted({shape_of(e) for _, p in configs for e in p.layers}, key=str)
+    grid = calibration_grid()
     t1 = time.time()
-    rows = measure_host(shapes, reps=10, rounds=3)
-    table = {(r.kind, r.bits, r.shape): r.time_ns for r in rows if r.variant == "opt"}
-    print(f"measured {len(shapes)} distinct layer shapes x all kinds in {time.time() - t1:.0f} s")
+    # grid and model layers are measured in the same passes (interleaved, min over the passes), so
+    # the calibration and the check see the same machine state: a busy shared machine drifts by
+    # +-15 % between minutes
+    rows = measure_host(grid + [s for s in layer_shapes if s not in grid], reps=20, rounds=rounds)
+    print(f"measured {len(grid)} grid shapes + {len(layer_shapes)} distinct model-layer shapes x all kinds "
+          f"({rounds} passes) in {time.time() - t1:.0f} s")
+    if profile_path:
+        profile = load_profile(profile_path)
+    else:
+        grid_rows = [r for r in rows if r.shape in set(grid)]
+        facts = host_facts()
+        meta = {"board": facts["board"], "cpu": facts["cpu"], "clock_hz": str(facts["clock_hz"]), "word_bits": "64",
+                "ram_bytes": str(facts["memory"]["ram_bytes"]), "storage_bytes": str(facts["memory"]["storage_bytes"]),
+                "source": "bench_cost_model grid"}
+        profile = profile_from_measurements(MeasurementFile(grid_rows, meta, []), "host", source="grid",
+                                            variant="opt", provenance="measured-host")
+        print("host profile fitted on the grid rows only (the model layers are held out)")
+    for kind, k in profile.kernels.items():
+        print(f"  fit {kind:5s}: {k.points} points, c_out block {k.c_out_block}, MAPE {k.mape:.1%}, "
+              f"leave-one-shape-out {k.loo_mape:.1%}")
+    table = {(r.kind, r.bits, r.shape): r.time_ns for r in rows}
     predicted, measured = [], []
     print(f"  {'model':10s} {'kinds':36s} {'predicted ms':>12s} {'measured ms':>12s} {'error':>7s}")
     for name, plan in configs:
@@ -160,11 +172,12 @@ def main() -> None:
     parser.add_argument("--configs", type=int, default=30)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--profile", help="use this host profile instead of calibrating now")
+    parser.add_argument("--rounds", type=int, default=5, help="measurement passes (min over them)")
     parser.add_argument("--skip-host", action="store_true")
     args = parser.parse_args()
     t0 = time.time()
     if not args.skip_host:
-        host_check(args.configs, args.seed, args.profile)
+        host_check(args.configs, args.seed, args.profile, args.rounds)
     board_loo()
     thesis_layers()
     print(f"\ntotal {time.time() - t0:.0f} s")

@@ -243,16 +243,14 @@ def test_fit_finds_the_output_channel_block():
 
 
 def _bench_available() -> bool:
-    from autoq.cost.calibrate import bench_executable
-
     try:
-        bench_executable()
+        import autoq.kernels  # noqa: F401  (the compiled binding)
         return True
-    except UserError:
+    except Exception:  # the binding raises its own error when the extension is not built
         return False
 
 
-@pytest.mark.skipif(not _bench_available(), reason="kernel bench harness not built (make -C kernels)")
+@pytest.mark.skipif(not _bench_available(), reason="autoq.kernels binding not built (pip install .)")
 def test_calibrate_host_on_a_tiny_grid_writes_a_loadable_profile(tmp_path):
     from autoq.cost.calibrate import calibrate_host
 

@@ -75,6 +75,8 @@ def test_from_dict_errors_name_the_key(mutate, fragment):
 
 def test_imports_without_tensorflow():
     code = ("import sys, autoq.plan, autoq.cost, autoq.cost.calibrate, autoq.cost.fit;"
+            "from typer.testing import CliRunner; from autoq.cli import app;"
+            "r = CliRunner().invoke(app, ['targets']); assert r.exit_code == 0, r.output;"
             "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)
 

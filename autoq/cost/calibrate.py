@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from autoq.cost.fit import choose_coefficients, fit_best_block, leave_group_out_mape, mape
+from autoq.cost.fit import choose_coefficients, fit_best_block, fit_coefficients, leave_group_out_mape, mape
 from autoq.cost.measurements import Measurement, MeasurementFile, read_measurements
 from autoq.cost.model import layer_latency_ns
 from autoq.cost.profile import HardwareProfile, KernelCost, load_profile, profiles_dir
@@ -98,10 +98,84 @@ def derive_kinds(rows: Sequence[Measurement], base: HardwareProfile, kinds: Sequ
     return result
 
 
+# --- kinds derived from instruction counts under emulation -----------------------------------
+
+COUNT_FIELDS = ("target", "kind", "bits", "variant", "c_in", "c_out", "h", "w", "f", "stride", "pad", "macs",
+                "instructions")
+
+
+def read_counts(path: str | Path) -> dict[tuple, int]:
+    """Instruction counts per kernel call (kernels/bench/results/icount_qemu.csv format):
+    {(target, kind, bits, variant, shape): instructions}."""
+    import csv
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"instruction-count file {str(path)!r} does not exist")
+    lines = [ln for ln in path.read_text().splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+    reader = csv.DictReader(lines)
+    missing = [c for c in COUNT_FIELDS if c not in (reader.fieldnames or [])]
+    if missing:
+        raise UserError(f"{path}: missing column {missing[0]!r}; expected {','.join(COUNT_FIELDS)}")
+    counts = {}
+    for number, row in enumerate(reader, start=2):
+        try:
+            shape = (int(row["c_in"]), int(row["c_out"]), int(row["h"]), int(row["w"]), int(row["f"]),
+                     int(row["stride"]), row["pad"].strip())
+            counts[(row["target"].strip(), row["kind"].strip(), int(row["bits"]), row["variant"].strip(), shape)] = \
+                int(row["instructions"])
+        except ValueError:
+            raise UserError(f"{path}: data row {number - 1}: expected integers, got {dict(row)}") from None
+    return counts
+
+
+def derive_from_counts(rows: Sequence[Measurement], counts: dict[tuple, int], target: str, kinds: Sequence[str],
+                       word_bits: int, counts_path: str, scale_variant: str = "ref",
+                       deploy_variant: str = "opt") -> dict[str, KernelCost]:
+    """Latency of ``kinds`` on a board from instruction counts of autoq's kernels under emulation.
+
+    One scale factor per target, s [ns per instruction], is fitted (relative least squares, as in
+    :func:`scale_factor`) between the board's measured rows and the instruction counts of our
+    ``scale_variant`` kernels (``ref``: the thesis's plain loop nest, the algorithm the board
+    ran) at the same shapes. Derived time of kind k at a counted shape = s * instructions of our
+    ``deploy_variant`` kernel; the kind's coefficients are fitted to those points (SMALL_SET /
+    BINARY_SMALL_SET). Assumes one cycles-per-instruction for all kernels of a target."""
+    pairs = [(counts[(target, r.kind, r.bits, scale_variant, r.shape)], r.time_ns) for r in rows
+             if (target, r.kind, r.bits, scale_variant, r.shape) in counts]
+    if not pairs:
+        raise UserError(f"{counts_path}: no {scale_variant} instruction counts for target {target!r} at the "
+                        f"measured shapes; cannot fit the ns-per-instruction scale")
+    ratio = np.array([i / y for i, y in pairs])
+    s = float(ratio.sum() / (ratio ** 2).sum())
+    err = float(np.mean(np.abs(s * ratio - 1)))
+    fitted_on = sorted({r.kind for r in rows})
+    result = {}
+    for kind in kinds:
+        bits = {"f32": 32, "lut": 4, "shift": 2, "xnor": 1, "and": 1, "int8": 8}[kind]
+        points = [Measurement(kind, b, deploy_variant, *shape[:6], shape[6], 0, s * n, None)
+                  for (t, k, b, v, shape), n in counts.items()
+                  if t == target and k == kind and b == bits and v == deploy_variant]
+        if not points:
+            continue
+        points = [dataclasses.replace(p, macs=p.entry().macs) for p in points]
+        names = choose_coefficients(points)
+        coeffs = fit_coefficients(points, names, word_bits)
+        source = (f"ESTIMATE: instructions per call of autoq's {deploy_variant} {kind} kernel under QEMU "
+                  f"({counts_path}, {len(points)} shapes) x {s:.4g} ns/instruction; that scale is fitted on the "
+                  f"board's {len(pairs)} published {'/'.join(fitted_on)} times against the counts of our "
+                  f"{scale_variant} kernels (the thesis algorithm) at the same shapes, MAPE {err:.1%}; one "
+                  f"cycles-per-instruction for every kernel is assumed; coefficients {', '.join(names)} fitted "
+                  f"to the derived points (MAPE {mape(points, coeffs, word_bits):.1%})")
+        result[kind] = KernelCost(coefficients={k: _round(v) for k, v in coeffs.items()}, provenance="derived",
+                                  source=source, points=len(pairs), mape=_round(err, 4))
+    return result
+
+
 def profile_from_measurements(mfile: MeasurementFile, target: str, *, source: str,
                               base: HardwareProfile | str | None = None, variant: str | None = None,
-                              provenance: str | None = None) -> HardwareProfile:
-    """Fit a profile for ``target`` from a measurement file; missing kinds derived from ``base``.
+                              provenance: str | None = None, counts: str | Path | None = None) -> HardwareProfile:
+    """Fit a profile for ``target`` from a measurement file; missing kinds derived from the
+    instruction ``counts`` file when it has counts for ``target``, else from ``base``.
 
     Board facts (board, cpu, clock_hz, word_bits, memory) come from the CSV's ``# key: value``
     comments, else from an existing profile named ``target``, else from ``base``.
@@ -113,13 +187,19 @@ def profile_from_measurements(mfile: MeasurementFile, target: str, *, source: st
     label = mfile.meta.get("source", source)
     kernels = fit_kernels(rows, facts["word_bits"], provenance, label)
     missing = [k for k in KINDS if k not in kernels]
-    if missing and base_profile is not None:
+    counted = read_counts(counts) if counts is not None else {}
+    derived_from = None
+    if missing and any(key[0] == target for key in counted):
+        kernels.update(derive_from_counts(rows, counted, target, missing, facts["word_bits"], str(counts)))
+        derived_from = f"instruction counts in {counts}"
+    elif missing and base_profile is not None:
         kernels.update(derive_kinds(rows, base_profile, missing))
+        derived_from = f"base {base_profile.id!r}"
     notes = (f"fitted by autoq calibrate from {source} (variant {rows[0].variant}); kinds "
              f"{', '.join(k for k in KINDS if k in kernels and kernels[k].provenance != 'derived')} measured")
     derived = [k for k in KINDS if k in kernels and kernels[k].provenance == "derived"]
     if derived:
-        notes += f"; {', '.join(derived)} derived from base {base_profile.id!r} (estimates)"
+        notes += f"; {', '.join(derived)} derived from {derived_from} (estimates)"
     absent = [k for k in KINDS if k not in kernels]
     if absent:
         notes += f"; no coefficients for {', '.join(absent)} (give --base to derive them)"
@@ -181,10 +261,11 @@ def _round_or_none(value: float | None, digits: int = 4) -> float | None:
 
 
 def calibrate_from_csv(csv_path: str | Path, target: str, base: str | None = None,
-                       variant: str | None = None) -> HardwareProfile:
+                       variant: str | None = None, counts: str | None = None) -> HardwareProfile:
     """``autoq calibrate --from-csv``: read, fit, derive; the caller writes the profile."""
     mfile = read_measurements(csv_path)
-    return profile_from_measurements(mfile, target, source=str(csv_path), base=base, variant=variant)
+    return profile_from_measurements(mfile, target, source=str(csv_path), base=base, variant=variant,
+                                     counts=counts)
 
 
 def host_facts() -> dict:
@@ -245,44 +326,27 @@ def calibration_grid(quick: bool = False, seed: int = 0) -> list[Shape]:
 
 
 def reps_for(shape: Shape, reps: int) -> int:
-    """Fewer repetitions for big shapes (long calls are stable; the slow ref variants run too)."""
+    """Fewer repetitions for big shapes (long calls are stable, and the slow ref variants may run)."""
     c_in, c_out, h, w, f, stride, pad = shape
     h_out = -(-h // stride) if pad == "same" else (h - f) // stride + 1
     macs = h_out * h_out * c_out * f * f * c_in
     return max(2, min(reps, int(2e7 // max(macs, 1))))
 
 
-def bench_executable() -> Path:
-    """The compiled bench harness: $AUTOQ_BENCH, else kernels/build/aq_bench (`make -C kernels`)."""
-    from autoq.resources import resource_dir
+def run_bench(shapes: Sequence[Shape], reps: int, kinds: Sequence[str] | None = None,
+              variant: str = "opt") -> list[Measurement]:
+    """Time the C kernels of one variant on ``shapes`` (autoq.kernels.run_bench, the bench
+    harness's loop; lut at 1/2/4/8 bits); rows of the measurements CSV."""
+    from autoq import kernels
 
-    path = Path(os.environ.get("AUTOQ_BENCH") or resource_dir("kernels") / "build" / "aq_bench")
-    if not path.is_file():
-        raise UserError(f"kernel bench harness {path} not found: build it with `make -C {path.parent.parent}`")
-    return path
-
-
-def run_bench(shapes: Sequence[Shape], reps: int, kinds: Sequence[str] | None = None) -> list[Measurement]:
-    """Run the bench harness on ``shapes``; every kind and variant it lists (lut at 1/2/4/8 bits)."""
-    import subprocess
-
-    from autoq.cost.measurements import parse_measurements
-
-    rows: list[Measurement] = []
-    for start in range(0, len(shapes), 32):  # the harness takes at most 32 shapes per run
-        args = [str(bench_executable()), "--reps", str(int(reps))]
-        if kinds:
-            args += ["--kinds", ",".join(kinds)]
-        args += [",".join(str(v) for v in s) for s in shapes[start:start + 32]]
-        proc = subprocess.run(args, capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise RuntimeError(f"bench harness failed ({proc.returncode}): {proc.stderr.strip()}")
-        rows.extend(parse_measurements(proc.stdout, "aq_bench output").rows)
-    return rows
+    records = kernels.run_bench(shapes=[tuple(s) for s in shapes], kinds=list(kinds) if kinds else None,
+                                variants=(variant,), reps=int(reps))
+    return [Measurement(r.kind, r.bits, r.variant, r.c_in, r.c_out, r.h, r.w, r.f, r.stride, r.pad, r.macs,
+                        float(r.ns_median), float(r.ns_min)) for r in records]
 
 
 def measure_host(shapes: Sequence[Shape], reps: int, rounds: int = 3, progress: ProgressFn | None = None,
-                 kinds: Sequence[str] | None = None) -> list[Measurement]:
+                 kinds: Sequence[str] | None = None, variant: str = "opt") -> list[Measurement]:
     """Bench every shape in ``rounds`` passes over the grid; keep per row the minimum over the
     passes of ns_median and of ns_min (a busy neighbour only adds time, and spreading the
     passes in time keeps one busy moment from spoiling a shape)."""
@@ -291,7 +355,7 @@ def measure_host(shapes: Sequence[Shape], reps: int, rounds: int = 3, progress: 
     for _ in range(rounds):
         rows: list[Measurement] = []
         for shape in shapes:
-            rows.extend(run_bench([shape], reps_for(shape, reps), kinds))
+            rows.extend(run_bench([shape], reps_for(shape, reps), kinds, variant))
             done += 1
             if progress:
                 progress(done, total)
@@ -316,8 +380,9 @@ def calibrate_host(variant: str = "opt", quick: bool = False, save_csv: str | Pa
 
     facts = host_facts()
     shapes = calibration_grid(quick)
-    rows = measure_host(shapes, reps or (3 if quick else 10), rounds=1 if quick else 3, progress=progress)
-    meta = {"source": f"autoq calibrate --target host: kernel bench harness on {facts['cpu']} "
+    rows = measure_host(shapes, reps or (3 if quick else 20), rounds=1 if quick else 3, progress=progress,
+                        variant=variant)
+    meta = {"source": f"autoq calibrate --target host: autoq.kernels bench ({variant} kernels) on {facts['cpu']} "
                       f"({len(shapes)} grid shapes, min over {1 if quick else 3} passes)",
             "board": facts["board"], "cpu": facts["cpu"], "clock_hz": str(facts["clock_hz"]),
             "word_bits": str(facts["word_bits"]), "ram_bytes": str(facts["memory"]["ram_bytes"]),

@@ -24,6 +24,7 @@ FULL_SET = ("ns_per_mac", "ns_per_row", "ns_per_output", "ns_per_input", "ns_per
 BINARY_FULL_SET = ("ns_per_mac", "ns_per_word_op", "ns_per_row", "ns_per_output", "ns_per_input",
                    "ns_per_weight", "ns_fixed")
 SMALL_SET = ("ns_per_mac", "ns_per_output")
+BINARY_SMALL_SET = ("ns_per_word_op", "ns_per_output")  # popcount kernels scale with words, not MACs
 FULL_SET_MIN_SHAPES = 10
 
 
@@ -33,7 +34,7 @@ def choose_coefficients(rows: Sequence[Measurement]) -> tuple[str, ...]:
     if len(shapes) >= FULL_SET_MIN_SHAPES:
         return BINARY_FULL_SET if rows[0].kind in ("xnor", "and") else FULL_SET
     if len(shapes) >= 2:
-        return SMALL_SET
+        return BINARY_SMALL_SET if rows[0].kind in ("xnor", "and") else SMALL_SET
     return ("ns_per_mac",)
 
 
