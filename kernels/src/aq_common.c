@@ -68,7 +68,7 @@ size_t aq_scratch_bytes(aq_kind kind, const char *variant, const aq_geom *g) {
                    AQ_BIN_COB * sizeof(uint64_t) + (size_t)g->h * g->w * sizeof(int32_t);
     case AQ_INT8: /* zero-point-shifted input, then the widened weight block */
         return (((size_t)g->h * g->w * g->c_in + 7) & ~(size_t)7) * sizeof(int16_t) +
-               k * AQ_I8_COB * sizeof(int16_t);
+               k * AQ_I8_COB * sizeof(aq_i8w_t);
     default: return 0;
     }
 }

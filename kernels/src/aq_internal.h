@@ -53,9 +53,11 @@ static inline int aq_popcount64_swar(uint64_t v) {
 #if AQ_VEC
 #define AQ_F32_COB 16
 #define AQ_I8_COB AQ_F32_COB
+typedef int32_t aq_i8w_t; /* widened int8 weights of the opt int8 kernel */
 #else
 #define AQ_F32_COB 4
 #define AQ_I8_COB AQ_F32_COB
+typedef int16_t aq_i8w_t;
 #endif
 #define AQ_BIN_COB 8
 
