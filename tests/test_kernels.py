@@ -227,3 +227,20 @@ def test_bench_record_fields():
 
 def test_every_kind_has_ref_and_opt():
     assert sorted(K.VARIANTS) == sorted((k, v) for k in K.KINDS for v in ("ref", "opt"))
+
+
+def test_cli_bench_kernels_prints_the_measurements_csv():
+    from typer.testing import CliRunner
+
+    from autoq.cli import app
+
+    res = CliRunner().invoke(app, ["bench-kernels", "--shape", "8,4,5,5,3,1,same", "--kinds", "xnor,lut",
+                                   "--variants", "opt", "--reps", "2"])
+    assert res.exit_code == 0, res.output
+    lines = res.output.strip().splitlines()
+    assert lines[0] == ",".join(K.BenchRecord.FIELDS)
+    rows = [line.split(",") for line in lines[1:]]
+    assert sorted((r[0], r[1]) for r in rows) == [("lut", "1"), ("lut", "2"), ("lut", "4"), ("lut", "8"), ("xnor", "1")]
+    assert all(r[10] == str(5 * 5 * 4 * 9 * 8) for r in rows)
+    res = CliRunner().invoke(app, ["bench-kernels", "--shape", "8,4,5"])
+    assert res.exit_code != 0
