@@ -372,6 +372,7 @@ def search_cmd(
     else:
         with LiveProgress(opts.budget, console) as live:
             result = run_search(opts, on_trial=live.update)
+    console.print()
     console.print(result_line(result))
     if result.done:
         for table in front_tables(opts.out_dir, opts.targets):
