@@ -266,3 +266,27 @@ def test_calibrate_host_on_a_tiny_grid_writes_a_loadable_profile(tmp_path):
     assert again.kernels["f32"].coefficients == loaded.kernels["f32"].coefficients
     plan = LayerPlan([8, 8, 3], [conv_entry("c", c_in=3, c_out=8, h_in=8, w_in=8, kh=3, kind="xnor", weight_bits=1)])
     assert estimate(plan, loaded).latency_ms > 0
+
+
+def test_from_csv_with_instruction_counts_derives_missing_kinds(tmp_path):
+    """Board rows take exactly 2 ns per instruction of our ref kernels: the fitted scale is 2 and
+    the derived xnor time at each counted shape is 2 x its opt instruction count."""
+    board = read_measurements("hw_models/measurements/m4.csv")
+    rows = [r for r in board.rows if r.variant == "thesis"]
+    lines = ["target,kind,bits,variant,c_in,c_out,h,w,f,stride,pad,macs,instructions"]
+    for r in rows:
+        lines.append(f"toy,{r.kind},{r.bits},ref,3,8,16,16,{r.f},1,valid,{r.macs},{int(r.ns_median / 2)}")
+    xnor_counts = {3: 50_000, 4: 70_000, 5: 90_000}
+    for f, n in xnor_counts.items():
+        macs = (17 - f) ** 2 * 8 * f * f * 3
+        lines.append(f"toy,xnor,1,opt,3,8,16,16,{f},1,valid,{macs},{n}")
+    counts = tmp_path / "counts.csv"
+    counts.write_text("# test counts\n" + "\n".join(lines) + "\n")
+    profile = profile_from_measurements(board, "toy", source="m4.csv", variant="thesis", counts=str(counts))
+    xnor = profile.kernels["xnor"]
+    assert xnor.provenance == "derived" and "ESTIMATE" in xnor.source and xnor.mape < 1e-6
+    assert set(profile.kernels) == {"f32", "lut", "xnor"}      # no counts for the other kinds
+    for f, n in xnor_counts.items():
+        e = conv_entry("t", c_in=3, c_out=8, h_in=16, w_in=16, kh=f, kind="xnor", weight_bits=1)
+        predicted = estimate(LayerPlan([16, 16, 3], [e]), profile).latency_ms * 1e6
+        assert predicted == pytest.approx(2 * n, rel=0.02)  # 2-coefficient fit through 3 points

@@ -171,6 +171,22 @@ def derive_from_counts(rows: Sequence[Measurement], counts: dict[tuple, int], ta
     return result
 
 
+def _family_note(rows: Sequence[Measurement], counts: dict[tuple, int], target: str) -> str:
+    """Say how far the measured (thesis, plain-loop) kernels are from autoq's opt ones, per the counts."""
+    parts = []
+    for kind in sorted({r.kind for r in rows}):
+        ratios = [counts[(target, kind, r.bits, "opt", r.shape)] / counts[(target, kind, r.bits, "ref", r.shape)]
+                  for r in rows if r.kind == kind and (target, kind, r.bits, "opt", r.shape) in counts
+                  and (target, kind, r.bits, "ref", r.shape) in counts]
+        if ratios:
+            parts.append(f"{kind} {np.mean(ratios):.2f}x")
+    if not parts:
+        return ""
+    return ("; NOTE the measured kinds price the thesis's plain kernels while the derived ones price autoq's opt "
+            "kernels; at the measured shapes autoq's opt kernels execute " + ", ".join(parts) +
+            " the instructions of the plain ones")
+
+
 def profile_from_measurements(mfile: MeasurementFile, target: str, *, source: str,
                               base: HardwareProfile | str | None = None, variant: str | None = None,
                               provenance: str | None = None, counts: str | Path | None = None) -> HardwareProfile:
@@ -188,10 +204,11 @@ def profile_from_measurements(mfile: MeasurementFile, target: str, *, source: st
     kernels = fit_kernels(rows, facts["word_bits"], provenance, label)
     missing = [k for k in KINDS if k not in kernels]
     counted = read_counts(counts) if counts is not None else {}
-    derived_from = None
+    derived_from, family = None, ""
     if missing and any(key[0] == target for key in counted):
         kernels.update(derive_from_counts(rows, counted, target, missing, facts["word_bits"], str(counts)))
         derived_from = f"instruction counts in {counts}"
+        family = _family_note(rows, counted, target)
     elif missing and base_profile is not None:
         kernels.update(derive_kinds(rows, base_profile, missing))
         derived_from = f"base {base_profile.id!r}"
@@ -199,7 +216,7 @@ def profile_from_measurements(mfile: MeasurementFile, target: str, *, source: st
              f"{', '.join(k for k in KINDS if k in kernels and kernels[k].provenance != 'derived')} measured")
     derived = [k for k in KINDS if k in kernels and kernels[k].provenance == "derived"]
     if derived:
-        notes += f"; {', '.join(derived)} derived from {derived_from} (estimates)"
+        notes += f"; {', '.join(derived)} derived from {derived_from} (estimates){family}"
     absent = [k for k in KINDS if k not in kernels]
     if absent:
         notes += f"; no coefficients for {', '.join(absent)} (give --base to derive them)"
