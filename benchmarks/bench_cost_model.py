@@ -30,7 +30,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from autoq.cost.calibrate import calibration_grid, host_facts, measure_host, profile_from_measurements  # noqa: E402
 from autoq.cost.fit import fit_coefficients, predict  # noqa: E402
-from autoq.cost.measurements import MeasurementFile, read_measurements  # noqa: E402
+from autoq.cost.measurements import MeasurementFile, read_measurements, write_measurements  # noqa: E402
 from autoq.cost.model import estimate  # noqa: E402
 from autoq.cost.profile import load_profile  # noqa: E402
 from autoq.plan import LayerPlan, conv_entry, dense_entry  # noqa: E402
@@ -73,7 +73,8 @@ def spearman(a, b) -> float:
     return float(spearmanr(a, b).statistic)
 
 
-def host_check(n_configs: int, seed: int, profile_path: str | None, rounds: int) -> None:
+def host_check(n_configs: int, seed: int, profile_path: str | None, rounds: int,
+               save_csv: str | None = None) -> None:
     print("== 1. host: predicted vs measured whole-model latency ==")
     plans = float_plans()
     rng = np.random.default_rng(seed)
@@ -103,6 +104,8 @@ def host_check(n_configs: int, seed: int, profile_path: str | None, rounds: int)
         print(f"  fit {kind:5s}: {k.points} points, c_out block {k.c_out_block}, MAPE {k.mape:.1%}, "
               f"leave-one-shape-out {k.loo_mape:.1%}")
     table = {(r.kind, r.bits, r.shape): r.time_ns for r in rows}
+    if save_csv:
+        write_measurements(save_csv, rows, ["bench_cost_model: grid + model-layer shapes, opt kernels"])
     predicted, measured = [], []
     print(f"  {'model':10s} {'kinds':36s} {'predicted ms':>12s} {'measured ms':>12s} {'error':>7s}")
     for name, plan in configs:
@@ -174,10 +177,11 @@ def main() -> None:
     parser.add_argument("--profile", help="use this host profile instead of calibrating now")
     parser.add_argument("--rounds", type=int, default=5, help="measurement passes (min over them)")
     parser.add_argument("--skip-host", action="store_true")
+    parser.add_argument("--save-csv", help="write every host measurement of this run to this CSV")
     args = parser.parse_args()
     t0 = time.time()
     if not args.skip_host:
-        host_check(args.configs, args.seed, args.profile, args.rounds)
+        host_check(args.configs, args.seed, args.profile, args.rounds, args.save_csv)
     board_loo()
     thesis_layers()
     print(f"\ntotal {time.time() - t0:.0f} s")
