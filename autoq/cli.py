@@ -352,6 +352,7 @@ def search_cmd(
     force: bool = typer.Option(False, "--force", help="Delete the run in --out and start over."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Sampler and training seed (default: the space's)."),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Fine-tuning epochs per trial (overrides the space)."),
+    data: Optional[str] = typer.Option(None, "--data", help="A .npz (x_train, y_train, x_test, y_test) replacing the space's data source."),
     no_progress: bool = typer.Option(False, "--no-progress", help="No live display (logs only)."),
 ) -> None:
     """Search per-layer quantization: Optuna study in OUT/study.db, thesis presets first, Pareto front at the end."""
@@ -362,7 +363,7 @@ def search_cmd(
     from autoq.search.progress import LiveProgress
 
     opts = options_from_cli(space, budget, target, targets, sampler, backend, workers, address, out,
-                            resume, force, seed, epochs)
+                            resume, force, seed, epochs, data)
     console = Console()
     console.print(f"search {opts.space.name}: {opts.space.model} on {opts.space.dataset}, targets "
                   f"{', '.join(opts.targets)}, budget {opts.budget}, sampler {opts.sampler}, backend "

@@ -458,6 +458,7 @@ def _cli(*args):
     (["--space", "no_such_space", "--budget", "3"], "not a shipped space"),
     (["--space", "lenet5", "--budget", "3", "--sampler", "cmaes"], "--sampler: got 'cmaes'"),
     (["--space", "lenet5", "--budget", "3", "--backend", "dask"], "--backend: got 'dask'"),
+    (["--space", "lenet5", "--budget", "3", "--data", "/no/such/file.npz"], "--data: got '/no/such/file.npz'"),
 ])
 def test_cli_rejects_bad_input(args, message, tmp_path):
     res = _cli(*args, "--out", str(tmp_path / "run"))

@@ -24,12 +24,17 @@ def options_from_cli(space: str, budget: str, target: str | None = None, targets
                      sampler: str = "nsga2", backend: str = "local", workers: int = 1,
                      address: str | None = None, out: str | None = None, resume: bool = False,
                      force: bool = False, seed: int | None = None,
-                     epochs: int | None = None) -> SearchOptions:
+                     epochs: int | None = None, data: str | None = None) -> SearchOptions:
     """Validate the command line (cheap checks first) into SearchOptions."""
     parsed_budget = parse_budget(budget)
     if sampler not in SAMPLERS:
         raise UserError(f"--sampler: got {sampler!r}; allowed: {', '.join(SAMPLERS)}")
     sp = load_space(space)
+    if data is not None:
+        if not Path(data).is_file():
+            raise UserError(f"--data: got {data!r}: no such file; allowed: a .npz with x_train, y_train, "
+                            "x_test, y_test")
+        sp.data_path = data
     chosen = split_targets(target, targets)
     out_dir = Path(out) if out else Path("runs") / f"{sp.name}-{'-'.join(chosen or sp.targets)}"
     return SearchOptions(space=sp, budget=parsed_budget, out_dir=out_dir, targets=chosen,

@@ -125,8 +125,8 @@ class LiveProgress:
         from rich.text import Text
 
         if self._summary is None:
-            return Text(f"search started, elapsed {_clock(time.monotonic() - self.start)} "
-                        "(the first trial trains the float baseline's warm start)")
+            return Text(f"search started, elapsed {_clock(time.monotonic() - self.start)}: loading the data "
+                        "and the float baseline (trained once, then cached), then the first trial")
         s = self._summary
         s.elapsed = time.monotonic() - self.start  # the clock keeps running between trials
         return render(s)
@@ -141,6 +141,8 @@ class LiveProgress:
     def __exit__(self, *exc):
         if self._live is not None:
             self._live.__exit__(*exc)
+            if exc[0] is not None:
+                self._live.console.line()  # an error message must not glue to the display
         return False
 
     def update(self, study) -> None:
