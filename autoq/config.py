@@ -8,7 +8,9 @@ follows L (the thesis's BC-2.x fix); plus per-model options:
 - ``shortcut``: ``quantized`` (residual 1x1 projections quantized like any layer), ``float``
   (kept float) or ``removed`` (deleted; identity shortcuts stay) — thesis 4.3.3.2.
 - ``first_last_float``: the first and last compute layers stay entirely float (weights,
-  input, slope 1) whatever the default or overrides say.
+  input, slope 1) whatever the default or overrides say. Without it, the first layer's
+  *input* (the image) still takes no activation quantizer from ``default`` — only from an
+  explicit entry in ``layers``.
 
 JSON form::
 
@@ -150,6 +152,11 @@ class QuantConfig:
         if is_shortcut(name) and self.shortcut == "float":
             return FLOAT
         merged = self.default.to_dict()
+        if self.model in MODEL_NAMES and name == first_last(self.model)[0]:
+            # the network input (image pixels) is never quantized by the default: sign() of
+            # pixels in [0, 1] is constant +1 (BNN keeps the first layer's input real too);
+            # an explicit per-layer entry can still quantize it
+            merged["activation"] = None
         merged.update(self.layers.get(name, {}))
         return LayerQuant(**merged)
 

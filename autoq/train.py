@@ -356,8 +356,9 @@ def copy_weights(src_model, dst_model) -> int:
     """Copy variables from ``src_model`` to ``dst_model`` by layer name and variable name.
 
     Layers or variables missing on either side (removed shortcuts, LSQ steps) are skipped.
-    Returns the number of variables copied. LSQ weight steps are re-initialised from the
-    copied kernel (2 E|w| / sqrt(Q_P), Esser 2019), since they were set from random weights.
+    Returns the number of variables copied. Learned quantizer state (LSQ step, TTQ scales)
+    is re-initialised from the copied kernel through ``Quantizer.init_from``, since it was
+    set from the random initial weights.
     """
     src_layers = {layer.name: layer for layer in src_model.layers}
     copied = 0
@@ -372,11 +373,8 @@ def copy_weights(src_model, dst_model) -> int:
                 var.assign(s.numpy())
                 copied += 1
         q = getattr(layer, "kernel_quantizer", None)
-        if q is not None and getattr(q, "name", "") == "lsq" and getattr(q, "step", None) is not None:
-            qp = max(q._range()[1], 1)
-            mean_abs = float(np.mean(np.abs(layer.kernel.numpy())))
-            if mean_abs > 0:
-                q.step.assign(2.0 * mean_abs / math.sqrt(qp))
+        if q is not None and hasattr(q, "init_from"):  # learned state (LSQ step, TTQ scales)
+            q.init_from(layer.kernel.numpy())
     return copied
 
 

@@ -10,7 +10,8 @@ The validation split has 179 images: one image = 0.56 points, so differences bel
 are noise at a single seed.
 
 usage: python benchmarks/bench_resnet_fixes.py [--epochs 8] [--model resnet20] [--finetune]
-                                               [--seed 0] [--threads 2] [--json out.json]
+                                               [--only base,bc] [--seed 0] [--threads 2]
+                                               [--json out.json]
 Runtime: ~3-4 minutes on 2 cores (9 runs x ~20 s).
 """
 from __future__ import annotations
@@ -50,8 +51,10 @@ def main() -> None:
     ap.add_argument("--finetune", action="store_true", help="start from the float baseline")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--only", default=None, help="comma-separated presets to run (default all rows)")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
+    only = set(args.only.split(",")) if args.only else None
 
     data = load_dataset("digits")
     recipe = Recipe("sgd-digits", "sgd", 0.05, args.epochs, 32, (0.5, 0.75), 0.1, 0.9)
@@ -63,6 +66,8 @@ def main() -> None:
               f"({'cache hit' if base.cached else f'trained in {base.seconds:.1f} s'})")
     results = []
     for label, name, shortcut, thesis in ROWS:
+        if only is not None and name not in only:
+            continue
         cfg = preset(name, args.model, shortcut=shortcut)
         res = finetune(args.model, data, cfg, recipe, args.seed, baseline=base,
                        from_scratch=not args.finetune, threads=args.threads)

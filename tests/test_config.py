@@ -107,3 +107,12 @@ def test_direct_construction_is_validated_too():
         QuantConfig(model="tiny", default=LayerQuant(weight={"name": "bogus"}))
     cfg = QuantConfig(model="tiny", default=LayerQuant(weight={"name": "dorefa", "bits": 2}))
     assert cfg.default.weight == {"name": "dorefa", "bits": 2, "mode": "weight"}
+
+
+def test_network_input_is_not_quantized_by_the_default():
+    cfg = preset("bnn", "lenet5", first_last_float=False)
+    assert cfg.for_layer("conv1").weight["name"] == "bc" and cfg.for_layer("conv1").activation is None
+    assert cfg.for_layer("conv2").activation["name"] == "sign"
+    cfg = QuantConfig.from_dict({"model": "lenet5", "first_last_float": False,
+                                 "layers": {"conv1": {"activation": {"name": "dorefa", "bits": 1}}}})
+    assert cfg.for_layer("conv1").activation["bits"] == 1
