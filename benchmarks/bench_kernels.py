@@ -1,6 +1,6 @@
 """Kernel benchmark: ratios measured side by side in one run, single thread, on this machine.
 
-    python benchmarks/bench_kernels.py [--reps 200] [--quick]
+    python benchmarks/bench_kernels.py [--reps 200] [--quick] [--simd-level 0|1|2]
 
 1. The 64->64 channel 16x16 3x3 'same' layer: every opt kernel vs our f32 opt kernel and vs
    onnxruntime's float Conv (one-node ONNX model built with onnx.helper,
@@ -98,9 +98,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--reps", type=int, default=200)
     ap.add_argument("--quick", action="store_true", help="fewer repetitions (smoke run)")
+    ap.add_argument("--simd-level", type=int, default=None,
+                    help="cap the SIMD level (0 portable C, 1 AVX2) to see machines without AVX-512")
     args = ap.parse_args()
     reps = 20 if args.quick else args.reps
-    level = K.simd_level()
+    level = K.simd_level(args.simd_level)
     print(f"SIMD level {level} (0 portable C, 1 AVX2, 2 AVX-512+VPOPCNTQ); single thread; reps={reps}\n")
 
     # 1. the big layer -------------------------------------------------------------------

@@ -69,7 +69,10 @@ static void body_portable(const aq_conv_args *a, const uint64_t *blk, const int3
 #if AQ_DISPATCH
 /* AVX2 (no vector popcount): nibble-table popcount with VPSHUFB (Mula et al.) on 4 words per
    register; byte counts are summed for up to 31 words (<= 8 * 31 per byte), then folded to
-   64-bit lanes with VPSADBW. Two channel blocks (16 channels) per input broadcast. */
+   64-bit lanes with VPSADBW. AVX2_GROUP channel blocks per input broadcast. */
+#ifndef AVX2_GROUP
+#define AVX2_GROUP 2 /* channel blocks per input broadcast (4 measured no faster) */
+#endif
 AQ_TARGET_AVX2 static inline __m256i popcnt_bytes(__m256i v, __m256i lut, __m256i low4) {
     __m256i lo = _mm256_shuffle_epi8(lut, _mm256_and_si256(v, low4));
     __m256i hi = _mm256_shuffle_epi8(lut, _mm256_and_si256(_mm256_srli_epi16(v, 4), low4));
@@ -98,7 +101,7 @@ AQ_TARGET_AVX2 static void body_avx2(const aq_conv_args *a, const uint64_t *blk_
     const __m256i low4 = _mm256_set1_epi8(0x0f), zero = _mm256_setzero_si256();
     int nw = aq_words(g->c_in), oy, ox, ky, kx, t, c0;
     long blk_words = (long)g->kh * g->kw * nw * AQ_BIN_COB;
-    int full = g->c_out / (2 * AQ_BIN_COB) * (2 * AQ_BIN_COB);
+    int full = g->c_out / (AVX2_GROUP * AQ_BIN_COB) * (AVX2_GROUP * AQ_BIN_COB);
     for (oy = 0; oy < g->out_h; oy++) {
         int iy0, ky0, ky1;
         aq_tap_range(oy, g->stride, g->pad_top, g->kh, g->h, &iy0, &ky0, &ky1);
@@ -110,33 +113,31 @@ AQ_TARGET_AVX2 static void body_avx2(const aq_conv_args *a, const uint64_t *blk_
             run = (kx1 - kx0) * nw;
             for (ky = ky0; ky < ky1; ky++) /* popcount(x) over the window */
                 for (kx = kx0; kx < kx1; kx++) base += pix_pop[(long)(iy0 + ky) * g->w + ix0 + kx];
-            for (c0 = 0; c0 < full; c0 += 2 * AQ_BIN_COB) {
+            for (c0 = 0; c0 < full; c0 += AVX2_GROUP * AQ_BIN_COB) {
                 const uint64_t *blk = blk_all + (c0 / AQ_BIN_COB) * blk_words;
-                __m256i q0 = zero, q1 = zero, q2 = zero, q3 = zero; /* 64-bit counts */
+                __m256i q[2 * AVX2_GROUP]; /* 64-bit counts, 2 registers per channel block */
+                int b;
+                for (b = 0; b < 2 * AVX2_GROUP; b++) q[b] = zero;
                 for (ky = ky0; ky < ky1; ky++) {
                     const uint64_t *xr = x + ((long)(iy0 + ky) * g->w + ix0 + kx0) * nw;
-                    const uint64_t *w0 = blk + ((long)ky * g->kw + kx0) * nw * AQ_BIN_COB, *w1 = w0 + blk_words;
+                    const uint64_t *w0 = blk + ((long)ky * g->kw + kx0) * nw * AQ_BIN_COB;
                     for (t = 0; t < run;) {
                         int end = run - t > 31 ? t + 31 : run;
-                        __m256i b0 = zero, b1 = zero, b2 = zero, b3 = zero; /* byte counts */
+                        __m256i bc[2 * AVX2_GROUP]; /* byte counts */
+                        for (b = 0; b < 2 * AVX2_GROUP; b++) bc[b] = zero;
                         for (; t < end; t++) {
                             __m256i xv = _mm256_set1_epi64x((long long)xr[t]);
-                            long o = (long)t * AQ_BIN_COB;
-                            b0 = _mm256_add_epi8(b0, popcnt_bytes(_mm256_and_si256(xv, _mm256_loadu_si256((const __m256i *)(w0 + o))), lut, low4));
-                            b1 = _mm256_add_epi8(b1, popcnt_bytes(_mm256_and_si256(xv, _mm256_loadu_si256((const __m256i *)(w0 + o + 4))), lut, low4));
-                            b2 = _mm256_add_epi8(b2, popcnt_bytes(_mm256_and_si256(xv, _mm256_loadu_si256((const __m256i *)(w1 + o))), lut, low4));
-                            b3 = _mm256_add_epi8(b3, popcnt_bytes(_mm256_and_si256(xv, _mm256_loadu_si256((const __m256i *)(w1 + o + 4))), lut, low4));
+                            const uint64_t *wt = w0 + (long)t * AQ_BIN_COB;
+                            for (b = 0; b < 2 * AVX2_GROUP; b++)
+                                bc[b] = _mm256_add_epi8(bc[b], popcnt_bytes(_mm256_and_si256(xv, _mm256_loadu_si256(
+                                    (const __m256i *)(wt + (b / 2) * blk_words + (b % 2) * 4))), lut, low4));
                         }
-                        q0 = _mm256_add_epi64(q0, _mm256_sad_epu8(b0, zero));
-                        q1 = _mm256_add_epi64(q1, _mm256_sad_epu8(b1, zero));
-                        q2 = _mm256_add_epi64(q2, _mm256_sad_epu8(b2, zero));
-                        q3 = _mm256_add_epi64(q3, _mm256_sad_epu8(b3, zero));
+                        for (b = 0; b < 2 * AVX2_GROUP; b++) q[b] = _mm256_add_epi64(q[b], _mm256_sad_epu8(bc[b], zero));
                     }
                 }
-                store8_avx2(a, yo, c0, base, q0, q1);
-                store8_avx2(a, yo, c0 + AQ_BIN_COB, base, q2, q3);
+                for (b = 0; b < AVX2_GROUP; b++) store8_avx2(a, yo, c0 + b * AQ_BIN_COB, base, q[2 * b], q[2 * b + 1]);
             }
-            for (c0 = full; c0 < g->c_out; c0 += AQ_BIN_COB) { /* last 1..15 channels: scalar */
+            for (c0 = full; c0 < g->c_out; c0 += AQ_BIN_COB) { /* remaining channels: scalar */
                 const uint64_t *blk = blk_all + (c0 / AQ_BIN_COB) * blk_words;
                 uint64_t cnt[AQ_BIN_COB] = {0};
                 int l;
