@@ -343,6 +343,7 @@ def bench(kind: str, variant: str, shape: tuple, bits: int | None = None, reps: 
     if reps < 1:
         raise UserError(f"reps: must be >= 1, got {reps}")
     try:
+        _ext.geometry(int(h), int(w), int(c_in), int(c_out), int(f), int(f), int(stride), _padding(pad))
         med, mn, macs = _ext.bench(vi, bits, int(c_in), int(c_out), int(h), int(w), int(f), int(stride),
                                    _padding(pad), int(reps), int(warmup))
     except ValueError as exc:

@@ -11,9 +11,10 @@
 static int geom_from(aq_geom *g, int h, int w, int c_in, int c_out, int k_h, int k_w, int stride,
                      int padding) {
     int rc = aq_geom_init(g, h, w, c_in, c_out, k_h, k_w, stride, padding);
-    if (rc) PyErr_Format(PyExc_ValueError, "invalid conv geometry (code %d): h=%d w=%d c_in=%d "
-                         "c_out=%d kernel=%dx%d stride=%d padding=%d", rc, h, w, c_in, c_out, k_h,
-                         k_w, stride, padding);
+    if (rc) PyErr_Format(PyExc_ValueError, "invalid conv geometry (%s): h=%d w=%d c_in=%d c_out=%d "
+                         "kernel=%dx%d stride=%d padding=%s", rc == AQ_E_GEOM ? "kernel larger than "
+                         "the input with valid padding" : "sizes and stride must be >= 1", h, w, c_in,
+                         c_out, k_h, k_w, stride, padding == AQ_PAD_SAME ? "same" : padding == AQ_PAD_VALID ? "valid" : "?");
     return rc;
 }
 
