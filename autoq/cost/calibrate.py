@@ -314,7 +314,7 @@ Shape = tuple  # (c_in, c_out, h, w, f, stride, pad)
 def calibration_grid(quick: bool = False, seed: int = 0) -> list[Shape]:
     """Conv and dense shapes like those of the zoo's layers (deterministic for a seed).
 
-    The full grid: 48 random conv shapes (c_in 1..256, c_out 4..256, 4..32 pixels, 1x1/3x3/5x5,
+    The full grid: 48 random conv shapes (c_in 1..512, c_out 4..512 (the zoo's range), 4..32 pixels, 1x1/3x3/5x5,
     stride 1-2, both paddings; 2 k..10 M MACs so a bench pass stays around a minute) + 7 dense
     shapes. ``quick``: 8 small conv + 4 dense shapes (a smoke test, not a calibration)."""
     rng = np.random.default_rng(seed)
@@ -322,8 +322,8 @@ def calibration_grid(quick: bool = False, seed: int = 0) -> list[Shape]:
     n_conv = 8 if quick else 48
     max_macs = 300_000 if quick else 10_000_000
     while len(shapes) < n_conv:
-        c_in = int(rng.choice([1, 3, 4, 8, 16, 24, 32, 48, 64, 96, 128, 256]))
-        c_out = int(rng.choice([4, 6, 8, 10, 16, 32, 48, 64, 128, 256]))
+        c_in = int(rng.choice([1, 3, 4, 8, 16, 24, 32, 48, 64, 96, 128, 256, 512]))
+        c_out = int(rng.choice([4, 6, 8, 10, 16, 32, 48, 64, 128, 256, 512]))
         hw = int(rng.choice([4, 6, 8, 12, 16, 24, 32]))
         f = int(rng.choice([1, 3, 3, 5]))
         stride = int(rng.choice([1, 1, 2]))
