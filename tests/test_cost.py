@@ -290,3 +290,26 @@ def test_from_csv_with_instruction_counts_derives_missing_kinds(tmp_path):
         e = conv_entry("t", c_in=3, c_out=8, h_in=16, w_in=16, kh=f, kind="xnor", weight_bits=1)
         predicted = estimate(LayerPlan([16, 16, 3], [e]), profile).latency_ms * 1e6
         assert predicted == pytest.approx(2 * n, rel=0.02)  # 2-coefficient fit through 3 points
+
+
+def test_cli_cost_of_a_zoo_model_with_a_config_file(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from autoq.cli import app
+    from autoq.config import preset
+
+    cfg = tmp_path / "cfg.json"
+    cfg.write_text(preset("bnn", "tiny").to_json())
+    runner = CliRunner()
+    result = runner.invoke(app, ["cost", "--config", str(cfg), "--model", "tiny", "--target", "m4",
+                                 "--input-shape", "8,8,1", "--json"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output)
+    assert [x["kind"] for x in out["cost"]["per_layer"]] == [e["kind"] for e in out["plan"]["layers"]]
+    assert "xnor" in {e["kind"] for e in out["plan"]["layers"]}
+    result = runner.invoke(app, ["cost", "--preset", "bnn", "--model", "tiny", "--target", "a53",
+                                 "--input-shape", "8,8,1"])
+    assert result.exit_code == 0, result.output
+    assert "fits: yes" in result.output and "estimate (derived)" in result.output
