@@ -10,6 +10,11 @@
  * weights. Loop order: output pixel -> channel block -> valid filter rows, so the window
  * geometry is computed once per pixel. Bit-exact with aq_conv_xnor_ref.
  */
+/* The epilogue must stay bit-exact with the reference: no fused multiply-add, whatever the
+   build flags (the vector epilogue below would otherwise be contracted under -std=gnu99). */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("fp-contract=off")
+#endif
 #include "aq_internal.h"
 #if AQ_DISPATCH
 #include <immintrin.h>
