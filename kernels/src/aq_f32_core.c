@@ -38,6 +38,7 @@ static void store(const aq_conv_args *a, const float *acc, int oy, int ox, int c
 #define CORE_W_T float
 #define CORE_ACC_T float
 #define CORE_STORE store
+#define CORE_COB AQ_F32_COB
 #if AQ_VEC
 typedef float aq_v4f __attribute__((vector_size(16)));
 typedef float aq_v8f __attribute__((vector_size(32)));

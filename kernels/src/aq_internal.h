@@ -55,8 +55,8 @@ static inline int aq_popcount64_swar(uint64_t v) {
 #define AQ_I8_COB AQ_F32_COB
 typedef int32_t aq_i8w_t; /* widened int8 weights of the opt int8 kernel */
 #else
-#define AQ_F32_COB 4
-#define AQ_I8_COB AQ_F32_COB
+#define AQ_F32_COB 8 /* 8 float accumulators + 8 weights fit the M4's 32 single registers */
+#define AQ_I8_COB 4  /* int accumulators live in the 13 core registers */
 typedef int16_t aq_i8w_t;
 #endif
 #define AQ_BIN_COB 8

@@ -22,11 +22,12 @@ static void store(const aq_conv_args *a, const int32_t *acc, int oy, int ox, int
 }
 
 /* The direct-convolution template (src/aq_direct_core.inc) on int16 inputs and weights with
-   int32 lanes; AQ_I8_COB == AQ_F32_COB (the template's block size). */
+   int32 lanes, in blocks of AQ_I8_COB output channels. */
 #define CORE_X_T int16_t
 #define CORE_W_T aq_i8w_t
 #define CORE_ACC_T int32_t
 #define CORE_STORE store
+#define CORE_COB AQ_I8_COB
 #if AQ_VEC
 typedef int32_t aq_v4i __attribute__((vector_size(16)));
 typedef int32_t aq_v8i __attribute__((vector_size(32)));
