@@ -6,7 +6,8 @@ the coefficients c >= 0 minimise the squared *relative* error::
     sum_i ((sum_j c_j x_ij - y_i) / y_i)^2
 
 (weighted NNLS: scipy.optimize.nnls on A_ij = x_ij / y_i, b_i = 1), so small and large layers
-count alike. The output-channel block B of the features (autoq.cost.model) is chosen per kind
+count alike; then all coefficients are multiplied by one factor so that mean_i(pred_i / y_i) = 1
+(the relative least-squares optimum alone predicts systematically low). The output-channel block B of the features (autoq.cost.model) is chosen per kind
 among BLOCKS by the lowest MAPE. Fit quality: MAPE = mean_i |pred_i - y_i| / y_i on the fitted rows, and a
 leave-one-group-out MAPE (hold out each shape group, fit on the rest, predict it).
 """
@@ -53,7 +54,13 @@ def fit_coefficients(rows: Sequence[Measurement], names: Sequence[str], word_bit
     scale = np.linalg.norm(a, axis=0)
     scale[scale == 0] = 1.0
     solution, _ = nnls(a / scale, np.ones_like(y), maxiter=50 * len(names) + 100)
-    return {n: float(v) for n, v in zip(names, solution / scale)}
+    coeffs = solution / scale
+    # Least squares on relative errors predicts low (the optimum of sum((p - y) / y)^2 is
+    # biased towards small y); rescale so the mean predicted/measured ratio over the rows is 1.
+    ratio = float(np.mean(a @ coeffs))
+    if ratio > 0:
+        coeffs = coeffs / ratio
+    return {n: float(v) for n, v in zip(names, coeffs)}
 
 
 def predict(rows: Sequence[Measurement], coeffs: dict[str, float], word_bits: int, block: int = 1) -> np.ndarray:
