@@ -70,6 +70,21 @@ def _as_list(x) -> list:
     return list(x) if isinstance(x, (list, tuple)) else [x]
 
 
+def _bn_params_tf(bn) -> tuple[np.ndarray, np.ndarray]:
+    """(inv, t) computed by the same float32 TensorFlow ops as Keras' inference pass
+    (tf.nn.batch_normalization: inv = rsqrt(var + eps) * gamma, t = beta - mean * inv), so that
+    ``x * inv + t`` reproduces the Keras output bit for bit."""
+    from autoq.tf_env import import_tf
+
+    tf = import_tf()
+    inv = tf.math.rsqrt(tf.convert_to_tensor(bn.moving_variance) + bn.epsilon)
+    if bn.scale:
+        inv = inv * tf.convert_to_tensor(bn.gamma)
+    mean_inv = tf.convert_to_tensor(bn.moving_mean) * inv
+    t = tf.convert_to_tensor(bn.beta) - mean_inv if bn.center else -mean_inv
+    return np.asarray(inv.numpy(), np.float32), np.asarray(t.numpy(), np.float32)
+
+
 def _bn_params(bn) -> tuple[np.ndarray, np.ndarray]:
     """(s, t) with BN(x) = x * s + t per channel, computed in float64 then cast."""
     c = int(bn.moving_mean.shape[0])
@@ -89,8 +104,14 @@ def _check_activation(layer, what: str) -> None:
                         "exporter (the zoo uses separate QActivation layers)")
 
 
-def build_graph(model) -> ExportGraph:
-    """Translate a Keras functional model of the zoo's layer types into an ExportGraph."""
+def build_graph(model, fold_bn: bool = True) -> ExportGraph:
+    """Translate a Keras functional model of the zoo's layer types into an ExportGraph.
+
+    fold_bn: fold BatchNorm after conv/dense into the layer's epilogue (the compact form the
+    .qbin stores). With False every BatchNorm stays a separate affine op with Keras' own float32
+    constants: the ONNX and C back ends use this form, because a last-bit difference before a
+    quantized activation can move a value across a rounding threshold.
+    """
     import keras
 
     from autoq.quant.kinds import layer_kind
@@ -133,6 +154,9 @@ def build_graph(model) -> ExportGraph:
                                     act_bits=32 if iq is None else int(iq.bits), stride=stride, padding=padding,
                                     bias=bias)
             op.input_quantizer = iq
+        elif cls == "BatchNormalization" and not fold_bn:
+            s, t = _bn_params_tf(layer)
+            op.kind, op.attrs = "affine", {"scale": s, "shift": t}
         elif cls == "BatchNormalization":
             s, t = _bn_params(layer)
             producer = next((o for o in ops if o.output == ins[0]), None)
