@@ -37,6 +37,7 @@ from autoq.export.qbin import pack_rows
 
 log = logging.getLogger(__name__)
 
+IN_PLACE = ("act", "affine", "identity")   # element-wise: y[i] depends on x[i] only
 KERNEL_EXCLUDE = ("aq_bench.c",)     # timing harness (clock_gettime): not part of inference
 HOST_CFLAGS = ["-std=c99", "-O2", "-ffp-contract=off", "-Wall", "-Wno-unused-function", "-Wno-psabi"]
 M4_CFLAGS = ["-std=c99", "-O2", "-mcpu=cortex-m4", "-mthumb", "-mfpu=fpv4-sp-d16", "-mfloat-abi=hard",
@@ -267,7 +268,8 @@ def plan_arena(graph: ExportGraph) -> tuple[dict[str, int], int]:
     """First-fit offsets (in floats) of every op output in one arena; returns (offsets, size).
 
     A tensor lives from its producer to its last reader (the graph output to the end); an
-    op's output never overlaps its own inputs.
+    op's output never overlaps its own inputs, except that the element-wise ops (act, affine,
+    identity) write in place over an input they are the last reader of.
     """
     order = [op for op in graph.ops if op.kind != "input"]
     last = {}
@@ -279,6 +281,12 @@ def plan_arena(graph: ExportGraph) -> tuple[dict[str, int], int]:
     offsets, size = {}, 0
     for i, op in enumerate(order):
         need = _numel(op.shape)
+        src = op.inputs[0] if op.inputs else None
+        if op.kind in IN_PLACE and src in offsets and last.get(src) == i:
+            offsets[op.output] = offsets[src]          # take over the input's block
+            live = [(off, n, op.output if t == src else t) for off, n, t in live]
+            live = [blk for blk in live if last.get(blk[2], -1) > i]
+            continue
         start = 0
         for off, n, _ in sorted(live):
             if off - start >= need:
@@ -381,7 +389,8 @@ def emit_c(graph: ExportGraph, model_name: str = "model", comment: str = "") -> 
             h, w, c = shapes[op.inputs[0]]
             body.append(f"    aq_gap({xs[0]}, {out}, {h}, {w}, {c});")
         elif op.kind in ("flatten", "identity"):
-            body.append(f"    memcpy({out}, {xs[0]}, {n_out} * sizeof(float));")
+            if out != xs[0]:
+                body.append(f"    memmove({out}, {xs[0]}, {n_out} * sizeof(float));")
         elif op.kind == "add":
             body.append(f"    aq_add({xs[0]}, {xs[1]}, {out}, {n_out});")
             for extra in xs[2:]:
