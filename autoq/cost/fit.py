@@ -21,9 +21,10 @@ from autoq.cost.measurements import Measurement
 from autoq.cost.model import features
 
 # Feature sets by how much data there is: few shapes only support a mac + output model.
-FULL_SET = ("ns_per_mac", "ns_per_row", "ns_per_output", "ns_per_input", "ns_per_weight", "ns_fixed")
+FULL_SET = ("ns_per_mac", "ns_per_row", "ns_per_output", "ns_per_input", "ns_per_weight", "ns_per_weight_byte",
+            "ns_fixed")
 BINARY_FULL_SET = ("ns_per_mac", "ns_per_word_op", "ns_per_row", "ns_per_output", "ns_per_input",
-                   "ns_per_weight", "ns_fixed")
+                   "ns_per_weight", "ns_per_weight_byte", "ns_fixed")
 SMALL_SET = ("ns_per_mac", "ns_per_output")
 BINARY_SMALL_SET = ("ns_per_word_op", "ns_per_output")  # popcount kernels scale with words, not MACs
 FULL_SET_MIN_SHAPES = 10

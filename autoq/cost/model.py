@@ -4,7 +4,9 @@ Per layer (kernel kind k, coefficients c_k from the profile)::
 
     t_layer = c_k.ns_per_mac * macs_B + c_k.ns_per_word_op * word_ops_B
             + c_k.ns_per_row * rows_B + c_k.ns_per_output * (h_out*w_out*c_out)
-            + c_k.ns_per_input * (h_in*w_in*c_in) + c_k.ns_per_weight * weight_count + c_k.ns_fixed
+            + c_k.ns_per_input * (h_in*w_in*c_in) + c_k.ns_per_weight * weight_count
+            + c_k.ns_per_weight_byte * weight_bytes + c_k.ns_fixed
+    (weight_bytes: the packed weights, so a kind's cost can grow with its bit width: memory traffic)
     with c_B = B * ceil(c_out / B), B = the kind's c_out_block (the kernels compute output
     channels in blocks; a partial block costs a full one; B = 1: no blocking):
     macs_B     = h_out*w_out*c_B * kh*kw*c_in
@@ -36,7 +38,8 @@ def features(entry: LayerEntry, word_bits: int, c_out_block: int = 1) -> dict[st
     return {"ns_per_mac": pixels * c_b * entry.kh * entry.kw * entry.c_in,
             "ns_per_word_op": pixels * c_b * entry.kh * entry.kw * math.ceil(entry.c_in / word_bits),
             "ns_per_row": pixels * c_b * entry.kh, "ns_per_output": entry.outputs,
-            "ns_per_input": entry.inputs, "ns_per_weight": entry.weight_count, "ns_fixed": 1.0}
+            "ns_per_input": entry.inputs, "ns_per_weight": entry.weight_count,
+            "ns_per_weight_byte": entry.weight_bytes, "ns_fixed": 1.0}
 
 
 def layer_latency_ns(entry: LayerEntry, profile: HardwareProfile) -> float:

@@ -35,7 +35,7 @@ from autoq.plan import KINDS
 PROVENANCES = ("measured-board", "measured-host", "derived")
 # Coefficient name -> the LayerEntry feature it multiplies (see autoq.cost.model.features).
 COEFFICIENTS = ("ns_per_mac", "ns_per_word_op", "ns_per_row", "ns_per_output", "ns_per_input", "ns_per_weight",
-                "ns_fixed")
+                "ns_per_weight_byte", "ns_fixed")
 MEMORY_LAYOUTS = ({"sram_bytes", "flash_bytes"}, {"ram_bytes", "storage_bytes"})
 
 _TOP_REQUIRED = {"id", "board", "cpu", "clock_hz", "word_bits", "memory", "overhead_ns", "kernels"}
