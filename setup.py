@@ -15,6 +15,7 @@ from setuptools import Extension, setup
 KERNEL_SOURCES = sorted(glob("kernels/src/conv_*.c")) + [
     "kernels/src/aq_common.c",
     "kernels/src/aq_f32_core.c",
+    "kernels/src/aq_bin_narrow.c",
     "kernels/src/aq_bench.c",
     "kernels/python/aq_pymodule.c",
 ]

@@ -60,12 +60,17 @@ size_t aq_scratch_bytes(aq_kind kind, const char *variant, const aq_geom *g) {
     case AQ_F32:
     case AQ_LUT:
     case AQ_SHIFT: return k * AQ_F32_COB * sizeof(float);
-    case AQ_XNOR: /* interleaved weight blocks of all channels */
-        return (size_t)(g->c_out + AQ_BIN_COB - 1) / AQ_BIN_COB * g->kh * g->kw * aq_words(g->c_in) *
-               AQ_BIN_COB * sizeof(uint64_t);
-    case AQ_AND: /* the same plus one popcount per input pixel */
-        return (size_t)(g->c_out + AQ_BIN_COB - 1) / AQ_BIN_COB * g->kh * g->kw * aq_words(g->c_in) *
-                   AQ_BIN_COB * sizeof(uint64_t) + (size_t)g->h * g->w * sizeof(int32_t);
+    case AQ_XNOR:
+    case AQ_AND: {
+        /* interleaved weight blocks of all channels (+ one popcount per input pixel for and);
+           the few-channel path (aq_bin_narrow) needs its own rows: the larger of the two, so
+           the size does not depend on the SIMD level chosen at run time */
+        size_t blocks = (size_t)(g->c_out + AQ_BIN_COB - 1) / AQ_BIN_COB * g->kh * g->kw *
+                        aq_words(g->c_in) * AQ_BIN_COB * sizeof(uint64_t) +
+                        (kind == AQ_AND ? (size_t)g->h * g->w * sizeof(int32_t) : 0);
+        size_t narrow = aq_bin_narrow_fits(g) ? aq_bin_narrow_scratch(g) : 0;
+        return blocks > narrow ? blocks : narrow;
+    }
     case AQ_INT8: /* zero-point-shifted input, then the widened weight block */
         return (((size_t)g->h * g->w * g->c_in + 7) & ~(size_t)7) * sizeof(int16_t) +
                k * AQ_I8_COB * sizeof(aq_i8w_t);

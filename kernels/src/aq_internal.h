@@ -98,6 +98,12 @@ void aq_block_shift(const aq_conv_args *a, int c0, float *blk);
    one block; m = per-channel multiplier (NULL = 1). */
 void aq_f32_core(const aq_conv_args *a, const float *blk, int c0, const float *m);
 
+/* Opt xnor / and for c_in * kw <= 64: one popcount per filter row (src/aq_bin_narrow.c). */
+int aq_bin_narrow_fits(const aq_geom *g);    /* c_in * kw <= 64 */
+int aq_bin_narrow_applies(const aq_geom *g); /* fits and SIMD level 0 */
+size_t aq_bin_narrow_scratch(const aq_geom *g);
+int aq_bin_narrow(const aq_conv_args *a, int is_and);
+
 /* Binary weight block of the opt xnor/and kernels: blk[t][l] = word t of the weight row of
    channel c0 + l (t over kh * kw * words), AQ_BIN_COB words per t; zero for c >= c_out. */
 void aq_block_bits(const aq_conv_args *a, int c0, uint64_t *blk);

@@ -246,6 +246,7 @@ int aq_conv_and_opt(const aq_conv_args *a) {
     int32_t *pix_pop = (int32_t *)(blk + n_blk * blk_words);
     int rc = aq_check_args(a, AQ_AND, "opt");
     if (rc) return rc;
+    if (aq_bin_narrow_applies(g)) return aq_bin_narrow(a, 1); /* few input channels */
     for (b = 0; b < n_blk; b++) aq_block_bits(a, b * AQ_BIN_COB, blk + b * blk_words);
     {
         const uint64_t *x = (const uint64_t *)a->x;
