@@ -170,6 +170,30 @@ def thesis_layers() -> None:
             print(f"    {f}x{f}: " + " | ".join(cells) + "   estimates: " + ", ".join(derived))
 
 
+def count_scales() -> None:
+    """ns per instruction of our ref kernels (the thesis algorithm, gcc -O3, QEMU counts) implied by
+    the boards' default-optimisation table and by their -O3 figures."""
+    from autoq.cost.calibrate import read_counts
+
+    path = Path(__file__).resolve().parent.parent / "kernels" / "bench" / "results" / "icount_qemu.csv"
+    if not path.is_file():
+        print(f"\n(no instruction counts at {path})")
+        return
+    counts = read_counts(path)
+    print("\n== 4. ns per instruction of our ref kernels on the boards (QEMU counts vs published times) ==")
+    for target in ("m4", "a53"):
+        mfile = read_measurements(path.parent.parent.parent.parent / "hw_models" / "measurements" / f"{target}.csv")
+        clock = int(mfile.meta["clock_hz"])
+        for variant in ("thesis", "thesis-O3"):
+            pairs = [(counts[(target, r.kind, r.bits, "ref", r.shape)], r.time_ns) for r in mfile.rows
+                     if r.variant == variant and (target, r.kind, r.bits, "ref", r.shape) in counts]
+            ratio = np.array([i / y for i, y in pairs])
+            scale = ratio.sum() / (ratio ** 2).sum()
+            err = np.mean(np.abs(scale * ratio - 1))
+            print(f"  {target:4s} {variant:9s}: {scale:8.3f} ns/instruction = {scale * clock / 1e9:5.2f} cycles at "
+                  f"{clock / 1e6:g} MHz ({len(pairs)} rows, MAPE {err:.1%})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--configs", type=int, default=30)
@@ -184,6 +208,7 @@ def main() -> None:
         host_check(args.configs, args.seed, args.profile, args.rounds, args.save_csv)
     board_loo()
     thesis_layers()
+    count_scales()
     print(f"\ntotal {time.time() - t0:.0f} s")
 
 
