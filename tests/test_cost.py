@@ -284,7 +284,8 @@ def test_from_csv_with_instruction_counts_derives_missing_kinds(tmp_path):
     counts.write_text("# test counts\n" + "\n".join(lines) + "\n")
     profile = profile_from_measurements(board, "toy", source="m4.csv", variant="thesis", counts=str(counts))
     xnor = profile.kernels["xnor"]
-    assert xnor.provenance == "derived" and "ESTIMATE" in xnor.source and xnor.mape < 1e-6
+    assert xnor.provenance == "derived" and "ESTIMATE" in xnor.source
+    assert xnor.mape < 0.02          # scale exact; 2 coefficients through 3 points
     assert set(profile.kernels) == {"f32", "lut", "xnor"}      # no counts for the other kinds
     for f, n in xnor_counts.items():
         e = conv_entry("t", c_in=3, c_out=8, h_in=16, w_in=16, kh=f, kind="xnor", weight_bits=1)

@@ -91,10 +91,11 @@ def derive_kinds(rows: Sequence[Measurement], base: HardwareProfile, kinds: Sequ
         source = (f"ESTIMATE: base profile {base.id!r} ({base.cpu}{origin}) coefficients for {kind} x scale "
                   f"{s:.4g}; the scale is fitted on {len(rows)} measured rows of kinds {', '.join(fitted_on)} "
                   f"(MAPE {err:.1%} of the scaled base against them); assumes {kind} relates to "
-                  f"{'/'.join(fitted_on)} as on the base machine. Base {kind}: {b.provenance}, {b.source}")
+                  f"{'/'.join(fitted_on)} as on the base machine; fit.mape = this MAPE + the base fit's. "
+                  f"Base {kind}: {b.provenance}, {b.source}")
         result[kind] = KernelCost(coefficients={k: _round(v * s) for k, v in b.coefficients.items()},
-                                  provenance="derived", source=source, points=len(rows), mape=_round(err, 4),
-                                  c_out_block=b.c_out_block)
+                                  provenance="derived", source=source, points=len(rows),
+                                  mape=_round(err + (b.mape or 0.0), 4), c_out_block=b.c_out_block)
     return result
 
 
@@ -160,14 +161,15 @@ def derive_from_counts(rows: Sequence[Measurement], counts: dict[tuple, int], ta
         points = [dataclasses.replace(p, macs=p.entry().macs) for p in points]
         names = choose_coefficients(points)
         coeffs = fit_coefficients(points, names, word_bits)
+        coef_err = mape(points, coeffs, word_bits)
         source = (f"ESTIMATE: instructions per call of autoq's {deploy_variant} {kind} kernel under QEMU "
                   f"({counts_path}, {len(points)} shapes) x {s:.4g} ns/instruction; that scale is fitted on the "
                   f"board's {len(pairs)} published {'/'.join(fitted_on)} times against the counts of our "
                   f"{scale_variant} kernels (the thesis algorithm) at the same shapes, MAPE {err:.1%}; one "
                   f"cycles-per-instruction for every kernel is assumed; coefficients {', '.join(names)} fitted "
-                  f"to the derived points (MAPE {mape(points, coeffs, word_bits):.1%})")
+                  f"to the derived points (MAPE {coef_err:.1%}); fit.mape = the sum of both MAPEs")
         result[kind] = KernelCost(coefficients={k: _round(v) for k, v in coeffs.items()}, provenance="derived",
-                                  source=source, points=len(pairs), mape=_round(err, 4))
+                                  source=source, points=len(pairs), mape=_round(err + coef_err, 4))
     return result
 
 
