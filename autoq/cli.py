@@ -294,11 +294,14 @@ def export_cmd(
     force: bool = typer.Option(False, "--force", help="Export even if the model does not fit the target."),
     data_path: Optional[str] = typer.Option(None, "--data-path", help="Dataset location if the search used one."),
     skip_c: bool = typer.Option(False, "--no-c", help="Skip the C source (ONNX, .qbin and manifest only)."),
+    c_kernels: str = typer.Option("opt", "--c-kernels",
+                                  help="opt: optimised kernels + static scratch; ref: reference kernels, no scratch (least RAM)."),
 ) -> None:
     """Write model.onnx, model.qbin, model.h/model.c, manifest.json and the .keras model, verified against Keras."""
     from autoq.export.exporter import export_trial
 
-    result = export_trial(run, trial, target, out, force=force, data_path=data_path, emit_c=not skip_c)
+    result = export_trial(run, trial, target, out, force=force, data_path=data_path, emit_c=not skip_c,
+                          c_variant=c_kernels)
     for line in result.summary_lines():
         typer.echo(line)
 

@@ -86,17 +86,22 @@ def test_onnx_equals_keras(case, tmp_path):
     assert info["max_abs_diff"] <= 1e-4
 
 
-def test_c_equals_keras(case, tmp_path):
+@pytest.mark.parametrize("variant", ["ref", "opt"])
+def test_c_equals_keras(case, tmp_path, variant):
     from autoq.export import c_emit
     from autoq.resources import resource_dir
 
     if shutil.which("gcc") is None:
         pytest.skip("gcc not installed")
     _, graph, x, ref = case
-    em = c_emit.emit_c(graph)
+    c_emit.copy_kernels(resource_dir("kernels"), tmp_path)
+    scratch = c_emit.measure_scratch(c_emit.emit_c(graph), tmp_path, tmp_path / "probe") if variant == "opt" else 0
+    if variant == "opt":
+        assert scratch > 0
+    em = c_emit.emit_c(graph, variant=variant, scratch_bytes=scratch)
+    assert ("_opt(&a)" in em.source) == (variant == "opt")
     for name, text in (("model.h", em.header), ("model.c", em.source), ("main.c", em.main)):
         (tmp_path / name).write_text(text)
-    c_emit.copy_kernels(resource_dir("kernels"), tmp_path)
     exe = c_emit.build_host(tmp_path, tmp_path / "build")
     got = c_emit.run_host(exe, x, ref.shape[1], tmp_path / "build")
     assert np.array_equal(got.argmax(1), ref.argmax(1))

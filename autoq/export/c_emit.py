@@ -77,6 +77,7 @@ class CLayer:
     args: dict = field(default_factory=dict)   # aq_conv_args field -> C expression
     weight_bytes: int = 0
     note: str = ""
+    geom: tuple = ()                 # h, w, c_in, c_out, kh, kw, stride, padding macro
 
 
 def _book2d(ql) -> np.ndarray:
@@ -311,10 +312,11 @@ class CEmission:
     qtmp_floats: int
     bits_words: int
     layers: list[CLayer]
+    scratch_bytes: int = 0
 
     @property
     def ram_bytes(self) -> int:
-        return 4 * (self.arena_floats + self.qtmp_floats) + 8 * self.bits_words
+        return 4 * (self.arena_floats + self.qtmp_floats) + 8 * self.bits_words + self.scratch_bytes
 
     @property
     def weight_bytes(self) -> int:
@@ -330,7 +332,15 @@ def _geom(op: Op, shapes: dict) -> tuple:
     return h, w, c_in, c_out, kh, kw, ql.stride, "AQ_PAD_SAME" if ql.padding == "same" else "AQ_PAD_VALID"
 
 
-def emit_c(graph: ExportGraph, model_name: str = "model", comment: str = "") -> CEmission:
+def emit_c(graph: ExportGraph, model_name: str = "model", comment: str = "", variant: str = "opt",
+           scratch_bytes: int = 0) -> CEmission:
+    """C source for ``graph``. variant "opt" calls the optimised kernels with a static scratch
+    buffer of ``scratch_bytes`` (see :func:`measure_scratch`; ``-DAUTOQ_SCRATCH_BYTES=N``
+    overrides it) and falls back to the reference kernel for any layer whose scratch need, as
+    computed by ``aq_scratch_bytes`` on the machine it runs on, is larger; "ref" uses the
+    reference kernels only (no scratch)."""
+    if variant not in ("opt", "ref"):
+        raise UserError(f"C variant must be 'opt' or 'ref', got {variant!r}")
     shapes = {op.output: op.shape for op in graph.ops}
     offsets, arena = plan_arena(graph)
 
@@ -349,7 +359,7 @@ def emit_c(graph: ExportGraph, model_name: str = "model", comment: str = "") -> 
             cl = _c_layer(op)
             layers.append(cl)
             arrays += cl.arrays
-            h, w, c_in, c_out, kh, kw, stride, pad = _geom(op, shapes)
+            h, w, c_in, c_out, kh, kw, stride, pad = cl.geom = _geom(op, shapes)
             x = ref(op.inputs[0])
             n_in = h * w * c_in
             if op.input_quantizer is not None:
@@ -367,7 +377,13 @@ def emit_c(graph: ExportGraph, model_name: str = "model", comment: str = "") -> 
                         " if (rc) return rc;")
             fields = {"x": x, **cl.args, "y": out}
             body.append("    " + " ".join(f"a.{k} = {v};" for k, v in fields.items()))
-            body.append(f"    rc = aq_conv_{cl.kind}_ref(&a); if (rc) return rc;")
+            if variant == "opt":
+                enum = f"AQ_{cl.kind.upper()}"
+                body.append("    a.scratch = aq_scratch; a.scratch_bytes = sizeof aq_scratch;")
+                body.append(f"    rc = aq_scratch_bytes({enum}, \"opt\", &a.g) <= sizeof aq_scratch ? "
+                            f"aq_conv_{cl.kind}_opt(&a) : aq_conv_{cl.kind}_ref(&a); if (rc) return rc;")
+            else:
+                body.append(f"    rc = aq_conv_{cl.kind}_ref(&a); if (rc) return rc;")
             continue
         xs = [ref(t) for t in op.inputs]
         if op.kind == "act":
@@ -410,7 +426,8 @@ def emit_c(graph: ExportGraph, model_name: str = "model", comment: str = "") -> 
  * Input : float32 NHWC {'x'.join(map(str, graph.input_shape))} (one sample, the Keras preprocessing).
  * Output: float32 logits [{n_out}].
  * RAM   : {4 * arena} B activation arena + {4 * qtmp} B quantized-input buffer + {8 * bits_words} B packed bits
- *         (static, planned from the tensor lifetimes); weights are const (flash). */
+ *         (static, planned from the tensor lifetimes){f" + {scratch_bytes} B kernel scratch" if variant == "opt" else ""};
+ *         weights are const (flash). Kernels: {"optimised (ref where the scratch is too small)" if variant == "opt" else "reference"}. */
 #ifndef {guard}
 #define {guard}
 #define AUTOQ_MODEL_INPUT_SIZE {n_in}
@@ -418,7 +435,7 @@ def emit_c(graph: ExportGraph, model_name: str = "model", comment: str = "") -> 
 #define AUTOQ_MODEL_INPUT_H {graph.input_shape[0]}
 #define AUTOQ_MODEL_INPUT_W {graph.input_shape[1] if len(graph.input_shape) > 1 else 1}
 #define AUTOQ_MODEL_INPUT_C {graph.input_shape[-1]}
-#define AUTOQ_MODEL_ARENA_BYTES {4 * arena + 4 * qtmp + 8 * bits_words}
+#define AUTOQ_MODEL_ARENA_BYTES {4 * arena + 4 * qtmp + 8 * bits_words}  /* without the kernel scratch */
 /* Run one sample: returns 0 (AQ_OK) or a negative AQ_E_* code from the kernels. */
 int autoq_model_run(const float *input, float *output);
 #endif
@@ -431,7 +448,10 @@ int autoq_model_run(const float *input, float *output);
         "/* ---- activations (static RAM) ---- */",
         f"static float aq_arena[{max(arena, 1)}];",
         f"static float aq_qtmp[{max(qtmp, 1)}];",
-        f"static uint64_t aq_bits[{max(bits_words, 1)}];", "",
+        f"static uint64_t aq_bits[{max(bits_words, 1)}];",
+        *([f"#ifndef AUTOQ_SCRATCH_BYTES", f"#define AUTOQ_SCRATCH_BYTES {int(scratch_bytes)}", "#endif",
+           "/* scratch of the optimised kernels (8-byte aligned); a layer needing more runs the ref kernel */",
+           "static uint64_t aq_scratch[(AUTOQ_SCRATCH_BYTES + 7) / 8 + 1];"] if variant == "opt" else []), "",
         "int autoq_model_run(const float *input, float *output) {",
         "    aq_conv_args a;", "    int rc = 0;",
         "    (void)aq_qtmp; (void)aq_bits; (void)rc; (void)a;",
@@ -466,7 +486,8 @@ int main(int argc, char **argv) {{
     return 0;
 }}
 """
-    return CEmission(header, source, main, arena, qtmp, bits_words, layers)
+    return CEmission(header, source, main, arena, qtmp, bits_words, layers,
+                     scratch_bytes=8 * ((int(scratch_bytes) + 7) // 8 + 1) if variant == "opt" else 0)
 
 
 # --- building --------------------------------------------------------------------------------
@@ -564,3 +585,24 @@ def build_m4(out: Path, build_dir: Path, model_name: str = "model") -> dict:
                                                          ".fini", ".init_array", ".fini_array"))
     sram = sections.get(".data", 0) + sections.get(".bss", 0)
     return {"elf": str(elf), "sections": sections, "flash_bytes": flash, "sram_bytes": sram}
+
+
+def measure_scratch(em: CEmission, out: Path, work: Path, cc: str = "gcc") -> int:
+    """Largest ``aq_scratch_bytes(kind, "opt", geom)`` over the layers, computed by the kernels
+    themselves in a small program built and run here (the kernels' block sizes are
+    compile-time constants; another architecture may need more and then uses ref kernels)."""
+    out, work = Path(out).resolve(), Path(work).resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    kdir = out / "kernels"
+    lines = ['#include <stdio.h>', '#include "autoq_kernels.h"', "int main(void) {",
+             "    aq_geom g; size_t s, m = 0;"]
+    for cl in em.layers:
+        h, w, c_in, c_out, kh, kw, stride, pad = cl.geom
+        lines.append(f"    if (aq_geom_init(&g, {h}, {w}, {c_in}, {c_out}, {kh}, {kw}, {stride}, {pad})) return 1;")
+        lines.append(f'    s = aq_scratch_bytes(AQ_{cl.kind.upper()}, "opt", &g); if (s > m) m = s;')
+    lines += ['    printf("%lu\\n", (unsigned long)m);', "    return 0;", "}", ""]
+    (work / "probe.c").write_text("\n".join(lines))
+    exe = work / "probe"
+    _run([cc, *HOST_CFLAGS, f"-I{kdir / 'include'}", f"-I{kdir / 'src'}", "-o", str(exe), str(work / "probe.c"),
+          *map(str, kernel_sources(kdir)), "-lm"], work, "kernel scratch probe build")
+    return int(_run([str(exe)], work, "kernel scratch probe").stdout.strip())

@@ -173,8 +173,14 @@ def _check_c(out: Path, graph, x: np.ndarray, reference: np.ndarray, work: Path)
 
 
 def export_trial(run: str, trial_number: int, target: str, out: str | Path, force: bool = False,
-                 data_path: str | None = None, emit_c: bool = True, max_samples: int | None = None) -> ExportResult:
-    """Export trial ``trial_number`` of ``run`` for ``target`` into ``out`` (see the module doc)."""
+                 data_path: str | None = None, emit_c: bool = True, max_samples: int | None = None,
+                 c_variant: str = "opt") -> ExportResult:
+    """Export trial ``trial_number`` of ``run`` for ``target`` into ``out`` (see the module doc).
+
+    c_variant: "opt" (optimised kernels, static scratch sized by the kernels) or "ref".
+    """
+    if c_variant not in ("opt", "ref"):
+        raise UserError(f"--c-kernels: got {c_variant!r}; allowed: opt, ref")
     from autoq.cost.profile import list_profiles, load_profile
     from autoq.pareto import _load_study, resolve_study_path
 
@@ -223,22 +229,27 @@ def export_trial(run: str, trial_number: int, target: str, out: str | Path, forc
         from autoq.export import c_emit
         from autoq.resources import resource_dir
 
-        em = c_emit.emit_c(graph, "model", comment=f"trial {trial_number}, target {target}")
-        (out / "model.h").write_text(em.header)
-        (out / "model.c").write_text(em.source)
-        (out / "main.c").write_text(em.main)
         c_emit.copy_kernels(resource_dir("kernels"), out)
         c_emit.write_makefile(out)
         with tempfile.TemporaryDirectory(prefix="autoq-export-") as tmp:
+            scratch = c_emit.measure_scratch(c_emit.emit_c(graph, "model"), out, Path(tmp) / "probe") \
+                if c_variant == "opt" else 0
+            em = c_emit.emit_c(graph, "model", comment=f"trial {trial_number}, target {target}",
+                               variant=c_variant, scratch_bytes=scratch)
+            (out / "model.h").write_text(em.header)
+            (out / "model.c").write_text(em.source)
+            (out / "main.c").write_text(em.main)
             checks["c_host"] = _check_c(out, graph, x, reference, Path(tmp))
             checks["c_layers"] = [{"layer": cl.op.name, "kernel": cl.kind, "weight_bytes": cl.weight_bytes,
                                    **({"note": cl.note} if cl.note else {})} for cl in em.layers]
             checks["c_static_ram_bytes"] = em.ram_bytes
+            checks["c_kernels"] = {"variant": c_variant, "scratch_bytes": em.scratch_bytes}
             ch = checks["c_host"]
             lines.append(f"model.c: host build vs Keras on {len(x)} test samples: argmax identical, median max "
                          f"|diff| {ch['median_max_abs_diff']:.2e}, max {ch['max_abs_diff']:.2e} ("
                          f"{ch['samples_outside_tolerance']} samples beyond {C_ATOL:g}: quantized-activation level "
-                         f"flips); static RAM {em.ram_bytes:,} B, weights {em.weight_bytes:,} B")
+                         f"flips); {c_variant} kernels, static RAM {em.ram_bytes:,} B (scratch {em.scratch_bytes:,} B), "
+                         f"weights {em.weight_bytes:,} B")
             if "sram_bytes" in profile.memory:
                 checks["c_m4"] = _check_m4(out, Path(tmp), profile, force, lines)
 
