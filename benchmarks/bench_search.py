@@ -11,7 +11,7 @@
    cost (all targets), train (QAT fine-tune), store (SQLite writes).
 
 usage: python benchmarks/bench_search.py [--space lenet5] [--target m4] [--n 12] [--epochs 2]
-                                         [--ray-budget 6] [--skip-ray] [--seed 0]
+                                         [--ray-budget 6] [--skip-ray | --only-ray] [--seed 0]
 Runtime with the defaults: ~10-15 minutes on 2 busy cores (about 60 LeNet-5 trials).
 """
 from __future__ import annotations
@@ -85,6 +85,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--ray-budget", type=int, default=6)
     ap.add_argument("--skip-ray", action="store_true")
+    ap.add_argument("--only-ray", action="store_true", help="only measurement 2")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=None, help="work folder (default: a temporary one)")
     a = ap.parse_args()
@@ -97,18 +98,28 @@ def main() -> None:
           f"epochs {a.epochs}, seed {a.seed}, work folder {work}")
 
     runs = {}
-    for label, sampler, budget in (("nsga2@N", "nsga2", a.n), ("tpe@N", "tpe", a.n),
-                                   ("random@N", "random", a.n), ("random@2N", "random", 2 * a.n)):
+    plan = (("nsga2@N", "nsga2", a.n), ("tpe@N", "tpe", a.n), ("random@N", "random", a.n),
+            ("random@2N", "random", 2 * a.n))
+    for label, sampler, budget in ([] if a.only_ray else plan):
         out = work / label.replace("@", "-")
         res, secs = run(space, a.target, budget, sampler, out, a.seed, a.epochs, cache)
         runs[label] = (out, res, secs)
         print(f"  ran {label:10s} {res.done:3d} trials in {secs:6.1f} s", flush=True)
-    l0, f0 = float_cost(space, a.target)
-    print(f"\n1. hypervolume (normalised by the float model: {l0:.3f} ms, {f0:,.0f} B on {a.target})")
+    if not a.only_ray:
+        sample_efficiency(runs, space, a.target)
+    if not a.skip_ray:
+        ray_speed(space, a, work, cache)
+    if not a.only_ray:
+        per_trial_time(runs["nsga2@N"][0])
+
+
+def sample_efficiency(runs, space, target) -> None:
+    l0, f0 = float_cost(space, target)
+    print(f"\n1. hypervolume (normalised by the float model: {l0:.3f} ms, {f0:,.0f} B on {target})")
     print(f"   {'run':10s} {'trials':>6s} {'trained ok':>10s} {'front':>5s} {'HV':>8s}")
     hvs = {}
     for label, (out, res, _) in runs.items():
-        hv, nfront = normalised_hv(out, a.target, l0, f0)
+        hv, nfront = normalised_hv(out, target, l0, f0)
         hvs[label] = hv
         ok = sum(t.user_attrs.get("status") == "ok" for t in study_of(out).get_trials())
         print(f"   {label:10s} {res.done:6d} {ok:10d} {nfront:5d} {hv:8.4f}")
@@ -116,19 +127,22 @@ def main() -> None:
         print(f"   {label} / random@N = {hvs[label] / max(hvs['random@N'], 1e-12):.3f}   "
               f"{label} / random@2N = {hvs[label] / max(hvs['random@2N'], 1e-12):.3f}")
 
-    if not a.skip_ray:
-        print(f"\n2. Ray Tune, {a.ray_budget} trials (NSGA-II), wall clock incl. Ray start:")
-        rates = {}
-        for workers in (1, 2):
-            out = work / f"ray-{workers}"
-            res, secs = run(space, a.target, a.ray_budget, "nsga2", out, a.seed, a.epochs, cache,
-                            backend="ray", workers=workers)
-            rates[workers] = res.done / secs * 3600
-            print(f"   workers {workers}: {res.done} trials in {secs:6.1f} s = {rates[workers]:6.0f} trials/hour",
-                  flush=True)
-        print(f"   2 workers / 1 worker = {rates[2] / rates[1]:.2f}x")
 
-    t = timing_table(runs["nsga2@N"][0])
+def ray_speed(space, a, work, cache) -> None:
+    print(f"\n2. Ray Tune, {a.ray_budget} trials (NSGA-II), wall clock incl. Ray start:")
+    rates = {}
+    for workers in (1, 2):
+        out = work / f"ray-{workers}"
+        res, secs = run(space, a.target, a.ray_budget, "nsga2", out, a.seed, a.epochs, cache,
+                        backend="ray", workers=workers)
+        rates[workers] = res.done / secs * 3600
+        print(f"   workers {workers}: {res.done} trials in {secs:6.1f} s = {rates[workers]:6.0f} trials/hour",
+              flush=True)
+    print(f"   2 workers / 1 worker = {rates[2] / rates[1]:.2f}x")
+
+
+def per_trial_time(out) -> None:
+    t = timing_table(out)
     total = sum(t[k] for k in ("build", "cost", "train", "store"))
     print(f"\n3. per-trial time, mean over {t['trials']} trained trials of nsga2@N (seconds):")
     for k in ("build", "cost", "train", "store"):

@@ -154,6 +154,7 @@ def run_ray(study, opts: SearchOptions, factory, start: float, on_trial) -> bool
     remaining = budget_left(study, opts.budget, start)
     if remaining == 0:
         return False
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # with verbose=0: no Tune tables over our display
     started_here = not ray.is_initialized()
     if started_here:
         ray.init(address=opts.address, num_cpus=None if opts.address else opts.workers,
