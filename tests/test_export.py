@@ -216,3 +216,11 @@ def test_cli_refusal_and_unknown_trial(trained_run, tmp_path):
     assert refused.returncode == 2 and "over by" in refused.stderr and "Traceback" not in refused.stderr
     unknown = subprocess.run([*cmd, "--trial", "9"], capture_output=True, text=True)
     assert unknown.returncode == 2 and "no trial 9" in unknown.stderr
+
+
+def test_force_exports_a_non_fitting_model(trained_run, tmp_path):
+    from autoq.export.exporter import export_trial
+
+    result = export_trial(str(trained_run), 2, "m4", tmp_path / "forced", force=True, emit_c=False)
+    assert result.manifest["predicted"]["m4"]["fits"] is False
+    assert (tmp_path / "forced" / "model.onnx").is_file() and not (tmp_path / "forced" / "model.c").exists()

@@ -1,0 +1,39 @@
+"""Zoo models through the exporter (slow: run with `pytest -m slow`): ResNet-20 with BNN layers
+(xnor kernels, residual adds, float 1x1 shortcuts) and SqueezeNet with bypass and TWN weights
+(channel concat, identity bypasses), untrained, 16x16x3 inputs; ONNX and C against Keras."""
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+pytest.importorskip("onnxruntime")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model_name,preset_name", [("resnet20", "bnn"), ("squeezenet_bypass", "twn")])
+def test_zoo_model_exports(model_name, preset_name, tmp_path):
+    from autoq.config import preset
+    from autoq.export import c_emit
+    from autoq.export.exporter import keras_logits
+    from autoq.export.graph import build_graph
+    from autoq.export.onnx import export_onnx
+    from autoq.models.zoo import build_model
+    from autoq.resources import resource_dir
+
+    model = build_model(model_name, (16, 16, 3), 10, preset(preset_name, model_name))
+    x = np.random.default_rng(0).uniform(0, 1, (20, 16, 16, 3)).astype(np.float32)
+    graph = build_graph(model, fold_bn=False)
+    ref = keras_logits(model, x, per_sample=False)
+    assert export_onnx(graph, x, ref, tmp_path / "m.onnx")["max_abs_diff"] <= 1e-4
+    if shutil.which("gcc") is None:
+        pytest.skip("gcc not installed")
+    c_emit.copy_kernels(resource_dir("kernels"), tmp_path)
+    scratch = c_emit.measure_scratch(c_emit.emit_c(graph), tmp_path, tmp_path / "probe")
+    em = c_emit.emit_c(graph, scratch_bytes=scratch)
+    for name, text in (("model.h", em.header), ("model.c", em.source), ("main.c", em.main)):
+        (tmp_path / name).write_text(text)
+    got = c_emit.run_host(c_emit.build_host(tmp_path, tmp_path / "b"), x, 10, tmp_path / "b")
+    assert np.array_equal(got.argmax(1), ref.argmax(1))
+    assert np.allclose(got, ref, atol=1e-4, rtol=1e-4)
