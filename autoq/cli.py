@@ -278,7 +278,7 @@ def pareto_cmd(
         return
     from rich.console import Console
 
-    console = Console()
+    console = Console(width=max(Console().width, 120))   # piped output: do not truncate the columns
     for table in pareto.render_table(pf):
         console.print(table)
     if pf.skipped:
@@ -323,14 +323,14 @@ def inspect_cmd(
     from rich.table import Table
 
     table = Table(title=f"{qf.path}: .qbin v{qf.version}, {qf.size:,} bytes, {len(rows)} layers, CRCs ok")
-    for col in ("layer", "op", "kind", "w bits", "a bits", "shape (OHWI)", "stride", "pad", "levels", "codebook",
-                "bias", "scale"):
-        table.add_column(col)
+    for col in ("layer", "op", "kind", "bits w/a", "shape OHWI", "stride pad", "codebook", "bias scale"):
+        table.add_column(col, no_wrap=True)
     for r in rows:
-        table.add_row(r["name"], r["op"], r["kind"], str(r["weight_bits"]), str(r["act_bits"]),
-                      "x".join(map(str, r["shape_ohwi"])), str(r["stride"]), r["padding"], str(r["levels"]),
-                      r["codebook"], "yes" if r["bias"] else "-", "yes" if r["scale"] else "-")
-    Console().print(table)
+        book = r["codebook"] if r["codebook"] == "float" else f"{r['codebook']} ({r['levels']})"
+        table.add_row(r["name"], r["op"], r["kind"], f"{r['weight_bits']}/{r['act_bits']}",
+                      "x".join(map(str, r["shape_ohwi"])), f"{r['stride']} {r['padding']}", book,
+                      f"{'yes' if r['bias'] else '-'} {'yes' if r['scale'] else '-'}")
+    Console(width=max(Console().width, 120)).print(table)   # piped output: do not truncate the columns
     if qf.meta:
         typer.echo("meta: " + json.dumps(qf.meta))
 
