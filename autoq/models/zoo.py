@@ -150,8 +150,10 @@ def _resnet_block(b: _Builder, x, stage, block, filters, stride, next_consumer):
     if not projection:
         y = b.keras.layers.Add(name=f"{prefix}_add")([y, x])
     elif policy != "removed":  # weighted 1x1 shortcut (quantized, or float via for_layer)
+        # no BatchNorm on the projection (bias instead, as in Keras' CIFAR ResNet v1 that the
+        # thesis used): a binary 1x1 kernel then changes the shortcut's scale, which is the
+        # failure of plain BC on ResNets that the shortcut / scale / slope fixes address
         s = b.conv(x, f"{prefix}_shortcut", filters, 1, stride, "he_normal")
-        s = b.bn(s, f"{prefix}_shortcut")
         y = b.keras.layers.Add(name=f"{prefix}_add")([y, s])
     return b.act(y, f"{prefix}_conv2", next_consumer)
 
