@@ -42,9 +42,10 @@ def _train_tiny(layers: dict, path: Path):
     from autoq.models.zoo import build_model
     from autoq.tf_env import import_tf
 
-    tf = import_tf()
-    tf.random.set_seed(0)
+    import_tf()
     import keras
+
+    keras.utils.set_random_seed(0)   # deterministic weights and shuffling
 
     data = load_digits(0)
     config = QuantConfig.from_dict({"model": "tiny", "first_last_float": False, "layers": layers})

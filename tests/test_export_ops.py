@@ -20,6 +20,7 @@ def _model():
 
     from autoq.quant.layers import QActivation, QConv2D, QDense
 
+    keras.utils.set_random_seed(7)   # fixed weights: an unlucky draw can put an activation on a rounding tie
     inp = keras.Input((9, 9, 2), name="input")
     a = QConv2D(6, 3, padding="same", name="c1")(inp)
     a = keras.layers.BatchNormalization(name="c1_bn")(a)
@@ -34,7 +35,8 @@ def _model():
                  input_quantizer={"name": "sign"}, name="e3")(p)
     c = keras.layers.Concatenate(name="concat")([e1, e3, p])
     c = keras.layers.AveragePooling2D(2, strides=2, padding="same", name="avg")(c)        # 5 -> 3 (partial windows)
-    c = QConv2D(8, 2, strides=1, padding="valid", kernel_quantizer={"name": "dorefa", "bits": 3}, name="c4")(c)
+    c = QConv2D(8, 2, strides=1, padding="valid", kernel_quantizer={"name": "dorefa", "bits": 3},
+                input_quantizer={"name": "lsq", "bits": 4}, name="c4")(c)
     c = keras.layers.MaxPooling2D(2, strides=1, padding="valid", name="pool_valid")(c)   # 2 -> 1
     f = keras.layers.Flatten(name="flatten")(c)
     f = keras.layers.Dropout(0.5, name="drop")(f)

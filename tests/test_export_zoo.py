@@ -22,6 +22,9 @@ def test_zoo_model_exports(model_name, preset_name, tmp_path):
     from autoq.models.zoo import build_model
     from autoq.resources import resource_dir
 
+    import keras
+
+    keras.utils.set_random_seed(0)
     model = build_model(model_name, (16, 16, 3), 10, preset(preset_name, model_name))
     x = np.random.default_rng(0).uniform(0, 1, (20, 16, 16, 3)).astype(np.float32)
     graph = build_graph(model, fold_bn=False)
