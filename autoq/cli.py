@@ -93,13 +93,40 @@ def targets_cmd(
     for p in profiles:
         console.print(f"[bold]{p.id}[/bold]: {p.board}, {p.cpu}, {p.clock_hz / 1e6:g} MHz, "
                       f"RAM {_kib(p.ram_limit_bytes)}, flash/storage {_kib(p.flash_limit_bytes)}")
-    table = Table(title="latency coefficients per kernel kind (MAPE of the fit; LOO: leave one shape out)")
+    table = Table(title="latency coefficients per kernel kind (MAPE of the fit; LOO: leave out one shape, "
+                        "for count-derived kinds + one filter size of the board scale)")
     for col in ("target", "kind", "provenance", "points", "MAPE", "LOO"):
         table.add_column(col)
     for p in profiles:
         for i, (kind, k) in enumerate(p.kernels.items()):
             table.add_row(p.id if i == 0 else "", kind, k.provenance, str(k.points), _pct(k.mape), _pct(k.loo_mape))
     console.print(table)
+    _print_count_validation(console, profiles)
+
+
+def _print_count_validation(console, profiles) -> None:
+    """Per count-derived board: published thesis-kernel times, the scale's prediction for our ref
+    kernel (validation) and the profile's for our opt kernel (what autoq prices)."""
+    from rich.table import Table
+
+    from autoq.cost.calibrate import shipped_validation
+
+    for p in profiles:
+        checked = shipped_validation(p)
+        if checked is None:
+            continue
+        scale, rows = checked
+        loo = "n/a" if scale.loo_mape is None else f"{scale.loo_mape:.1%}"
+        table = Table(title=f"{p.id}: {scale.ns_per_instruction:.4g} ns/instruction fitted on {scale.rows} published "
+                            f"times vs our ref kernels' counts (MAPE {scale.mape:.1%}, leave one filter size out "
+                            f"{loo}); ms")
+        for col in ("layer", "kind", "published (thesis kernel)", "predicted ref", "predicted opt (priced)"):
+            table.add_column(col, justify="left" if col in ("layer", "kind") else "right")
+        for r in rows:
+            kind = r.kind if r.kind == "f32" else f"{r.kind}{r.bits}"
+            table.add_row(f"3x16x16->8 {r.f}x{r.f}", kind, f"{r.published_ms:.4g}", f"{r.ref_ms:.4g}",
+                          f"{r.opt_ms:.4g}")
+        console.print(table)
 
 
 def _kib(n: int) -> str:
@@ -210,7 +237,7 @@ def calibrate_cmd(
     target: str = typer.Option("host", "--target", "-t", help="Profile id to write (host: measure this machine)."),
     from_csv: Optional[str] = typer.Option(None, "--from-csv", help="Fit from a measurement CSV instead of running the bench."),
     base: Optional[str] = typer.Option(None, "--base", help="Profile (id, .yaml, or host measurement .csv) to derive the kinds the CSV lacks from."),
-    counts: Optional[str] = typer.Option(None, "--counts", help="Instruction counts CSV (emulation) to derive the kinds the CSV lacks from; preferred over --base when it covers the target."),
+    counts: Optional[str] = typer.Option(None, "--counts", help="Instruction counts CSV (kernels/bench/results/icount_qemu.csv): the CSV's rows then only fit the board's ns/instruction against our ref kernels, and every kind is priced from our opt kernels' counts (the shipped boards)."),
     variant: Optional[str] = typer.Option(None, "--variant", help="Kernel variant rows to fit (default: host bench 'opt'; CSV: first row's)."),
     out: Optional[str] = typer.Option(None, "--out", "-o", help="Output .yaml (default hw_models/<target>.yaml)."),
     quick: bool = typer.Option(False, "--quick", help="Small grid and few repetitions (a smoke test, not a calibration)."),

@@ -7,10 +7,13 @@
    opt variants, minimum over 5 interleaved passes of 20 reps, grid and layers in the same
    passes), so the model layers are held out from the calibration.
    Reports MAPE and Spearman rank correlation (goal: MAPE <= 10 %, Spearman >= 0.95).
-2. Boards (published thesis figures): leave one filter size out, fit on the other two, predict
-   it; error per board, kind and held-out size.
-3. The thesis's layers (3x16x16 -> 8, valid, 3x3/4x4/5x5) on m4 / a53 / i5: the shipped
-   profiles' predictions next to the published times, and the derived kinds (estimates).
+2. Boards: the profiles price our opt kernels as (ns/instruction) x instruction counts; the
+   scale is fitted on the published thesis figures against our ref kernels' counts. Leave one
+   filter size out: fit the scale on the other two, predict it; error per board and held-out size.
+3. The thesis's layers (3x16x16 -> 8, valid, 3x3/4x4/5x5) on m4 / a53 / i5: published time |
+   scale x our ref kernel's count (validation) | the shipped profile's prediction for our opt
+   kernel (what autoq prices), and the opt prediction of every kind (estimates).
+4. The ns/instruction implied by the default-optimisation table and by the -O3 figures.
 
 usage: python benchmarks/bench_cost_model.py [--configs 30] [--profile host.yaml] [--seed 0]
 Runtime: about a minute (TensorFlow builds the 5 float models once; the measuring ~30 s).
@@ -121,77 +124,76 @@ def host_check(n_configs: int, seed: int, profile_path: str | None, rounds: int,
           f"(goal MAPE <= 10 %, Spearman >= 0.95)")
 
 
+ROOT = Path(__file__).resolve().parent.parent
+COUNTS = ROOT / "kernels" / "bench" / "results" / "icount_qemu.csv"
+BOARDS = ("m4", "a53", "i5")
+
+
 def board_loo() -> None:
-    print("\n== 2. boards: leave one filter size out (fit on two sizes, predict the third) ==")
-    for target in ("m4", "a53", "i5"):
-        mfile = read_measurements(Path(__file__).resolve().parent.parent / "hw_models" / "measurements" / f"{target}.csv")
-        rows = [r for r in mfile.rows if r.variant == "thesis"]
-        word_bits = int(mfile.meta["word_bits"])
-        errors = []
+    """The board profiles price our opt kernels as ns/instruction x counts; the scale is fitted
+    on the published times against our ref kernels' counts. Leave one filter size out: fit the
+    scale on two sizes, predict the third (every kind at that size)."""
+    from autoq.cost.calibrate import count_scale, read_counts
+
+    print("\n== 2. boards: ns/instruction scale, leave one filter size out (fit on two sizes, predict the third) ==")
+    counts = read_counts(COUNTS)
+    for target in BOARDS:
+        rows = [r for r in read_measurements(ROOT / "hw_models" / "measurements" / f"{target}.csv").rows
+                if r.variant == "thesis"]
+        scale = count_scale(rows, counts, target)
         parts = []
-        for kind in ("f32", "lut"):
-            kind_rows = [r for r in rows if r.kind == kind]
-            for f in (3, 4, 5):
-                train = [r for r in kind_rows if r.f != f]
-                test = [r for r in kind_rows if r.f == f]
-                coeffs = fit_coefficients(train, ("ns_per_mac", "ns_per_output"), word_bits)
-                err = predict(test, coeffs, word_bits) / np.array([r.time_ns for r in test]) - 1
-                errors.extend(np.abs(err))
-                parts.append(f"{kind} {f}x{f}: " + "/".join(f"{e:+.1%}" for e in err))
-        print(f"  {target:4s} mean |error| {np.mean(errors):.1%}   " + "; ".join(parts))
-
-
-PUBLISHED = {"m4": (179.054, 232.56, 237.264, 263.888, 352.611, 356.667, 345.365, 467.619, 471.075),
-             "a53": (5.01, 6.65, 6.89, 7.54, 9.95, 9.99, 9.47, 13.41, 13.22),
-             "i5": (0.416, 0.676, 0.640, 0.552, 0.922, 0.978, 0.711, 1.238, 1.216)}
+        for f in (3, 4, 5):
+            held = count_scale([r for r in rows if r.f != f], counts, target).ns_per_instruction
+            errs = [held * counts[(target, r.kind, r.bits, "ref", r.shape)] / r.time_ns - 1 for r in rows if r.f == f]
+            parts.append(f"{f}x{f}: " + "/".join(f"{e:+.1%}" for e in errs))
+        print(f"  {target:4s} {scale.ns_per_instruction:9.4g} ns/instr, in-sample MAPE {scale.mape:.1%}, "
+              f"leave-one-size-out MAPE {scale.loo_mape:.1%}   (f32/lut1/lut2) " + "; ".join(parts))
 
 
 def thesis_layers() -> None:
-    print("\n== 3. the thesis's layers (3x16x16 -> 8 channels, valid) on the shipped profiles, ms ==")
-    cases = [("f32", 32), ("lut", 1), ("lut", 2)]
-    extra = [("shift", 2), ("xnor", 1), ("and", 1), ("int8", 8)]
-    for target, published in PUBLISHED.items():
+    """Published thesis-kernel times, the profile's scale x our ref kernel's counts (validation),
+    and the shipped profile's prediction for our opt kernels of every kind (what autoq prices)."""
+    from autoq.cost.calibrate import shipped_validation
+
+    print("\n== 3. the thesis's layers (3x16x16 -> 8 channels, valid), ms: published | predicted ref | "
+          "predicted opt (priced) ==")
+    extra = [("f32", 32), ("lut", 1), ("lut", 2), ("shift", 2), ("xnor", 1), ("and", 1), ("int8", 8)]
+    for target in BOARDS:
         profile = load_profile(target)
+        checked = shipped_validation(profile)
         print(f"  {target} ({profile.cpu})")
-        for i, f in enumerate((3, 4, 5)):
+        for f in (3, 4, 5):
             cells = []
-            for j, (kind, bits) in enumerate(cases):
-                e = conv_entry("t", c_in=3, c_out=8, h_in=16, w_in=16, kh=f, kind=kind, weight_bits=bits,
-                               codebook_len=0 if kind == "f32" else 2 ** bits)
-                pred = estimate(LayerPlan([16, 16, 3], [e]), profile).latency_ms
-                cells.append(f"{kind}{bits if kind != 'f32' else ''} {pred:8.3f} (pub {published[3 * i + j]:8.3f})")
-            derived = []
+            if checked is not None:
+                for r in checked[1]:
+                    if r.f == f:
+                        kind = r.kind if r.kind == "f32" else f"{r.kind}{r.bits}"
+                        cells.append(f"{kind} {r.published_ms:.4g} | {r.ref_ms:.4g} | {r.opt_ms:.4g}")
+            priced = []
             for kind, bits in extra:
-                if kind not in profile.kernels:
-                    continue
                 e = conv_entry("t", c_in=3, c_out=8, h_in=16, w_in=16, kh=f, kind=kind, weight_bits=bits,
-                               codebook_len=2 ** min(bits, 8))
-                derived.append(f"{kind} {estimate(LayerPlan([16, 16, 3], [e]), profile).latency_ms:.3f}")
-            print(f"    {f}x{f}: " + " | ".join(cells) + "   estimates: " + ", ".join(derived))
+                               codebook_len=0 if kind == "f32" else 2 ** min(bits, 8))
+                name = kind if kind in ("f32", "xnor", "and") else f"{kind}{bits}"
+                priced.append(f"{name} {estimate(LayerPlan([16, 16, 3], [e]), profile).latency_ms:.4g}")
+            print(f"    {f}x{f}: " + "   ".join(cells))
+            print(f"         opt, every kind: " + ", ".join(priced))
 
 
 def count_scales() -> None:
-    """ns per instruction of our ref kernels (the thesis algorithm, gcc -O3, QEMU counts) implied by
-    the boards' default-optimisation table and by their -O3 figures."""
-    from autoq.cost.calibrate import read_counts
+    """ns per instruction of our ref kernels (the thesis algorithm, gcc -O3) implied by the
+    boards' default-optimisation table (what the profiles use) and by their -O3 figures."""
+    from autoq.cost.calibrate import count_scale, read_counts
 
-    path = Path(__file__).resolve().parent.parent / "kernels" / "bench" / "results" / "icount_qemu.csv"
-    if not path.is_file():
-        print(f"\n(no instruction counts at {path})")
-        return
-    counts = read_counts(path)
-    print("\n== 4. ns per instruction of our ref kernels on the boards (QEMU counts vs published times) ==")
-    for target in ("m4", "a53"):
-        mfile = read_measurements(path.parent.parent.parent.parent / "hw_models" / "measurements" / f"{target}.csv")
+    counts = read_counts(COUNTS)
+    print("\n== 4. ns per instruction of our ref kernels on the boards (counts vs published times) ==")
+    for target in BOARDS:
+        mfile = read_measurements(ROOT / "hw_models" / "measurements" / f"{target}.csv")
         clock = int(mfile.meta["clock_hz"])
         for variant in ("thesis", "thesis-O3"):
-            pairs = [(counts[(target, r.kind, r.bits, "ref", r.shape)], r.time_ns) for r in mfile.rows
-                     if r.variant == variant and (target, r.kind, r.bits, "ref", r.shape) in counts]
-            ratio = np.array([i / y for i, y in pairs])
-            scale = ratio.sum() / (ratio ** 2).sum()
-            err = np.mean(np.abs(scale * ratio - 1))
-            print(f"  {target:4s} {variant:9s}: {scale:8.3f} ns/instruction = {scale * clock / 1e9:5.2f} cycles at "
-                  f"{clock / 1e6:g} MHz ({len(pairs)} rows, MAPE {err:.1%})")
+            scale = count_scale([r for r in mfile.rows if r.variant == variant], counts, target)
+            print(f"  {target:4s} {variant:9s}: {scale.ns_per_instruction:8.4g} ns/instruction = "
+                  f"{scale.ns_per_instruction * clock / 1e9:5.2f} cycles at {clock / 1e6:g} MHz "
+                  f"({scale.rows} rows, MAPE {scale.mape:.1%})")
 
 
 def main() -> None:

@@ -1,6 +1,6 @@
-"""Instructions per kernel call on aarch64 (Cortex-A53 build) and Cortex-M4F, under QEMU.
+"""Instructions per kernel call on aarch64 (Cortex-A53 build) and Cortex-M4F under QEMU, and on x86-64 (i5) under callgrind.
 
-    python benchmarks/count_kernel_instructions.py [--targets a53,m4] [--csv out.csv]
+    python benchmarks/count_kernel_instructions.py [--targets a53,m4,i5] [--csv out.csv]
 
 Needs the cross toolchains and QEMU (kernels/ci_cross.sh lists the Debian packages). Builds
 with `make -C kernels count-tools`: a QEMU TCG plugin that counts executed guest instructions
@@ -10,8 +10,16 @@ count(reps=1)) / 2, exact and deterministic (start-up and set-up cancel). These 
 latencies: wall-clock time under QEMU is emulation speed (shared/reference/targets-emulation.md
 explains how the cost model turns counts into latency estimates).
 
-Shapes: the thesis setting (3x16x16 -> 8, 3x3/4x4/5x5, valid) on both targets; the 64->64
-16x16 3x3 'same' layer on aarch64 only (its 64 KB float input does not fit the M4's 32 KB SRAM).
+i5 (x86-64): the host build's flags (-O3 -march=x86-64-v2, runtime SIMD dispatch; valgrind
+reports AVX2+FMA but no AVX-512, the i5-7300HQ's level) counted with `valgrind --tool=callgrind`
+(exact and repeatable), same reps difference.
+
+Shapes: the thesis setting (3x16x16 -> 8, 3x3/4x4/5x5, valid; every kind, ref and opt) and a
+grid of zoo-like layers (GRID: small convs, strided, 1x1, dense; opt only) on every target, so
+the cost model can fit each kind's coefficients to our opt kernels; bigger layers (BIG_GRID) on
+a53 and i5 (only BIG on the M4, to keep the emulation time down). The M4 counts of the grid come from a build linked with 1 MB of SRAM
+(instruction counts do not depend on the memory size; the TM4C123G's 32 KB heap is too small
+for the grid's float tensors plus the opt kernels' scratch); the thesis shapes use the 32 KB build.
 Output CSV: target,kind,bits,variant,c_in,c_out,h,w,f,stride,pad,macs,instructions
 """
 from __future__ import annotations
@@ -28,6 +36,12 @@ KDIR = ROOT / "kernels"
 BUILD = KDIR / "build"
 THESIS = [(3, 8, 16, 16, f, 1, "valid") for f in (3, 4, 5)]
 BIG = (64, 64, 16, 16, 3, 1, "same")
+# opt-only shapes (c_in, c_out, h, w, f, stride, pad); on the M4 counted in a 1 MB-SRAM build (build_m4_big)
+GRID = [(1, 6, 8, 8, 5, 1, "same"), (6, 16, 8, 8, 3, 1, "same"), (16, 16, 8, 8, 3, 1, "same"),
+        (8, 16, 12, 12, 3, 2, "same"), (32, 16, 6, 6, 3, 1, "same"), (64, 8, 4, 4, 3, 1, "same"),
+        (32, 32, 4, 4, 1, 1, "valid"), (64, 10, 1, 1, 1, 1, "valid"), (128, 32, 1, 1, 1, 1, "valid")]
+BIG_GRID = [BIG, (128, 128, 8, 8, 3, 1, "same"), (32, 64, 16, 16, 3, 2, "same"), (256, 64, 1, 1, 1, 1, "valid")]
+X86_FLAGS = ["-O3", "-march=x86-64-v2", "-DAQ_X86_DISPATCH"]
 KIND_BITS = {"f32": [32], "lut": [1, 2, 4, 8], "shift": [2], "xnor": [1], "and": [1], "int8": [8]}
 
 
@@ -38,6 +52,14 @@ def variants() -> list[tuple[str, str]]:
 
 def count(target: str, kind: str, variant: str, bits: int, shape: tuple, reps: int) -> int:
     plugin = str(BUILD / "icount_plugin.so")
+    if target == "i5":
+        cmd = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", str(BUILD / "aq_count_x86"), kind,
+               variant, str(bits), ",".join(map(str, shape)), str(reps)]
+        res = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+        m = re.search(r"Collected : (\d+)", res.stderr)
+        if res.returncode != 0 or not m or "rc=0" not in res.stdout:
+            raise RuntimeError(f"{' '.join(cmd)} failed ({res.returncode}): {res.stdout} {res.stderr}")
+        return int(m.group(1))
     if target == "a53":
         cmd = ["qemu-aarch64", "-plugin", plugin, "-d", "plugin", str(BUILD / "aq_count_a64"), kind, variant,
                str(bits), ",".join(map(str, shape)), str(reps)]
@@ -45,7 +67,7 @@ def count(target: str, kind: str, variant: str, bits: int, shape: tuple, reps: i
         args = ",".join(f"arg={a}" for a in ["aq_count", kind, variant, str(bits), ":".join(map(str, shape)), str(reps)])
         cmd = ["qemu-system-arm", "-M", "mps2-an386", "-nographic", "-semihosting-config",
                f"enable=on,target=native,{args}", "-plugin", plugin, "-d", "plugin",
-               "-kernel", str(BUILD / "aq_count_m4.elf")]
+               "-kernel", str(BUILD / ("aq_count_m4.elf" if shape in THESIS else "aq_count_m4_1M.elf"))]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     m = re.search(r"icount (\d+)", res.stdout + res.stderr)
     if res.returncode != 0 or not m or "rc=0" not in res.stdout:
@@ -53,27 +75,56 @@ def count(target: str, kind: str, variant: str, bits: int, shape: tuple, reps: i
     return int(m.group(1))
 
 
+def build_m4_big() -> None:
+    """The M4 count program linked with 1 MB of SRAM (QEMU's mps2-an386 has 4 MB there): the
+    instructions a kernel executes do not depend on the memory size, and the grid's float
+    tensors plus the opt kernels' scratch outgrow the TM4C123G's 32 KB heap."""
+    ld = BUILD / "m4_count_1M.ld"
+    ld.write_text((KDIR / "m4" / "m4.ld").read_text().replace("LENGTH = 32K", "LENGTH = 1024K"))
+    flags = ["-std=c99", "-Wno-psabi", "-Iinclude", "-Isrc", "-O3", "-mcpu=cortex-m4", "-mthumb",
+             "-mfpu=fpv4-sp-d16", "-mfloat-abi=hard", "-ffunction-sections", "-fdata-sections", "-DAQ_BARE_METAL",
+             "--specs=rdimon.specs", "-nostartfiles", f"-T{ld}", "-Wl,--gc-sections"]
+    srcs = ["m4/startup.c", *sorted(f"src/{p.name}" for p in (KDIR / "src").glob("conv_*.c")), "src/aq_common.c",
+            "src/aq_f32_core.c", "src/aq_bin_narrow.c", "src/aq_bench.c", "bench/aq_count_main.c"]
+    subprocess.run(["arm-none-eabi-gcc", *flags, "-o", str(BUILD / "aq_count_m4_1M.elf"), *srcs, "-lm"],
+                   check=True, cwd=KDIR)
+
+
+def build_x86() -> None:
+    """The count program for x86-64 (the host build's flags; see the module docstring)."""
+    srcs = sorted(str(p) for p in (KDIR / "src").glob("conv_*.c")) + [
+        str(KDIR / "src" / n) for n in ("aq_common.c", "aq_f32_core.c", "aq_bin_narrow.c", "aq_bench.c")]
+    BUILD.mkdir(exist_ok=True)
+    subprocess.run(["cc", "-std=c99", "-Wno-psabi", f"-I{KDIR / 'include'}", f"-I{KDIR / 'src'}", *X86_FLAGS,
+                    "-o", str(BUILD / "aq_count_x86"), *srcs, str(KDIR / "bench" / "aq_count_main.c"), "-lm"],
+                   check=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--targets", default="a53,m4")
+    ap.add_argument("--targets", default="a53,m4,i5")
     ap.add_argument("--csv", type=Path, help="also write the rows to this CSV file")
     args = ap.parse_args()
     subprocess.run(["make", "-s", "-C", str(KDIR), "count-tools"], check=True)
+    if "i5" in args.targets.split(","):
+        build_x86()
+    if "m4" in args.targets.split(","):
+        build_m4_big()
     rows = []
     writer = csv.writer(sys.stdout)
     header = ["target", "kind", "bits", "variant", "c_in", "c_out", "h", "w", "f", "stride", "pad", "macs",
               "instructions"]
     writer.writerow(header)
     for target in args.targets.split(","):
-        shapes = THESIS + ([BIG] if target == "a53" else [])
+        shapes = THESIS + GRID + (BIG_GRID if target != "m4" else [BIG])
         for shape in shapes:
             c_in, c_out, h, w, f, s, pad = shape
             oh = (h - f) // s + 1 if pad == "valid" else -(-h // s)
             ow = (w - f) // s + 1 if pad == "valid" else -(-w // s)
             macs = oh * ow * c_out * f * f * c_in
             for kind, variant in variants():
-                if target == "a53" and shape == BIG and variant == "ref" and kind not in ("f32", "xnor"):
-                    continue  # slow under emulation and not needed for the cost model
+                if variant == "ref" and shape not in THESIS:
+                    continue  # ref counts are only needed where the boards were measured
                 for bits in KIND_BITS[kind]:
                     n1 = count(target, kind, variant, bits, shape, 1)
                     n3 = count(target, kind, variant, bits, shape, 3)
@@ -82,7 +133,15 @@ def main() -> None:
                     sys.stdout.flush()
                     rows.append(row)
     if args.csv:
+        import datetime
+
+        note = ("# instructions per kernel call, gcc 12 -O3; a53 = aarch64 -mcpu=cortex-a53 under qemu-aarch64, m4 = "
+                "cortex-m4 hard float under qemu-system-arm mps2-an386 (QEMU TCG plugin kernels/tools/icount_plugin.c; "
+                "grid shapes in a 1 MB-SRAM build), i5 = x86-64 -march=x86-64-v2 with runtime dispatch (AVX2+FMA "
+                "under valgrind) under valgrind --tool=callgrind; generated by benchmarks/count_kernel_instructions.py "
+                f"on {datetime.date.today()}")
         with open(args.csv, "w", newline="") as fh:
+            fh.write(note + "\n")
             csv.writer(fh).writerows([header] + rows)
 
 

@@ -78,11 +78,34 @@ def test_shipped_profiles_load_and_cover_every_kind():
     for target in ("m4", "a53", "i5"):
         profile = load_profile(target)
         assert set(profile.kernels) == set(KINDS), target
-        for kind in ("f32", "lut"):
-            assert profile.kernels[kind].provenance == "measured-board"
-        for kind in ("shift", "xnor", "and", "int8"):
-            assert profile.kernels[kind].provenance == "derived"
-            assert "ESTIMATE" in profile.kernels[kind].source
+        for kind in KINDS:   # every kind prices autoq's opt kernels from instruction counts
+            k = profile.kernels[kind]
+            assert k.provenance == "derived", (target, kind)
+            assert "ESTIMATE" in k.source and f"autoq's opt {kind} kernel" in k.source
+            assert "ns/instruction" in k.source and "leave-one-filter-size-out" in k.source
+            assert k.loo_mape is not None
+
+
+def test_m4_prices_float_and_quantized_kinds_from_the_same_kernel_family():
+    """The board scale is fitted on the thesis's (ref-shaped) kernels; autoq prices its opt ones:
+    opt f32 on the thesis layer is cheaper than the ref prediction, and on a 64->64 layer the
+    xnor-popcount kernel is cheaper than float."""
+    from autoq.cost.calibrate import shipped_validation
+
+    profile = load_profile("m4")
+    scale, rows = shipped_validation(profile)
+    assert scale.mape < 0.2 and scale.loo_mape is not None   # the scale's fit error is reported
+    f32_3x3 = [r for r in rows if r.kind == "f32" and r.f == 3][0]
+    assert f32_3x3.opt_ms < f32_3x3.ref_ms
+    assert f32_3x3.ref_ms == pytest.approx(f32_3x3.published_ms, rel=0.3)
+
+    def layer(kind, bits):
+        e = conv_entry("t", c_in=64, c_out=64, h_in=8, w_in=8, kh=3, padding="same", kind=kind, weight_bits=bits,
+                       codebook_len=0 if kind == "f32" else 2)
+        return estimate(LayerPlan([8, 8, 64], [e]), profile).latency_ms
+
+    assert layer("xnor", 1) < layer("f32", 32)
+    assert layer("int8", 8) < 2 * layer("f32", 32)   # same family: int8 is not priced as a different world
 
 
 def test_cost_of_a_small_plan_by_hand(tmp_path):
@@ -194,13 +217,18 @@ def test_measurement_csv_errors_name_line_and_column(line, fragment):
         parse_measurements(text, "m.csv")
 
 
-def test_board_csvs_reproduce_the_shipped_measured_coefficients():
+def test_board_csvs_reproduce_the_shipped_coefficients():
+    counts = "kernels/bench/results/icount_qemu.csv"
     for target in ("m4", "a53", "i5"):
-        fitted = calibrate_from_csv(f"hw_models/measurements/{target}.csv", target)
+        fitted = calibrate_from_csv(f"hw_models/measurements/{target}.csv", target, counts=counts)
         shipped = load_profile(target)
+        for kind in KINDS:
+            assert fitted.kernels[kind].coefficients == shipped.kernels[kind].coefficients, (target, kind)
+        # without counts, the rows are fitted directly (a user's board measuring autoq's kernels)
+        direct = calibrate_from_csv(f"hw_models/measurements/{target}.csv", target)
         for kind in ("f32", "lut"):
-            assert fitted.kernels[kind].coefficients == shipped.kernels[kind].coefficients
-            assert fitted.kernels[kind].mape < 0.05
+            assert direct.kernels[kind].provenance == "measured-board"
+            assert direct.kernels[kind].mape < 0.05
 
 
 def test_cli_unknown_target_and_plan_json(tmp_path):
@@ -268,29 +296,52 @@ def test_calibrate_host_on_a_tiny_grid_writes_a_loadable_profile(tmp_path):
     assert estimate(plan, loaded).latency_ms > 0
 
 
-def test_from_csv_with_instruction_counts_derives_missing_kinds(tmp_path):
-    """Board rows take exactly 2 ns per instruction of our ref kernels: the fitted scale is 2 and
-    the derived xnor time at each counted shape is 2 x its opt instruction count."""
+def test_from_csv_with_instruction_counts_prices_every_kind_from_opt_counts(tmp_path):
+    """Board rows take exactly 2 ns per instruction of our ref kernels: the fitted scale is 2
+    (MAPE and leave-one-filter-size-out 0) and each kind's time at a counted shape is 2 x its
+    opt instruction count; kinds without opt counts get no coefficients."""
+    from autoq.cost.calibrate import count_scale, read_counts
+
     board = read_measurements("hw_models/measurements/m4.csv")
     rows = [r for r in board.rows if r.variant == "thesis"]
     lines = ["target,kind,bits,variant,c_in,c_out,h,w,f,stride,pad,macs,instructions"]
     for r in rows:
         lines.append(f"toy,{r.kind},{r.bits},ref,3,8,16,16,{r.f},1,valid,{r.macs},{int(r.ns_median / 2)}")
-    xnor_counts = {3: 50_000, 4: 70_000, 5: 90_000}
-    for f, n in xnor_counts.items():
-        macs = (17 - f) ** 2 * 8 * f * f * 3
-        lines.append(f"toy,xnor,1,opt,3,8,16,16,{f},1,valid,{macs},{n}")
+    opt_counts = {("xnor", 1): {3: 50_000, 4: 70_000, 5: 90_000}, ("f32", 32): {3: 40_000, 4: 61_000, 5: 80_000}}
+    for (kind, bits), by_f in opt_counts.items():
+        for f, n in by_f.items():
+            macs = (17 - f) ** 2 * 8 * f * f * 3
+            lines.append(f"toy,{kind},{bits},opt,3,8,16,16,{f},1,valid,{macs},{n}")
     counts = tmp_path / "counts.csv"
     counts.write_text("# test counts\n" + "\n".join(lines) + "\n")
+    scale = count_scale(rows, read_counts(counts), "toy")
+    assert scale.ns_per_instruction == pytest.approx(2.0, rel=1e-5)
+    assert scale.mape < 1e-5 and scale.loo_mape < 1e-5
     profile = profile_from_measurements(board, "toy", source="m4.csv", variant="thesis", counts=str(counts))
-    xnor = profile.kernels["xnor"]
-    assert xnor.provenance == "derived" and "ESTIMATE" in xnor.source
-    assert xnor.mape < 0.02          # scale exact; 2 coefficients through 3 points
-    assert set(profile.kernels) == {"f32", "lut", "xnor"}      # no counts for the other kinds
-    for f, n in xnor_counts.items():
-        e = conv_entry("t", c_in=3, c_out=8, h_in=16, w_in=16, kh=f, kind="xnor", weight_bits=1)
-        predicted = estimate(LayerPlan([16, 16, 3], [e]), profile).latency_ms * 1e6
-        assert predicted == pytest.approx(2 * n, rel=0.02)  # 2-coefficient fit through 3 points
+    assert set(profile.kernels) == {"f32", "xnor"}      # no opt counts for the other kinds
+    for (kind, bits), by_f in opt_counts.items():
+        k = profile.kernels[kind]
+        assert k.provenance == "derived" and "ESTIMATE" in k.source and "opt" in k.source
+        assert k.mape < 0.02          # scale exact; 2 coefficients through 3 points
+        for f, n in by_f.items():
+            e = conv_entry("t", c_in=3, c_out=8, h_in=16, w_in=16, kh=f, kind=kind, weight_bits=bits)
+            predicted = estimate(LayerPlan([16, 16, 3], [e]), profile).latency_ms * 1e6
+            assert predicted == pytest.approx(2 * n, rel=0.02)
+
+
+def test_count_scale_leave_one_filter_size_out_sees_a_misfit():
+    """One filter size at 1.5x the others' ns per instruction: in-sample MAPE and the held-out
+    error are both clearly non-zero, and holding out is worse than fitting it."""
+    from autoq.cost.calibrate import count_scale
+
+    rows, counts = [], {}
+    for f, ns_per_instr in ((3, 2.0), (4, 2.0), (5, 3.0)):
+        m = Measurement("f32", 32, "thesis", 3, 8, 16, 16, f, 1, "valid", (17 - f) ** 2 * 8 * f * f * 3,
+                        ns_per_instr * 1000 * f, None)
+        rows.append(m)
+        counts[("t", "f32", 32, "ref", m.shape)] = 1000 * f
+    scale = count_scale(rows, counts, "t")
+    assert 0.05 < scale.mape < scale.loo_mape
 
 
 def test_cli_cost_of_a_zoo_model_with_a_config_file(tmp_path):

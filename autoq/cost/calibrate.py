@@ -12,6 +12,13 @@
   provenance ``derived`` with the scale and its fit error in the source text.
 - :func:`calibrate_host`: run the kernel bench on this machine over a grid of shapes, then
   fit as above (provenance ``measured-host``).
+- The shipped boards (m4, a53, i5; ``--counts``): the published rows time the thesis's naive
+  kernels, not autoq's. They only fit one ns-per-instruction scale per board against the
+  instruction counts of our ``ref`` kernels (same algorithm) at the same shapes
+  (:func:`count_scale`); every kind is then priced as that scale x the instruction counts of
+  our ``opt`` kernels (what autoq exports) over a grid of shapes (:func:`derive_from_counts`),
+  so f32 and the quantized kinds compare like with like. :func:`validate_counts` puts the
+  published times next to the predictions for our ref and opt kernels.
 """
 from __future__ import annotations
 
@@ -130,70 +137,163 @@ def read_counts(path: str | Path) -> dict[tuple, int]:
     return counts
 
 
+@dataclasses.dataclass
+class CountScale:
+    """ns per instruction of one target, fitted on the board's measured rows against the
+    instruction counts of our ``variant`` kernels at the same shapes (:func:`count_scale`)."""
+
+    ns_per_instruction: float
+    mape: float
+    loo_mape: float | None  # leave one filter size out
+    rows: int
+    kinds: list[str]
+    variant: str
+
+
+def count_scale(rows: Sequence[Measurement], counts: dict[tuple, int], target: str,
+                variant: str = "ref", counts_path: str = "counts") -> CountScale:
+    """Relative least squares s = argmin sum_i ((s * n_i - y_i) / y_i)^2 = sum(n/y) / sum((n/y)^2)
+    (n_i: instructions per call of our ``variant`` kernel at measured row i's shape, y_i: the
+    measured time); MAPE of s * n_i, and leave-one-filter-size-out MAPE (fit s without size f,
+    predict the rows of size f)."""
+    pairs = [(r, counts[(target, r.kind, r.bits, variant, r.shape)]) for r in rows
+             if (target, r.kind, r.bits, variant, r.shape) in counts]
+    if not pairs:
+        raise UserError(f"{counts_path}: no {variant} instruction counts for target {target!r} at the "
+                        f"measured shapes; cannot fit the ns-per-instruction scale")
+
+    def fit(subset):
+        ratio = np.array([n / r.time_ns for r, n in subset])
+        return float(ratio.sum() / (ratio ** 2).sum())
+
+    def err(subset, s):
+        return [abs(s * n / r.time_ns - 1) for r, n in subset]
+
+    s = fit(pairs)
+    sizes = sorted({r.f for r, _ in pairs})
+    loo = None
+    if len(sizes) >= 2:
+        held = []
+        for f in sizes:
+            held.extend(err([p for p in pairs if p[0].f == f], fit([p for p in pairs if p[0].f != f])))
+        loo = float(np.mean(held))
+    return CountScale(s, float(np.mean(err(pairs, s))), loo, len(pairs), sorted({r.kind for r, _ in pairs}), variant)
+
+
+def count_points(counts: dict[tuple, int], target: str, kind: str, variant: str,
+                 ns_per_instruction: float) -> list[Measurement]:
+    """Derived 'measurements' of one kind: ns_per_instruction x instructions per call of our
+    ``variant`` kernel at every counted shape and bit width."""
+    points = [Measurement(kind, b, variant, *shape[:6], shape[6], 0, ns_per_instruction * n, None)
+              for (t, k, b, v, shape), n in counts.items() if t == target and k == kind and v == variant]
+    return [dataclasses.replace(p, macs=p.entry().macs) for p in points]
+
+
+def counter_name(target: str) -> str:
+    return "callgrind (x86-64 build)" if target == "i5" else "QEMU"
+
+
 def derive_from_counts(rows: Sequence[Measurement], counts: dict[tuple, int], target: str, kinds: Sequence[str],
                        word_bits: int, counts_path: str, scale_variant: str = "ref",
                        deploy_variant: str = "opt") -> dict[str, KernelCost]:
-    """Latency of ``kinds`` on a board from instruction counts of autoq's kernels under emulation.
+    """Latency of ``kinds`` on a board from instruction counts of autoq's kernels.
 
-    One scale factor per target, s [ns per instruction], is fitted (relative least squares, as in
-    :func:`scale_factor`) between the board's measured rows and the instruction counts of our
-    ``scale_variant`` kernels (``ref``: the thesis's plain loop nest, the algorithm the board
-    ran) at the same shapes. Derived time of kind k at a counted shape = s * instructions of our
-    ``deploy_variant`` kernel; the kind's coefficients are fitted to those points (SMALL_SET /
-    BINARY_SMALL_SET). Assumes one cycles-per-instruction for all kernels of a target."""
-    pairs = [(counts[(target, r.kind, r.bits, scale_variant, r.shape)], r.time_ns) for r in rows
-             if (target, r.kind, r.bits, scale_variant, r.shape) in counts]
-    if not pairs:
-        raise UserError(f"{counts_path}: no {scale_variant} instruction counts for target {target!r} at the "
-                        f"measured shapes; cannot fit the ns-per-instruction scale")
-    ratio = np.array([i / y for i, y in pairs])
-    s = float(ratio.sum() / (ratio ** 2).sum())
-    err = float(np.mean(np.abs(s * ratio - 1)))
-    fitted_on = sorted({r.kind for r in rows})
+    One scale factor per target, s [ns per instruction], is fitted (:func:`count_scale`) between
+    the board's measured rows and the instruction counts of our ``scale_variant`` kernels
+    (``ref``: the thesis's plain loop nest, the algorithm the board ran) at the same shapes.
+    Derived time of kind k at a counted shape = s * instructions of our ``deploy_variant`` kernel
+    (the kernels autoq exports); the kind's coefficients are fitted to those points as a
+    measurement would be (weighted NNLS, as :func:`fit_kernels`). fit.mape = MAPE of the scale +
+    MAPE of the coefficients on the derived points; fit.loo_mape = the scale's
+    leave-one-filter-size-out MAPE + the coefficients' leave-one-shape-out MAPE. Assumes one
+    cycles-per-instruction for all kernels of a target."""
+    scale = count_scale(rows, counts, target, scale_variant, counts_path)
+    s = scale.ns_per_instruction
     result = {}
     for kind in kinds:
-        bits = {"f32": 32, "lut": 4, "shift": 2, "xnor": 1, "and": 1, "int8": 8}[kind]
-        points = [Measurement(kind, b, deploy_variant, *shape[:6], shape[6], 0, s * n, None)
-                  for (t, k, b, v, shape), n in counts.items()
-                  if t == target and k == kind and b == bits and v == deploy_variant]
+        points = count_points(counts, target, kind, deploy_variant, s)
         if not points:
             continue
-        points = [dataclasses.replace(p, macs=p.entry().macs) for p in points]
         names = choose_coefficients(points)
-        coeffs = fit_coefficients(points, names, word_bits)
-        coef_err = mape(points, coeffs, word_bits)
-        source = (f"ESTIMATE: instructions per call of autoq's {deploy_variant} {kind} kernel under QEMU "
-                  f"({counts_path}, {len(points)} shapes) x {s:.4g} ns/instruction; that scale is fitted on the "
-                  f"board's {len(pairs)} published {'/'.join(fitted_on)} times against the counts of our "
-                  f"{scale_variant} kernels (the thesis algorithm) at the same shapes, MAPE {err:.1%}; one "
-                  f"cycles-per-instruction for every kernel is assumed; coefficients {', '.join(names)} fitted "
-                  f"to the derived points (MAPE {coef_err:.1%}); fit.mape = the sum of both MAPEs")
+        block, coeffs = fit_best_block(points, names, word_bits)
+        coef_err = mape(points, coeffs, word_bits, block)
+        coef_loo = leave_group_out_mape(points, names, word_bits, block=block)
+        n_shapes = len({p.shape for p in points})
+        loo_text = "n/a" if scale.loo_mape is None else f"{scale.loo_mape:.1%}"
+        source = (f"ESTIMATE: instructions per call of autoq's {deploy_variant} {kind} kernel under "
+                  f"{counter_name(target)} ({counts_path}, {n_shapes} shapes, bits "
+                  f"{sorted({p.bits for p in points})}) x {s:.4g} ns/instruction; that board scale is fitted on "
+                  f"the {scale.rows} published {'/'.join(scale.kinds)} board times (variant {rows[0].variant}) "
+                  f"against the counts of our {scale_variant} kernels (the thesis algorithm) at the same shapes: "
+                  f"MAPE {scale.mape:.1%}, leave-one-filter-size-out {loo_text}; one cycles-per-instruction for "
+                  f"every kernel is assumed; coefficients {', '.join(names)} (c_out block {block}) fitted to the "
+                  f"derived points (MAPE {coef_err:.1%}); fit.mape / fit.loo_mape = scale error + coefficient error")
+        loo = None if scale.loo_mape is None or coef_loo is None else scale.loo_mape + coef_loo
         result[kind] = KernelCost(coefficients={k: _round(v) for k, v in coeffs.items()}, provenance="derived",
-                                  source=source, points=len(pairs), mape=_round(err + coef_err, 4))
+                                  source=source, points=len(points), mape=_round(scale.mape + coef_err, 4),
+                                  loo_mape=_round_or_none(loo, 4), c_out_block=block)
     return result
 
 
-def _family_note(rows: Sequence[Measurement], counts: dict[tuple, int], target: str) -> str:
-    """Say how far the measured (thesis, plain-loop) kernels are from autoq's opt ones, per the counts."""
-    parts = []
-    for kind in sorted({r.kind for r in rows}):
-        ratios = [counts[(target, kind, r.bits, "opt", r.shape)] / counts[(target, kind, r.bits, "ref", r.shape)]
-                  for r in rows if r.kind == kind and (target, kind, r.bits, "opt", r.shape) in counts
-                  and (target, kind, r.bits, "ref", r.shape) in counts]
-        if ratios:
-            parts.append(f"{kind} {np.mean(ratios):.2f}x")
-    if not parts:
-        return ""
-    return ("; NOTE the measured kinds price the thesis's plain kernels while the derived ones price autoq's opt "
-            "kernels; at the measured shapes autoq's opt kernels execute " + ", ".join(parts) +
-            " the instructions of the plain ones")
+@dataclasses.dataclass
+class ValidationRow:
+    """One published board time next to what the count-derived model says about it."""
+
+    kind: str
+    bits: int
+    f: int
+    published_ms: float
+    ref_ms: float       # s x instructions of our ref kernel (the scale's fit: validation)
+    opt_ms: float       # the profile's prediction for the layer (our opt kernel: what autoq prices)
+
+
+def validate_counts(profile: HardwareProfile, mfile: MeasurementFile, counts: dict[tuple, int],
+                    variant: str | None = None) -> tuple[CountScale, list[ValidationRow]]:
+    """Published thesis-kernel times, the scale's prediction for our ref kernel and the profile's
+    prediction (our opt kernel) at each measured shape."""
+    rows = select_variant(mfile.rows, variant, profile.id)
+    scale = count_scale(rows, counts, profile.id)
+    out = []
+    for r in rows:
+        key = (profile.id, r.kind, r.bits, "ref", r.shape)
+        if key not in counts or r.kind not in profile.kernels:
+            continue
+        out.append(ValidationRow(r.kind, r.bits, r.f, r.time_ns / 1e6, scale.ns_per_instruction * counts[key] / 1e6,
+                                 layer_latency_ns(r.entry(), profile) / 1e6))
+    return scale, out
+
+
+def shipped_validation(profile: HardwareProfile) -> tuple[CountScale, list[ValidationRow]] | None:
+    """:func:`validate_counts` with the shipped measurement CSV and instruction counts, or None
+    when either is missing or the profile was not derived from counts."""
+    from autoq.resources import resource_dir
+
+    try:
+        mpath = resource_dir("hw_models") / "measurements" / f"{profile.id}.csv"
+        cpath = resource_dir("kernels") / "bench" / "results" / "icount_qemu.csv"
+    except (FileNotFoundError, ValueError):
+        return None
+    if not (mpath.is_file() and cpath.is_file()) or not all(k.provenance == "derived" for k in profile.kernels.values()):
+        return None
+    counts = read_counts(cpath)
+    if not any(key[0] == profile.id for key in counts):
+        return None
+    return validate_counts(profile, read_measurements(mpath), counts)
 
 
 def profile_from_measurements(mfile: MeasurementFile, target: str, *, source: str,
                               base: HardwareProfile | str | None = None, variant: str | None = None,
                               provenance: str | None = None, counts: str | Path | None = None) -> HardwareProfile:
-    """Fit a profile for ``target`` from a measurement file; missing kinds derived from the
-    instruction ``counts`` file when it has counts for ``target``, else from ``base``.
+    """Fit a profile for ``target`` from a measurement file.
+
+    - With instruction ``counts`` covering ``target`` (the shipped boards, whose published rows
+      time the thesis's kernels, not ours): the rows only calibrate the ns-per-instruction scale
+      (against our ``ref`` kernels, or the measured variant when the counts have it) and EVERY
+      kind is priced from our ``opt`` kernels' counts x that scale (:func:`derive_from_counts`,
+      provenance ``derived``), so all kinds price the same kernel family, the one autoq exports.
+    - Otherwise (a user's board or the host measuring autoq's own kernels): the measured kinds
+      are fitted directly (provenance measured-board / measured-host) and the kinds the CSV
+      lacks are derived from ``base`` (:func:`derive_kinds`), if given.
 
     Board facts (board, cpu, clock_hz, word_bits, memory) come from the CSV's ``# key: value``
     comments, else from an existing profile named ``target``, else from ``base``.
@@ -202,26 +302,37 @@ def profile_from_measurements(mfile: MeasurementFile, target: str, *, source: st
     base_profile = load_base(base) if base is not None else None
     facts = _board_facts(mfile.meta, target, base_profile, source)
     provenance = provenance or ("measured-host" if target == "host" else "measured-board")
-    label = mfile.meta.get("source", source)
-    kernels = fit_kernels(rows, facts["word_bits"], provenance, label)
-    missing = [k for k in KINDS if k not in kernels]
     counted = read_counts(counts) if counts is not None else {}
-    derived_from, family = None, ""
-    if missing and any(key[0] == target for key in counted):
-        kernels.update(derive_from_counts(rows, counted, target, missing, facts["word_bits"], str(counts)))
-        derived_from = f"instruction counts in {counts}"
-        family = _family_note(rows, counted, target)
-    elif missing and base_profile is not None:
-        kernels.update(derive_kinds(rows, base_profile, missing))
-        derived_from = f"base {base_profile.id!r}"
-    notes = (f"fitted by autoq calibrate from {source} (variant {rows[0].variant}); kinds "
-             f"{', '.join(k for k in KINDS if k in kernels and kernels[k].provenance != 'derived')} measured")
-    derived = [k for k in KINDS if k in kernels and kernels[k].provenance == "derived"]
-    if derived:
-        notes += f"; {', '.join(derived)} derived from {derived_from} (estimates){family}"
+    if counts is not None and any(key[0] == target for key in counted):
+        measured_variant = rows[0].variant
+        scale_variant = measured_variant if any(k[0] == target and k[3] == measured_variant for k in counted) else "ref"
+        kernels = derive_from_counts(rows, counted, target, KINDS, facts["word_bits"], str(counts),
+                                     scale_variant=scale_variant)
+        scale = count_scale(rows, counted, target, scale_variant, str(counts))
+        notes = (f"fitted by autoq calibrate from {source} (variant {measured_variant}) and {counts}: every kind "
+                 f"prices autoq's opt kernels = {counter_name(target)} instruction counts x "
+                 f"{scale.ns_per_instruction:.4g} ns/instruction; the scale is fitted on the {scale.rows} measured "
+                 f"{'/'.join(scale.kinds)} times against our {scale_variant} kernels' counts at the same shapes "
+                 f"(MAPE {scale.mape:.1%}, leave-one-filter-size-out "
+                 f"{'n/a' if scale.loo_mape is None else f'{scale.loo_mape:.1%}'}); estimates")
+    else:
+        if counts is not None:
+            log.warning("%s has no instruction counts for target %r; fitting the measured kinds directly", counts, target)
+        label = mfile.meta.get("source", source)
+        kernels = fit_kernels(rows, facts["word_bits"], provenance, label)
+        missing = [k for k in KINDS if k not in kernels]
+        derived_from = None
+        if missing and base_profile is not None:
+            kernels.update(derive_kinds(rows, base_profile, missing))
+            derived_from = f"base {base_profile.id!r}"
+        notes = (f"fitted by autoq calibrate from {source} (variant {rows[0].variant}); kinds "
+                 f"{', '.join(k for k in KINDS if k in kernels and kernels[k].provenance != 'derived')} measured")
+        derived = [k for k in KINDS if k in kernels and kernels[k].provenance == "derived"]
+        if derived:
+            notes += f"; {', '.join(derived)} derived from {derived_from} (estimates)"
     absent = [k for k in KINDS if k not in kernels]
     if absent:
-        notes += f"; no coefficients for {', '.join(absent)} (give --base to derive them)"
+        notes += f"; no coefficients for {', '.join(absent)} (give --base or --counts to derive them)"
     return HardwareProfile(id=target, board=facts["board"], cpu=facts["cpu"], clock_hz=facts["clock_hz"],
                            word_bits=facts["word_bits"], memory=facts["memory"],
                            overhead_ns=facts["overhead_ns"], kernels={k: kernels[k] for k in KINDS if k in kernels},
