@@ -8,7 +8,7 @@ data; the baseline's own training time is reported separately, it is paid once p
 
 usage: python benchmarks/bench_finetune.py [--epochs 16] [--presets bc,bnn,twn,drf,int8]
                                           [--model lenet5] [--seed 0] [--threads 2]
-Runtime: ~3 minutes on 2 cores (5 presets x 4 runs, mostly short).
+Runtime: measured 410 s on the 2 shared cores (load ~5; 5 presets x 4 runs); use --presets to shorten.
 """
 from __future__ import annotations
 

@@ -11,7 +11,7 @@ all conv/dense weights + biases (biases and codebooks stay float32).
 
 usage: python benchmarks/bench_presets.py [--epochs 15] [--seed 0] [--threads 2]
                                          [--from-scratch] [--first-last-float] [--json out.json]
-Runtime: ~3 minutes on 2 cores (15 presets x ~10 s + the baseline).
+Runtime: measured 260-320 s on the 2 shared cores (load ~5; 15 presets x 12-30 s + baseline).
 """
 from __future__ import annotations
 

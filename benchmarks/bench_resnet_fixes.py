@@ -12,7 +12,7 @@ are noise at a single seed.
 usage: python benchmarks/bench_resnet_fixes.py [--epochs 8] [--model resnet20] [--finetune]
                                                [--only base,bc] [--seed 0] [--threads 2]
                                                [--json out.json]
-Runtime: ~3-4 minutes on 2 cores (9 runs x ~20 s).
+Runtime: measured 350 s on the 2 shared cores (load ~5; 9 runs x 30-45 s).
 """
 from __future__ import annotations
 
