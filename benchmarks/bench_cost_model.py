@@ -173,7 +173,7 @@ def thesis_layers() -> None:
             for kind, bits in extra:
                 e = conv_entry("t", c_in=3, c_out=8, h_in=16, w_in=16, kh=f, kind=kind, weight_bits=bits,
                                codebook_len=0 if kind == "f32" else 2 ** min(bits, 8))
-                name = kind if kind in ("f32", "xnor", "and") else f"{kind}{bits}"
+                name = kind if kind in ("f32", "xnor", "and", "int8") else f"{kind}{bits}"
                 priced.append(f"{name} {estimate(LayerPlan([16, 16, 3], [e]), profile).latency_ms:.4g}")
             print(f"    {f}x{f}: " + "   ".join(cells))
             print(f"         opt, every kind: " + ", ".join(priced))

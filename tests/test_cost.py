@@ -251,6 +251,9 @@ def test_cli_unknown_target_and_plan_json(tmp_path):
     assert isinstance(result.exception, UserError) and "known targets: " in str(result.exception)
     result = runner.invoke(app, ["targets", "--json"])
     assert {p["id"] for p in json.loads(result.output)} >= {"m4", "a53", "i5"}
+    result = runner.invoke(app, ["targets"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "predicted opt (priced)" in result.output and "ns/instruction" in result.output
 
 
 def test_fit_finds_the_output_channel_block():
