@@ -29,7 +29,8 @@ Schema (every key except ``model`` and ``layers`` is optional)::
       fits: [sram, flash]        # or true (= both): the board's RAM / flash must hold it
     model_choices:
       shortcut: [quantized, float, removed]   # models with 1x1 projection shortcuts only
-      first_last_float: [true, false]         # a list = searched; a scalar = fixed
+      first_last_float: [true, false]         # a list = searched; a scalar = fixed;
+                                              # default true (as QuantConfig, the presets)
     layers:                      # rules in order; per layer and per key (weight, activation,
                                  # relu_slope) the last rule that sets the key wins
       - select: {type: conv}     # type: conv | dense | shortcut (list allowed), or
@@ -609,7 +610,7 @@ def _parse_model_choices(ctx: _Ctx, value, layer_names: list[str]) -> dict:
         else:
             raise ctx.fail(f"model_choices.{key}", v, "keys shortcut, first_last_float")
         out[key] = list(dict.fromkeys(values))
-    out.setdefault("first_last_float", [False])
+    out.setdefault("first_last_float", [True])  # as QuantConfig and the presets
     return out
 
 

@@ -146,14 +146,15 @@ def test_parameters_are_named_per_layer_and_expand_list_arguments():
 
 
 def test_share_makes_one_parameter_per_rule_and_later_rule_wins_per_key():
-    sp = space(layers=[{"select": "all", "share": True, "weight": ["bc", "twn"]},
+    sp = space(model_choices={"first_last_float": False},
+               layers=[{"select": "all", "share": True, "weight": ["bc", "twn"]},
                        {"select": {"name": "fc3"}, "weight": [None, {"name": "uniform", "bits": 8}]},
                        {"select": {"name": "conv*"}, "relu_slope": [1.0, 0.125]}])
     pc = sp.param_choices()
     assert set(pc) == {"rule0.weight", "fc3.weight", "conv1.relu_slope", "conv2.relu_slope"}
     cfg = sp.config_from_params({"rule0.weight": "twn", "fc3.weight": "float",
                                  "conv1.relu_slope": 0.125, "conv2.relu_slope": 1.0})
-    # first_last_float defaults to false in a space: every layer is alive
+    # first_last_float false: every layer is alive
     assert cfg["layers"]["conv1"]["weight"]["name"] == "twn"
     assert cfg["layers"]["conv1"]["relu_slope"] == 0.125
     assert "fc3" not in cfg["layers"]                             # float = default: dropped
@@ -195,9 +196,9 @@ def test_label_of():
 
 def test_preset_outside_the_space_is_not_expressible():
     sp = space()  # no twn in BASE
-    assert sp.params_for_config(preset("twn", "lenet5", first_last_float=False).to_dict()) is None
-    assert sp.params_for_config(preset("bc-stoch", "lenet5", first_last_float=False).to_dict()) is None
-    assert sp.params_for_config(preset("bnn", "lenet5", first_last_float=False).to_dict()) is None  # fc float
+    assert sp.params_for_config(preset("twn", "lenet5").to_dict()) is None
+    assert sp.params_for_config(preset("bc-stoch", "lenet5").to_dict()) is None
+    assert sp.params_for_config(preset("bnn", "lenet5").to_dict()) is None  # fc1, fc2: no rule, stay float
 
 
 LENET = load_space("lenet5")
