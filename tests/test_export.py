@@ -186,7 +186,8 @@ def test_m4_build_reported(exports):
         pytest.skip("arm-none-eabi-gcc not installed (Debian: gcc-arm-none-eabi libnewlib-arm-none-eabi)")
     manifest = json.loads((exports["xnor_and"][0] / "manifest.json").read_text())
     m4 = manifest["checks"]["c_m4"]
-    assert m4["fits"] and 0 < m4["flash_bytes"] <= 262_144 and 0 < m4["sram_bytes"] <= 32_768
+    assert m4["fits"] and 0 < m4["flash_bytes"] <= 262_144 and 0 < m4["sram_with_stack_bytes"] <= 32_768
+    assert m4["stack_bytes_estimate"] > 0
 
 
 def test_qbin_of_export_matches_keras_kernels(exports):

@@ -573,8 +573,8 @@ def build_m4(out: Path, build_dir: Path, model_name: str = "model") -> dict:
     build_dir.mkdir(parents=True, exist_ok=True)
     kdir = out / "kernels"
     elf = build_dir / f"{model_name}_m4.elf"
-    _run([cc, *M4_CFLAGS, f"-I{kdir / 'include'}", f"-I{kdir / 'src'}", "--specs=nosys.specs", "-nostartfiles",
-          "-Wl,--gc-sections", "-Wl,-e,autoq_model_run", "-o", str(elf), str(out / f"{model_name}.c"),
+    _run([cc, *M4_CFLAGS, "-fstack-usage", f"-I{kdir / 'include'}", f"-I{kdir / 'src'}", "--specs=nosys.specs",
+          "-nostartfiles", "-Wl,--gc-sections", "-Wl,-e,autoq_model_run", "-o", str(elf), str(out / f"{model_name}.c"),
           *map(str, kernel_sources(kdir)), "-lm"], build_dir, "Cortex-M4 build")
     sections = {}
     for line in _run([size, "-A", str(elf)], build_dir, "arm-none-eabi-size").stdout.splitlines():
@@ -584,7 +584,30 @@ def build_m4(out: Path, build_dir: Path, model_name: str = "model") -> dict:
     flash = sum(v for k, v in sections.items() if k in (".text", ".rodata", ".data", ".ARM.exidx", ".init",
                                                          ".fini", ".init_array", ".fini_array"))
     sram = sections.get(".data", 0) + sections.get(".bss", 0)
-    return {"elf": str(elf), "sections": sections, "flash_bytes": flash, "sram_bytes": sram}
+    return {"elf": str(elf), "sections": sections, "flash_bytes": flash, "sram_bytes": sram,
+            "stack_bytes_estimate": _stack_estimate(build_dir, elf)}
+
+
+def _stack_estimate(build_dir: Path, elf: Path) -> int | None:
+    """autoq_model_run's frame + the two largest frames of the other functions linked in
+    (the call depth is run -> kernel -> core), from gcc's -fstack-usage; an estimate."""
+    nm = shutil.which("arm-none-eabi-nm")
+    if nm is None:
+        return None
+    linked = {line.split()[-1] for line in _run([nm, str(elf)], build_dir, "arm-none-eabi-nm").stdout.splitlines()
+              if len(line.split()) == 3 and line.split()[1] in "tT"}
+    frames = {}
+    for su in build_dir.glob("*.su"):
+        for line in su.read_text().splitlines():
+            parts = line.split("\t")
+            if len(parts) >= 2 and parts[1].isdigit():
+                name = parts[0].rsplit(":", 1)[-1]
+                if name in linked:
+                    frames[name] = max(frames.get(name, 0), int(parts[1]))
+    if "autoq_model_run" not in frames:
+        return None
+    others = sorted((v for k, v in frames.items() if k != "autoq_model_run"), reverse=True)
+    return frames["autoq_model_run"] + sum(others[:2])
 
 
 def measure_scratch(em: CEmission, out: Path, work: Path, cc: str = "gcc") -> int:

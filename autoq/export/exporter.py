@@ -274,17 +274,19 @@ def _check_m4(out: Path, work: Path, profile, force: bool, lines: list[str]) -> 
 
     sizes = c_emit.build_m4(out, work / "m4")
     flash_limit, ram_limit = profile.flash_limit_bytes, profile.ram_limit_bytes
-    result = {"flash_bytes": sizes["flash_bytes"], "sram_bytes": sizes["sram_bytes"], "sections": sizes["sections"],
-              "flash_limit": flash_limit, "sram_limit": ram_limit,
-              "fits": sizes["flash_bytes"] <= flash_limit and sizes["sram_bytes"] <= ram_limit}
+    stack = sizes["stack_bytes_estimate"] or 0
+    ram_used = sizes["sram_bytes"] + stack          # static data + bss + estimated stack
+    result = {"flash_bytes": sizes["flash_bytes"], "sram_bytes": sizes["sram_bytes"], "stack_bytes_estimate": stack,
+              "sram_with_stack_bytes": ram_used, "sections": sizes["sections"], "flash_limit": flash_limit,
+              "sram_limit": ram_limit, "fits": sizes["flash_bytes"] <= flash_limit and ram_used <= ram_limit}
     over = [f"{what} over by {used - limit:,} B" for what, used, limit in
-            (("flash", sizes["flash_bytes"], flash_limit), ("SRAM", sizes["sram_bytes"], ram_limit)) if used > limit]
+            (("flash", sizes["flash_bytes"], flash_limit), ("SRAM", ram_used, ram_limit)) if used > limit]
     lines.append(f"{profile.id} build (arm-none-eabi-gcc, --gc-sections): flash {sizes['flash_bytes']:,} / "
-                 f"{flash_limit:,} B, static SRAM {sizes['sram_bytes']:,} / {ram_limit:,} B (stack not included): "
-                 + ("fits" if result["fits"] else "DOES NOT FIT, " + "; ".join(over)))
+                 f"{flash_limit:,} B, SRAM {ram_used:,} / {ram_limit:,} B (static {sizes['sram_bytes']:,} + stack "
+                 f"estimate {stack:,}): " + ("fits" if result["fits"] else "DOES NOT FIT, " + "; ".join(over)))
     if not result["fits"] and not force:
         raise UserError(f"the {profile.id} build does not fit: {'; '.join(over)} (flash {sizes['flash_bytes']:,} B, "
-                        f"SRAM {sizes['sram_bytes']:,} B); pass --force to keep the export anyway")
+                        f"SRAM {ram_used:,} B incl. stack); pass --force to keep the export anyway")
     return result
 
 
