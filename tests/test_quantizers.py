@@ -189,6 +189,22 @@ def test_ttq_learned_scales_and_gradients():
     np.testing.assert_array_equal(q.decode(*q.encode(layer.kernel.numpy())), y.numpy())
 
 
+def test_lsq_input_quantizer_trains_with_an_unknown_batch_size():
+    from autoq.quant.layers import QDense
+
+    layer = QDense(2, input_quantizer={"name": "lsq", "bits": 2})
+    layer.build((None, 3))
+    step = layer.input_quantizer.step
+
+    @tf.function(input_signature=[tf.TensorSpec((None, 3), tf.float32)])
+    def step_grad(x):
+        with tf.GradientTape() as tape:
+            y = tf.reduce_sum(layer(x, training=True))
+        return tape.gradient(y, step)
+
+    assert np.isfinite(step_grad(tf.ones((4, 3))).numpy())
+
+
 def test_lsq_step_gradient_formula():
     q = make({"name": "lsq", "bits": 2, "init_step": 0.5}, "weight")
     s = tf.Variable(0.5)

@@ -729,7 +729,8 @@ class LearnedStepSize(Quantizer):
                 below, above = r < -qn, r > qp
                 inside = tf.cast(~(below | above), tf.float32)
                 ds_elem = tf.where(below, -qn, tf.where(above, qp, tf.round(r) - r))
-                g = grad_scale / math.sqrt(max(int(np.prod(v.shape.as_list() or [1])), 1))
+                # the batch dimension of activations is unknown while tracing: count at run time
+                g = grad_scale * tf.math.rsqrt(tf.cast(tf.maximum(tf.size(v), 1), tf.float32))
                 return dy * inside, tf.reduce_sum(dy * ds_elem) * g
 
             return y, grad
