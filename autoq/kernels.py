@@ -16,7 +16,9 @@ position is an exact zero):
 - f32 / lut / shift / xnor / and: ``y = acc * m[c] * scale[c] + bias[c]`` (float32), with
   ``m = 2**-shift[c]`` for shift and 1 otherwise
 - int8: ``y = clip(rint(acc * scale[c] + bias[c]) + y_zero_point, -128, 127)`` with
-  ``acc = sum (x - x_zero_point) * w`` (int8 output)
+  ``acc = sum (x - x_zero_point) * w`` (int8 output); with ``float_output=True``
+  ``y = float32(acc) * scale[c] + bias[c]`` (float32 output; ``scale[c] = x_step * w_step[c]``
+  dequantises the exact integer product)
 """
 from __future__ import annotations
 
@@ -194,8 +196,9 @@ def _per_channel(v, c_out: int, dtype, name: str):
 def conv2d(kind: str, x: np.ndarray, w: np.ndarray, *, kernel_size=None, c_in: int | None = None,
            stride: int = 1, padding: str = "valid", bits: int | None = None, codebook=None,
            shift=None, x_zero_point: int = 0, y_zero_point: int = 0, scale=None, bias=None,
-           variant: str = "opt") -> np.ndarray:
-    """Run one kernel variant; returns ``y[out_h, out_w, c_out]`` (float32, int8 for int8).
+           variant: str = "opt", float_output: bool = False) -> np.ndarray:
+    """Run one kernel variant; returns ``y[out_h, out_w, c_out]`` (float32, int8 for int8
+    unless ``float_output``).
 
     Inputs per kind (see the module docstring for the formulas):
 
@@ -206,9 +209,12 @@ def conv2d(kind: str, x: np.ndarray, w: np.ndarray, *, kernel_size=None, c_in: i
     - shift: ``x`` float32, ``w`` uint8 2-bit rows, ``kernel_size``, ``shift`` int (scalar or per
       channel): weight = code * 2**-shift
     - xnor / and: ``x`` uint64 ``pack_bits`` (H, W, words), ``c_in``, ``w`` uint64 (c_out, kh, kw, words)
-    - int8: ``x`` int8 (H, W, C), ``w`` int8 OHWI, ``x_zero_point``, ``y_zero_point``, ``scale``
+    - int8: ``x`` int8 (H, W, C), ``w`` int8 OHWI, ``x_zero_point``, ``y_zero_point``, ``scale``;
+      ``float_output=True`` selects the float epilogue (y_float mode) instead of requantising
     """
     vi = _variant_index(kind, variant)
+    if float_output and kind != "int8":
+        raise UserError(f"float_output: only applies to kind 'int8' (the other kinds always output float), got {kind!r}")
     s = int(stride)
     if s < 1:
         raise UserError(f"stride: must be >= 1, got {stride!r}")
@@ -273,9 +279,9 @@ def conv2d(kind: str, x: np.ndarray, w: np.ndarray, *, kernel_size=None, c_in: i
         oh, ow, _, _ = _ext.geometry(h, wd, ci, co, kh, kw, s, pad)
     except ValueError as exc:
         raise UserError(f"conv2d: {exc}") from None
-    y = np.empty((oh, ow, co), dtype=np.int8 if kind == "int8" else np.float32)
+    y = np.empty((oh, ow, co), dtype=np.int8 if kind == "int8" and not float_output else np.float32)
     _ext.conv(vi, x, w, y, (h, wd, ci, co, kh, kw, s, pad), int(bits or 0), cb_per_channel, cb, sh,
-              int(x_zero_point), int(y_zero_point), sc, bi)
+              int(x_zero_point), int(y_zero_point), sc, bi, int(bool(float_output)))
     return y
 
 

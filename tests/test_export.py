@@ -125,6 +125,9 @@ def test_export_writes_every_file_with_manifest(exports, name):
     kinds = {layer["kind"] for layer in manifest["plan"]["layers"]}
     assert kinds == EXPECTED_KINDS[name]
     assert manifest["checks"]["c_host"]["argmax_mismatches"] == 0
+    # what is costed is what runs: every layer on its plan kind's kernel (int8 included), no lut fallback
+    c_kernels = {cl["layer"]: cl["kernel"] for cl in manifest["checks"]["c_layers"]}
+    assert all(c_kernels[layer["name"]] == layer["kind"] for layer in manifest["plan"]["layers"]), c_kernels
 
 
 @pytest.mark.parametrize("name", list(CONFIGS))

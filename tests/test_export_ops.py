@@ -102,6 +102,8 @@ def test_c_equals_keras(case, tmp_path, variant):
         assert scratch > 0
     em = c_emit.emit_c(graph, variant=variant, scratch_bytes=scratch)
     assert ("_opt(&a)" in em.source) == (variant == "opt")
+    d1 = next(cl for cl in em.layers if cl.op.name == "d1")      # uniform 8/8 (fixed alpha): the int8 kernel
+    assert d1.kind == "int8" and not d1.note and f"aq_conv_int8_{variant}(&a)" in em.source
     for name, text in (("model.h", em.header), ("model.c", em.source), ("main.c", em.main)):
         (tmp_path / name).write_text(text)
     exe = c_emit.build_host(tmp_path, tmp_path / "build")

@@ -141,6 +141,43 @@ def test_opt_equals_ref_exactly_for_integer_kinds(kind):
         np.testing.assert_array_equal(K.conv2d(kind, x, w, variant="opt", **kwargs), ref)
 
 
+INT8_RUNS = [r for r in RUNS if r[0] == "int8"]
+
+
+@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+@pytest.mark.parametrize("kind,variant,level", INT8_RUNS, ids=[f"{v}-simd{lvl}" for _, v, lvl in INT8_RUNS])
+def test_int8_float_output_mode(kind, variant, level, case):
+    """y_float mode: exact int32 accumulation, then y = float32(acc) * scale + bias (float32)."""
+    K.simd_level(level)
+    rng = np.random.default_rng(zlib.crc32(repr(("int8-float", case)).encode()))
+    x, w, kwargs, xv, wv = make_inputs(kind, case, 8, rng)
+    kwargs["scale"] = (rng.uniform(0.5, 2, case[6]) * 0.02 * 0.01).astype(np.float32)  # x_step * w_step[c]
+    kwargs["y_zero_point"] = 0
+    y = K.conv2d(kind, x, w, variant=variant, float_output=True, **kwargs)
+    acc = ref_conv(xv, wv, case[2], case[3])
+    assert y.dtype == np.float32 and y.shape == acc.shape
+    assert np.all(acc == np.rint(acc)) and np.abs(acc).max() < 2**31
+    want = acc.astype(np.int32).astype(np.float32) * kwargs["scale"] + kwargs["bias"]  # float32 ops
+    # two float32 roundings in both: equal up to an ulp of the result (FMA contraction aside)
+    np.testing.assert_allclose(y, want, rtol=2.0**-22, atol=np.abs(kwargs["bias"]).max() * 2.0**-22)
+
+
+def test_int8_float_output_opt_equals_ref_and_dense():
+    case = (65, (3, 3), 1, "same", 9, 8, 37)
+    rng = np.random.default_rng(11)
+    x, w, kwargs, _, _ = make_inputs("int8", case, 8, rng)
+    ref = K.conv2d("int8", x, w, variant="ref", float_output=True, **kwargs)
+    for level in range(MAX_LEVEL + 1):
+        K.simd_level(level)
+        np.testing.assert_array_equal(K.conv2d("int8", x, w, variant="opt", float_output=True, **kwargs), ref)
+    xd, wd = x.reshape(-1)[:100], rng.integers(-127, 128, (10, 100)).astype(np.int8)
+    yd = K.dense("int8", xd, wd, scale=np.float32(1e-3), bias=np.float32(0.5), float_output=True)
+    want = (xd.astype(np.int64) @ wd.T.astype(np.int64)).astype(np.float32) * np.float32(1e-3) + np.float32(0.5)
+    np.testing.assert_allclose(yd, want, rtol=2.0**-22)
+    with pytest.raises(UserError, match="float_output"):
+        K.conv2d("f32", np.zeros((3, 3, 1), np.float32), np.zeros((1, 1, 1, 1), np.float32), float_output=True)
+
+
 def test_padding_is_zero_not_minus_one_for_xnor():
     # all activations and weights +1: every valid tap adds +1, a padded tap adds 0
     x = K.pack_bits(np.ones((3, 3, 5), np.float32))

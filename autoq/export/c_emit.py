@@ -11,9 +11,12 @@ driver: float32 samples in, logits out). Builds and checks them:
 Per kind (autoq_kernels.h gives the bit layouts):
 - f32: float OHWI weights.
 - lut: indices packed at b' = 1, 2, 4 or 8 bits (the next width >= the quantizer's bits) +
-  codebook padded to 2^b' entries per layer or per output channel. int8 layers also run here
-  (8-bit indices + codebook, float activations quantized in float) -- the same values as the
-  integer kernel, without its int8 activation buffers.
+  codebook padded to 2^b' entries per layer or per output channel.
+- int8 (uniform 8-bit weights, uniform 8-bit per-tensor input quantizer): the int8 kernel in
+  its float-output mode. Weights w_q = index - 127 (Uniform.encode: index = q + qmax) as int8,
+  the float input quantized to int8 at run time by the uniform rule (step = max|x| / 127 over
+  the tensor, or alpha / 127; round half to even), then y = acc * (x_step * w_step[c] * s[c]) +
+  bias[c]: the exact integer product, dequantised once per output.
 - shift: codebook c * 2^-s[c] with c in {-1, 0, +1}: 2-bit codes 0 = -1, 1 = 0, 2 = +1.
 - xnor / and: weights {-a, +a} as bits along c_in (bit 1 = +1), a folded into the epilogue
   scale; the input is quantized in float and packed with aq_pack_bits.
@@ -78,6 +81,7 @@ class CLayer:
     weight_bytes: int = 0
     note: str = ""
     geom: tuple = ()                 # h, w, c_in, c_out, kh, kw, stride, padding macro
+    x_step: str = ""                 # int8: C expression of the fixed input step ("" = max|x| / 127)
 
 
 def _book2d(ql) -> np.ndarray:
@@ -153,6 +157,36 @@ def _as_binary(cl: CLayer, sym: str) -> bool:
     return True
 
 
+def _int8_form(op: Op) -> str:
+    """Why layer ``op`` cannot run on the int8 kernel ("" when it can)."""
+    ql, iq = op.layer, op.input_quantizer
+    if iq is None or getattr(iq, "name", "") != "uniform" or int(iq.bits) != 8:
+        return f"input quantizer {getattr(iq, 'name', None)!r} is not uniform 8-bit"
+    if iq.per_channel and iq.alpha is None:
+        return "per-channel input range (one step per channel) has no int8 kernel form"
+    if ql.scales is None or ql.zero_point != 127 or ql.levels != 255:
+        return "weight codebook is not the symmetric 255-level uniform form (index - 127) * step"
+    return ""
+
+
+def _as_int8(cl: CLayer, sym: str) -> None:
+    ql, iq = cl.op.layer, cl.op.input_quantizer
+    c_out = ql.shape[0]
+    w8 = (ql.indices.astype(np.int16) - 127).astype(np.int8)          # index = q + qmax
+    w_step = np.broadcast_to(np.asarray(ql.scales, np.float32), (c_out,))
+    # per-channel part of the dequantisation (w_step * folded scale); x_step is multiplied in at run time
+    wscale = (w_step * ql.scale).astype(np.float32) if ql.scale is not None else w_step.astype(np.float32)
+    cl.kind = "int8"
+    cl.arrays.append(_c_array("int8_t", f"{sym}_w", w8, lambda v: str(int(v)), 16))
+    cl.arrays.append(_c_array("float", f"{sym}_wscale", wscale, _c_float, 6))
+    cl.args.update(w=f"{sym}_w", scale="aq_i8scale", y_float="1")
+    if ql.bias is not None:
+        cl.arrays.append(_c_array("float", f"{sym}_bias", ql.bias, _c_float, 6))
+        cl.args["bias"] = f"{sym}_bias"
+    cl.x_step = "-1.0f" if iq.alpha is None else _c_float(np.float32(iq.alpha / 127))
+    cl.weight_bytes = w8.size + 4 * c_out
+
+
 def _c_layer(op: Op) -> CLayer:
     ql, sym = op.layer, _sym(op.name)
     cl = CLayer(op=op, kind=ql.kind)
@@ -168,10 +202,14 @@ def _c_layer(op: Op) -> CLayer:
         return cl
     if ql.kind in ("xnor", "and") and _as_binary(cl, sym):
         return cl
-    if ql.kind not in ("lut", "int8"):
+    why = _int8_form(op) if ql.kind == "int8" else ""
+    if ql.kind == "int8" and not why:
+        _as_int8(cl, sym)
+        return cl
+    if ql.kind == "int8":
+        cl.note = f"int8 layer runs on the lut kernel (float activations): {why}"
+    elif ql.kind != "lut":
         cl.note = f"{ql.kind} codebook not in {ql.kind} form: runs on the lut kernel"
-    elif ql.kind == "int8":
-        cl.note = "int8 weights run on the lut kernel (8-bit indices + codebook, float activations)"
     cl.arrays.clear()
     _as_lut(cl, sym)
     return cl
@@ -250,6 +288,20 @@ static void aq_q_uniform(const float *x, float *y, long n, float qmax, float ste
     for (i = 0; i < n; i++) { float r = rintf(x[i] / step);
         r = r < -qmax ? -qmax : (r > qmax ? qmax : r); y[i] = r * step; }
 }
+/* int8 kernel input: q = clamp(rint(x / step), -127, 127) as int8 (rintf rounds half to even
+   in the default rounding mode, like np.round / tf.round); step <= 0: max|x| / 127 as in
+   aq_q_uniform. Returns the step; scale[c] = step * wscale[c] for the float epilogue. */
+static float aq_q_int8(const float *x, int8_t *q, long n, float step, const float *wscale, float *scale, int c_out) {
+    long i; int c;
+    if (step <= 0.0f) { float amax = 0.0f; double alpha;
+        for (i = 0; i < n; i++) { float a = fabsf(x[i]); if (a > amax) amax = a; }
+        alpha = amax > 0.0f ? (double)amax : 1.0;
+        step = (float)(alpha / 127.0); }
+    for (i = 0; i < n; i++) { float r = rintf(x[i] / step);
+        q[i] = (int8_t)(r < -127.0f ? -127.0f : (r > 127.0f ? 127.0f : r)); }
+    for (c = 0; c < c_out; c++) scale[c] = step * wscale[c];
+    return step;
+}
 static void aq_q_lsq(const float *x, float *y, long n, float step, float qn, float qp) {
     long i;
     for (i = 0; i < n; i++) { float r = x[i] / step; r = r < -qn ? -qn : (r > qp ? qp : r);
@@ -313,10 +365,12 @@ class CEmission:
     bits_words: int
     layers: list[CLayer]
     scratch_bytes: int = 0
+    i8scale_floats: int = 0          # run-time epilogue scales of the int8 layers
 
     @property
     def ram_bytes(self) -> int:
-        return 4 * (self.arena_floats + self.qtmp_floats) + 8 * self.bits_words + self.scratch_bytes
+        return (4 * (self.arena_floats + self.qtmp_floats + self.i8scale_floats) + 8 * self.bits_words
+                + self.scratch_bytes)
 
     @property
     def weight_bytes(self) -> int:
@@ -348,7 +402,7 @@ def emit_c(graph: ExportGraph, model_name: str = "model", comment: str = "", var
         return "input" if t == graph.input_name else f"(aq_arena + {offsets[t]})"
 
     layers, body, arrays = [], [], []
-    qtmp = bits_words = 0
+    qtmp = bits_words = i8scale = 0
     for op in graph.ops:
         if op.kind == "input":
             continue
@@ -362,7 +416,13 @@ def emit_c(graph: ExportGraph, model_name: str = "model", comment: str = "", var
             h, w, c_in, c_out, kh, kw, stride, pad = cl.geom = _geom(op, shapes)
             x = ref(op.inputs[0])
             n_in = h * w * c_in
-            if op.input_quantizer is not None:
+            if cl.kind == "int8":   # int8 input in the quantized-input buffer (bytes, char may alias)
+                qtmp = max(qtmp, (n_in + 3) // 4)
+                i8scale = max(i8scale, c_out)
+                body.append(f"    aq_q_int8({x}, (int8_t *)aq_qtmp, {n_in}, {cl.x_step}, {_sym(op.name)}_wscale, "
+                            f"aq_i8scale, {c_out});")
+                x = "(const int8_t *)aq_qtmp"
+            elif op.input_quantizer is not None:
                 qtmp = max(qtmp, n_in)
                 body.append("    " + _input_quant_call(op.input_quantizer, x, "aq_qtmp", n_in))
                 x = "aq_qtmp"
@@ -425,7 +485,7 @@ def emit_c(graph: ExportGraph, model_name: str = "model", comment: str = "", var
     header = f"""/* {model_name}.h -- generated by `autoq export`; do not edit. {comment}
  * Input : float32 NHWC {'x'.join(map(str, graph.input_shape))} (one sample, the Keras preprocessing).
  * Output: float32 logits [{n_out}].
- * RAM   : {4 * arena} B activation arena + {4 * qtmp} B quantized-input buffer + {8 * bits_words} B packed bits
+ * RAM   : {4 * arena} B activation arena + {4 * qtmp} B quantized-input buffer + {8 * bits_words} B packed bits + {4 * i8scale} B int8 scales
  *         (static, planned from the tensor lifetimes){f" + {scratch_bytes} B kernel scratch" if variant == "opt" else ""};
  *         weights are const (flash). Kernels: {"optimised (ref where the scratch is too small)" if variant == "opt" else "reference"}. */
 #ifndef {guard}
@@ -435,7 +495,7 @@ def emit_c(graph: ExportGraph, model_name: str = "model", comment: str = "", var
 #define AUTOQ_MODEL_INPUT_H {graph.input_shape[0]}
 #define AUTOQ_MODEL_INPUT_W {graph.input_shape[1] if len(graph.input_shape) > 1 else 1}
 #define AUTOQ_MODEL_INPUT_C {graph.input_shape[-1]}
-#define AUTOQ_MODEL_ARENA_BYTES {4 * arena + 4 * qtmp + 8 * bits_words}  /* without the kernel scratch */
+#define AUTOQ_MODEL_ARENA_BYTES {4 * arena + 4 * qtmp + 8 * bits_words + 4 * i8scale}  /* without the kernel scratch */
 /* Run one sample: returns 0 (AQ_OK) or a negative AQ_E_* code from the kernels. */
 int autoq_model_run(const float *input, float *output);
 #endif
@@ -449,12 +509,13 @@ int autoq_model_run(const float *input, float *output);
         f"static float aq_arena[{max(arena, 1)}];",
         f"static float aq_qtmp[{max(qtmp, 1)}];",
         f"static uint64_t aq_bits[{max(bits_words, 1)}];",
+        f"static float aq_i8scale[{max(i8scale, 1)}];  /* int8 layers: x_step * w_step[c] of this run */",
         *([f"#ifndef AUTOQ_SCRATCH_BYTES", f"#define AUTOQ_SCRATCH_BYTES {int(scratch_bytes)}", "#endif",
            "/* scratch of the optimised kernels (8-byte aligned); a layer needing more runs the ref kernel */",
            "static uint64_t aq_scratch[(AUTOQ_SCRATCH_BYTES + 7) / 8 + 1];"] if variant == "opt" else []), "",
         "int autoq_model_run(const float *input, float *output) {",
         "    aq_conv_args a;", "    int rc = 0;",
-        "    (void)aq_qtmp; (void)aq_bits; (void)rc; (void)a;",
+        "    (void)aq_qtmp; (void)aq_bits; (void)aq_i8scale; (void)rc; (void)a;",
         *body,
         f"    memcpy(output, {ref(graph.output)}, {n_out} * sizeof(float));",
         "    return 0;", "}", ""])
@@ -487,7 +548,8 @@ int main(int argc, char **argv) {{
 }}
 """
     return CEmission(header, source, main, arena, qtmp, bits_words, layers,
-                     scratch_bytes=8 * ((int(scratch_bytes) + 7) // 8 + 1) if variant == "opt" else 0)
+                     scratch_bytes=8 * ((int(scratch_bytes) + 7) // 8 + 1) if variant == "opt" else 0,
+                     i8scale_floats=i8scale)
 
 
 # --- building --------------------------------------------------------------------------------

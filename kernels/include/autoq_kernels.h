@@ -53,12 +53,17 @@
  *
  * int8: x, w int8; w symmetric (zero point 0), x has zero point x_zero_point.
  *   acc = sum over valid taps of (x - x_zero_point) * w            (int32, exact)
- *   y   = clamp(lrintf(acc * scale[c] + bias[c]) + y_zero_point, -128, 127)   (int8)
+ *   y_float = 0 (requantising mode, the default):
+ *     y = clamp(lrintf(acc * scale[c] + bias[c]) + y_zero_point, -128, 127)   (int8 y)
+ *   y_float = 1 (float-output mode, for a float network around an int8 layer):
+ *     y = (float)acc * scale[c] + bias[c]                                    (float y)
+ *     with scale[c] = x_step * w_step[c] this is the dequantised product; y_zero_point unused.
  *
  * EPILOGUE of the float-output kinds (f32, lut, shift, xnor, and), per output channel c:
  *   y = acc * m[c] * scale[c] + bias[c]     (float output)
  *   m[c] = 2^-shift[c] for shift, 1 otherwise; scale == NULL means 1, bias == NULL means 0.
- *   For xnor/and acc is the exact integer dot product (converted to float).
+ *   For xnor/and acc is the exact integer dot product (converted to float); the same
+ *   epilogue (m = 1) is int8's y_float mode.
  *
  * RETURN CODES: AQ_OK (0) or a negative AQ_E_* value; kernels validate the arguments
  * (geometry, bits, NULL pointers, scratch size) before touching memory.
@@ -122,9 +127,10 @@ typedef struct {
     const int8_t *shift;       /* shift: s per output channel */
     int32_t x_zero_point;      /* int8: in [-128, 127] */
     int32_t y_zero_point;      /* int8: in [-128, 127] */
+    int32_t y_float;           /* int8: 0 = requantise to int8 y, 1 = float y (see above) */
     const float *scale;        /* per output channel, NULL = 1 */
     const float *bias;         /* per output channel, NULL = 0 */
-    void *y;                   /* float, or int8_t for int8 */
+    void *y;                   /* float, or int8_t for int8 unless y_float */
     void *scratch;
     size_t scratch_bytes;
 } aq_conv_args;

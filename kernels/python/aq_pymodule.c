@@ -46,17 +46,17 @@ static PyObject *py_geometry(PyObject *self, PyObject *args) {
 }
 
 /* conv(vi, x, w, y, geom8, bits, cb_per_channel, codebook|None, shift|None, x_zp, y_zp,
-        scale|None, bias|None) -> None (raises on a non-zero return code) */
+        scale|None, bias|None[, y_float]) -> None (raises on a non-zero return code) */
 static PyObject *py_conv(PyObject *self, PyObject *args) {
-    int vi, h, w, ci, co, kh, kw, s, p, bits, cbpc, xzp, yzp, rc;
+    int vi, h, w, ci, co, kh, kw, s, p, bits, cbpc, xzp, yzp, yfl = 0, rc;
     Py_buffer xb = {0}, wb = {0}, yb = {0}, cbb = {0}, shb = {0}, scb = {0}, bib = {0};
     PyObject *cbo, *sho, *sco, *bio, *ret = NULL;
     aq_conv_args a;
     const aq_variant_info *v;
     Py_ssize_t px, nw, k, xbytes, wbytes, ybytes;
     void *scratch = NULL;
-    if (!PyArg_ParseTuple(args, "iy*y*w*(iiiiiiii)iiOOiiOO", &vi, &xb, &wb, &yb, &h, &w, &ci, &co,
-                          &kh, &kw, &s, &p, &bits, &cbpc, &cbo, &sho, &xzp, &yzp, &sco, &bio))
+    if (!PyArg_ParseTuple(args, "iy*y*w*(iiiiiiii)iiOOiiOO|i", &vi, &xb, &wb, &yb, &h, &w, &ci, &co,
+                          &kh, &kw, &s, &p, &bits, &cbpc, &cbo, &sho, &xzp, &yzp, &sco, &bio, &yfl))
         return NULL;
     memset(&a, 0, sizeof a);
     if (vi < 0 || vi >= aq_num_variants) {
@@ -83,7 +83,7 @@ static PyObject *py_conv(PyObject *self, PyObject *args) {
         xbytes = px * ci * 4; wbytes = (Py_ssize_t)co * aq_index_row_bytes(k, bits); break;
     default: xbytes = px * ci * 4; wbytes = (Py_ssize_t)co * k * 4; break;
     }
-    ybytes = (Py_ssize_t)a.g.out_h * a.g.out_w * co * (v->kind == AQ_INT8 ? 1 : 4);
+    ybytes = (Py_ssize_t)a.g.out_h * a.g.out_w * co * (v->kind == AQ_INT8 && !yfl ? 1 : 4);
     if (need(&xb, xbytes, "x") || need(&wb, wbytes, "w") || need(&yb, ybytes, "y")) goto done;
     if (v->kind == AQ_LUT && need(&cbb, (Py_ssize_t)4 * (1 << bits) * (cbpc ? co : 1), "codebook")) goto done;
     if (v->kind == AQ_SHIFT && need(&shb, co, "shift")) goto done;
@@ -92,7 +92,7 @@ static PyObject *py_conv(PyObject *self, PyObject *args) {
     a.x = xb.buf; a.w = wb.buf; a.y = yb.buf;
     a.bits = bits; a.codebook_per_channel = cbpc;
     a.codebook = (const float *)cbb.buf; a.shift = (const int8_t *)shb.buf;
-    a.x_zero_point = xzp; a.y_zero_point = yzp;
+    a.x_zero_point = xzp; a.y_zero_point = yzp; a.y_float = yfl;
     a.scale = (const float *)scb.buf; a.bias = (const float *)bib.buf;
     a.scratch_bytes = aq_scratch_bytes(v->kind, v->variant, &a.g);
     if (a.scratch_bytes) {

@@ -101,6 +101,7 @@ int aq_check_args(const aq_conv_args *a, aq_kind kind, const char *variant) {
     case AQ_INT8:
         if (a->x_zero_point < -128 || a->x_zero_point > 127) return AQ_E_ARG;
         if (a->y_zero_point < -128 || a->y_zero_point > 127) return AQ_E_ARG;
+        if (a->y_float != 0 && a->y_float != 1) return AQ_E_ARG;
         break;
     default: break;
     }

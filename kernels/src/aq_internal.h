@@ -81,6 +81,13 @@ static inline float aq_epilogue(float acc, const aq_conv_args *a, int c, float m
 /* Requantise an int8 accumulator (round half to even via lrintf). */
 int8_t aq_requant_s8(int32_t acc, const aq_conv_args *a, int c);
 
+/* Store output i (channel c) of an int8 kernel: requantised int8, or with a->y_float the
+   float epilogue acc * scale[c] + bias[c]. Shared by ref and opt so they stay bit-exact. */
+static inline void aq_store_s8(const aq_conv_args *a, long i, int32_t acc, int c) {
+    if (a->y_float) ((float *)a->y)[i] = aq_epilogue((float)acc, a, c, 1.0f);
+    else ((int8_t *)a->y)[i] = aq_requant_s8(acc, a, c);
+}
+
 /* Argument checks common to all kernels; kind-specific checks; scratch check. */
 int aq_check_args(const aq_conv_args *a, aq_kind kind, const char *variant);
 

@@ -7,7 +7,7 @@
  * the inner loop is
  *     acc[l] += (int32) x'[j] * blk[j][l]   for all l at once,
  * four interior output pixels at a time sharing each weight load. Integer arithmetic: bit-exact
- * with aq_conv_int8_ref (the requantisation is the same function).
+ * with aq_conv_int8_ref (the requantisation / float epilogue is the same function, aq_store_s8).
  */
 #include <string.h>
 
@@ -15,9 +15,9 @@
 
 static void store(const aq_conv_args *a, const int32_t *acc, int oy, int ox, int c0, const void *ctx) {
     const aq_geom *g = &a->g;
-    int8_t *y = (int8_t *)a->y + ((long)oy * g->out_w + ox) * g->c_out;
+    long base = ((long)oy * g->out_w + ox) * g->c_out;
     int l;
-    for (l = 0; l < AQ_I8_COB && c0 + l < g->c_out; l++) y[c0 + l] = aq_requant_s8(acc[l], a, c0 + l);
+    for (l = 0; l < AQ_I8_COB && c0 + l < g->c_out; l++) aq_store_s8(a, base + c0 + l, acc[l], c0 + l);
     (void)ctx;
 }
 

@@ -7,7 +7,6 @@ int aq_conv_int8_ref(const aq_conv_args *a) {
     int co, oy, ox, ky, kx, ci, rc = aq_check_args(a, AQ_INT8, "ref");
     const int8_t *x = (const int8_t *)a->x;
     const int8_t *w = (const int8_t *)a->w;
-    int8_t *y = (int8_t *)a->y;
     if (rc) return rc;
     for (co = 0; co < g->c_out; co++)
         for (oy = 0; oy < g->out_h; oy++)
@@ -26,7 +25,7 @@ int aq_conv_int8_ref(const aq_conv_args *a) {
                         }
                     }
                 }
-                y[((long)oy * g->out_w + ox) * g->c_out + co] = aq_requant_s8(acc, a, co);
+                aq_store_s8(a, ((long)oy * g->out_w + ox) * g->c_out + co, acc, co);
             }
     return AQ_OK;
 }

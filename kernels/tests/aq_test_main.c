@@ -86,7 +86,8 @@ static void check_vectors(int level) {
 static uint32_t seed = 1u;
 static uint32_t rnd(void) { seed = seed * 1664525u + 1013904223u; return seed >> 8; }
 
-/* opt == ref, bit for bit, for xnor / and / int8 on random shapes (odd c_in, both paddings). */
+/* opt == ref, bit for bit, for xnor / and / int8 (both int8 output modes) on random shapes (odd c_in,
+   both paddings). */
 static void check_integer_kinds(int level) {
     static const int shapes[][8] = {/* h, w, c_in, c_out, k, stride, padding */
         {6, 5, 1, 3, 3, 1, AQ_PAD_SAME}, {7, 7, 31, 9, 4, 2, AQ_PAD_SAME}, {5, 6, 65, 5, 2, 1, AQ_PAD_VALID},
@@ -123,6 +124,15 @@ static void check_integer_kinds(int level) {
                 a.scale = sc;
                 if (run(&aq_variants[ref], &a, y8r) || run(&aq_variants[opt], &a, y8)) { fail("rc", "int8", "opt", level, s, 0, 0); continue; }
                 for (i = 0; i < n; i++) if (y8[i] != y8r[i]) { fail("opt!=ref", "int8", "opt", level, i, y8[i], y8r[i]); break; }
+                /* float-output mode: opt == ref bit for bit, and requantising its output gives the int8 mode's */
+                a.y_float = 1;
+                if (run(&aq_variants[ref], &a, out_ref) || run(&aq_variants[opt], &a, out_buf)) { fail("rc", "int8", "opt-yfloat", level, s, 0, 0); continue; }
+                for (i = 0; i < n; i++) {
+                    long q = lrintf(out_ref[i]) + a.y_zero_point;
+                    q = q > 127 ? 127 : (q < -128 ? -128 : q);
+                    if (out_buf[i] != out_ref[i]) { fail("opt!=ref", "int8", "opt-yfloat", level, i, out_buf[i], out_ref[i]); break; }
+                    if (q != y8r[i]) { fail("yfloat!=requant", "int8", "ref-yfloat", level, i, (float)q, y8r[i]); break; }
+                }
             } else {
                 if (run(&aq_variants[ref], &a, out_ref) || run(&aq_variants[opt], &a, out_buf)) { fail("rc", aq_kind_name((aq_kind)k), "opt", level, s, 0, 0); continue; }
                 for (i = 0; i < n; i++) if (out_buf[i] != out_ref[i]) { fail("opt!=ref", aq_kind_name((aq_kind)k), "opt", level, i, out_buf[i], out_ref[i]); break; }
