@@ -49,16 +49,16 @@ def test_digits_training_beats_chance_by_far(digits, weight_q):
     keras.utils.set_random_seed(0)
     (xt, yt), (xv, yv) = digits
     model = small_model(weight_q)
-    # Stochastic BC samples +-1 with p = hard_sigmoid(w): near-zero weights are pure noise, so it
-    # needs a large step to push the shadow weights towards +-1 (Courbariaux scales the LR up too).
+    # Stochastic BC learns from the sign statistics of noisy samples: it wants a larger step
+    # (Courbariaux scales the learning rate up by 1/H as well).
     stochastic = isinstance(weight_q, dict) and weight_q["name"] == "bc_stoch"
-    lr, epochs = (0.2, 10) if stochastic else (3e-3, 4)
+    lr, epochs = (1e-2 if stochastic else 3e-3), 4
     model.compile(optimizer=keras.optimizers.Adam(lr),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
     model.fit(xt, yt, epochs=epochs, batch_size=32, verbose=0)
     acc = model.evaluate(xv, yv, verbose=0)[1]
     print(f"digits accuracy {qname(weight_q)}: {acc:.4f}")
-    floor = 0.3 if stochastic else 0.6  # stochastic BC converges slowest (0.44 measured at 10 epochs)
+    floor = 0.6
     assert acc > floor, f"{qname(weight_q)} reached only {acc:.3f} (chance 0.1)"
     if weight_q is not None:  # the deployed (decoded) kernel gives the same predictions
         conv = model.get_layer("conv1")

@@ -125,8 +125,8 @@ def test_lsq_forward_uses_step():
 
 
 def test_stochastic_bc_samples_in_training_and_is_deterministic_at_inference():
-    q = make({"name": "bc_stoch", "seed": 0}, "weight")
-    w = np.full((4000,), 0.5, np.float32)  # p(+1) = 0.75
+    q = make({"name": "bc_stoch", "seed": 0, "h": 1.0}, "weight")
+    w = np.full((4000,), 0.5, np.float32)  # p(+1) = hard_sigmoid(0.5 / 1) = 0.75
     sampled = forward(q, w, training=True)
     assert set(np.unique(sampled)) <= {-1.0, 1.0}
     assert 0.7 < (sampled > 0).mean() < 0.8
@@ -187,6 +187,12 @@ def test_ttq_learned_scales_and_gradients():
     assert float(g_pos) == (W > delta).sum() and float(g_neg) == -(W < -delta).sum()
     np.testing.assert_allclose(g_w, np.where(W > delta, 0.5, np.where(W < -delta, 2.0, 1.0)))
     np.testing.assert_array_equal(q.decode(*q.encode(layer.kernel.numpy())), y.numpy())
+
+
+def test_stochastic_bc_default_range_is_the_glorot_bound():
+    q = make("bc_stoch", "weight")
+    assert q.range_for((3, 3, 4, 8)) == pytest.approx(math.sqrt(6.0 / (36 + 72)))
+    assert q.range_for((64, 10)) == pytest.approx(math.sqrt(6.0 / 74))
 
 
 def test_lsq_input_quantizer_trains_with_an_unknown_batch_size():

@@ -286,22 +286,40 @@ class BinaryConnect(_SignBase):
 @register
 class BinaryConnectStochastic(BinaryConnect):
     """Stochastic BinaryConnect, eqs. 3-2/3-3: during training w_q = +1 with probability
-    hard_sigmoid(w) = clip((w + 1) / 2, 0, 1), else -1; at inference the deterministic sign
-    (so the deployed weights are binary). Backward: straight-through."""
+    hard_sigmoid(w / H) = clip((w / H + 1) / 2, 0, 1), else -1; at inference the deterministic
+    sign (so the deployed weights are binary). Backward: straight-through.
+
+    H is the weights' natural range: given, or (default) the Glorot bound
+    sqrt(6 / (fan_in + fan_out)) of the kernel's shape, as Courbariaux's code normalises by a
+    Glorot factor. With H = 1 and freshly initialised (small) weights p is ~0.5 everywhere and
+    the sampled weights are pure noise; the layer cannot learn in a few epochs.
+    """
 
     name = "bc_stoch"
-    summary = "stochastic BinaryConnect: +1 with p=hard_sigmoid(w) in training, sign at inference"
+    summary = "stochastic BinaryConnect: +1 with p=hard_sigmoid(w/H) in training, sign at inference"
 
-    def __init__(self, seed: int | None = None):
+    def __init__(self, seed: int | None = None, h: float | None = None):
         self.seed = seed
+        self.h = None if h is None else _check_positive(self.name, "h", h)
+
+    def range_for(self, shape) -> float:
+        """H for a kernel of this shape (Keras layout: receptive field x c_in x c_out)."""
+        if self.h is not None:
+            return self.h
+        shape = [int(d) for d in shape]
+        receptive = int(np.prod(shape[:-2])) if len(shape) > 2 else 1
+        fan_in = receptive * (shape[-2] if len(shape) > 1 else 1)
+        fan_out = receptive * shape[-1]
+        return math.sqrt(6.0 / max(fan_in + fan_out, 1))
 
     def _tf_forward(self, tf, x, training):
         if not training:
             return super()._tf_forward(tf, x, training)
         x = tf.convert_to_tensor(x, tf.float32)
+        h = self.range_for(x.shape)
 
         def sample(v):
-            p = tf.clip_by_value((v + 1.0) / 2.0, 0.0, 1.0)
+            p = tf.clip_by_value((v / h + 1.0) / 2.0, 0.0, 1.0)
             u = tf.random.uniform(tf.shape(v), seed=self.seed)
             return tf.where(u < p, tf.ones_like(v), -tf.ones_like(v))
 
