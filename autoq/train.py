@@ -251,10 +251,15 @@ def _fit(tf, keras, model, data: Dataset, recipe: Recipe) -> tuple[str | None, d
                   metrics=["accuracy"])
     guard = _guard_callback(keras)
     schedule = keras.callbacks.LearningRateScheduler(lambda e, lr: recipe.lr_at(e))
+    # Our own tf.data pipelines: Keras' array adapter adds a parallel map that op determinism
+    # rewrites into a MapDataset, and TF then logs an error line per fit (harmless, but noisy).
+    train_ds = (tf.data.Dataset.from_tensor_slices((data.x_train, data.y_train))
+                .shuffle(len(data.x_train), reshuffle_each_iteration=True)  # seeded by set_random_seed
+                .batch(recipe.batch_size))
+    val_ds = tf.data.Dataset.from_tensor_slices((data.x_val, data.y_val)).batch(512)
     try:
-        hist = model.fit(data.x_train, data.y_train, batch_size=recipe.batch_size,
-                         epochs=recipe.epochs, validation_data=(data.x_val, data.y_val),
-                         callbacks=[schedule, guard], verbose=0, shuffle=True)
+        hist = model.fit(train_ds, epochs=recipe.epochs, validation_data=val_ds,
+                         callbacks=[schedule, guard], verbose=0, shuffle=False)  # shuffled above
     except (tf.errors.InvalidArgumentError, FloatingPointError, ArithmeticError) as exc:
         return f"training stopped by a numeric error: {str(exc).splitlines()[0]}", {}, 0
     history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
