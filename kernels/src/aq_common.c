@@ -71,9 +71,17 @@ size_t aq_scratch_bytes(aq_kind kind, const char *variant, const aq_geom *g) {
         size_t narrow = aq_bin_narrow_fits(g) ? aq_bin_narrow_scratch(g) : 0;
         return blocks > narrow ? blocks : narrow;
     }
-    case AQ_INT8: /* zero-point-shifted input, then the widened weight block */
-        return (((size_t)g->h * g->w * g->c_in + 7) & ~(size_t)7) * sizeof(int16_t) +
-               k * AQ_I8_COB * sizeof(aq_i8w_t);
+    case AQ_INT8: { /* zero-point-shifted input, then the widened weight block */
+        size_t one = (((size_t)g->h * g->w * g->c_in + 7) & ~(size_t)7) * sizeof(int16_t) +
+                     k * AQ_I8_COB * sizeof(aq_i8w_t);
+#if AQ_DISPATCH /* the x86 pair path: int16 pairs of input channels (c_in padded to even) as int32 */
+        size_t c2 = (size_t)(g->c_in + 1) / 2;
+        size_t pairs = (((size_t)g->h * g->w * c2 + 7) & ~(size_t)7) * sizeof(int32_t) +
+                       (size_t)g->kh * g->kw * c2 * AQ_I8_COB * sizeof(int32_t);
+        if (pairs > one) one = pairs; /* the larger: the size must not depend on the SIMD level */
+#endif
+        return one;
+    }
     default: return 0;
     }
 }

@@ -34,6 +34,8 @@ static inline int aq_popcount64_swar(uint64_t v) {
 #define AQ_TARGET_AVX2 __attribute__((target("avx2,fma,popcnt,bmi2")))
 #define AQ_TARGET_AVX512 \
     __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx512vpopcntdq,avx2,fma,popcnt,bmi2")))
+#define AQ_TARGET_AVX512_VNNI \
+    __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx512vpopcntdq,avx512vnni,avx2,fma,popcnt,bmi2")))
 #else
 #define AQ_DISPATCH 0
 #endif
