@@ -44,7 +44,8 @@ def quantization_penalty(w, quantizer: Q.Quantizer):
 
 
 class _QuantizedMixin:
-    """Shared wiring of kernel/input quantizers for QConv2D and QDense."""
+    """Shared wiring of kernel/input quantizers for QConv2D and QDense (listed first in their
+    bases, so build/call/get_config here wrap Keras' own; subclasses give ``_linear``)."""
 
     def _init_quantizers(self, kernel_quantizer, input_quantizer, quant_penalty, kwargs):
         self.kernel_quantizer = Q.for_role(kernel_quantizer, "weight")
@@ -55,6 +56,20 @@ class _QuantizedMixin:
         if self.kernel_quantizer is not None and self.kernel_quantizer.clip_weights:
             kwargs.setdefault("kernel_constraint", ClipWeights(1.0))
         return kwargs
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        self._build_quantizers(input_shape)
+
+    def call(self, inputs, training=None):
+        inputs, kernel = self._quantized_inputs_and_kernel(inputs, training)
+        outputs = self._linear(inputs, kernel)
+        if self.use_bias:
+            outputs = tf.nn.bias_add(outputs, self.bias)
+        return self.activation(outputs) if self.activation is not None else outputs
+
+    def get_config(self):
+        return {**super().get_config(), **self._quant_config()}
 
     def _build_quantizers(self, input_shape):
         if self.kernel_quantizer is not None:
@@ -110,19 +125,8 @@ class QConv2D(_QuantizedMixin, keras.layers.Conv2D):
         kwargs = self._init_quantizers(kernel_quantizer, input_quantizer, quant_penalty, kwargs)
         super().__init__(filters, kernel_size, strides=strides, padding=padding, use_bias=use_bias, **kwargs)
 
-    def build(self, input_shape):
-        super().build(input_shape)
-        self._build_quantizers(input_shape)
-
-    def call(self, inputs, training=None):
-        inputs, kernel = self._quantized_inputs_and_kernel(inputs, training)
-        outputs = self.convolution_op(inputs, kernel)
-        if self.use_bias:
-            outputs = tf.nn.bias_add(outputs, self.bias)
-        return self.activation(outputs) if self.activation is not None else outputs
-
-    def get_config(self):
-        return {**super().get_config(), **self._quant_config()}
+    def _linear(self, inputs, kernel):
+        return self.convolution_op(inputs, kernel)
 
 
 @keras.saving.register_keras_serializable(package="autoq")
@@ -134,19 +138,8 @@ class QDense(_QuantizedMixin, keras.layers.Dense):
         kwargs = self._init_quantizers(kernel_quantizer, input_quantizer, quant_penalty, kwargs)
         super().__init__(units, use_bias=use_bias, **kwargs)
 
-    def build(self, input_shape):
-        super().build(input_shape)
-        self._build_quantizers(input_shape)
-
-    def call(self, inputs, training=None):
-        inputs, kernel = self._quantized_inputs_and_kernel(inputs, training)
-        outputs = tf.matmul(inputs, kernel)
-        if self.use_bias:
-            outputs = tf.nn.bias_add(outputs, self.bias)
-        return self.activation(outputs) if self.activation is not None else outputs
-
-    def get_config(self):
-        return {**super().get_config(), **self._quant_config()}
+    def _linear(self, inputs, kernel):
+        return tf.matmul(inputs, kernel)
 
 
 @keras.saving.register_keras_serializable(package="autoq")
