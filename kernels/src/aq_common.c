@@ -75,8 +75,9 @@ size_t aq_scratch_bytes(aq_kind kind, const char *variant, const aq_geom *g) {
         size_t one = (((size_t)g->h * g->w * g->c_in + 7) & ~(size_t)7) * sizeof(int16_t) +
                      k * AQ_I8_COB * sizeof(aq_i8w_t);
 #if AQ_DISPATCH /* the x86 pair path: int16 pairs of input channels (c_in padded to even) as int32 */
-        size_t c2 = (size_t)(g->c_in + 1) / 2;
-        size_t pairs = (((size_t)g->h * g->w * c2 + 7) & ~(size_t)7) * sizeof(int32_t) +
+        size_t c2 = (size_t)(g->c_in + 1) / 2; /* input zero-padded to the covered extent */
+        size_t hp = (size_t)(g->out_h - 1) * g->stride + g->kh, wp = (size_t)(g->out_w - 1) * g->stride + g->kw;
+        size_t pairs = ((hp * wp * c2 + 7) & ~(size_t)7) * sizeof(int32_t) +
                        (size_t)g->kh * g->kw * c2 * AQ_I8_COB * sizeof(int32_t);
         if (pairs > one) one = pairs; /* the larger: the size must not depend on the SIMD level */
 #endif

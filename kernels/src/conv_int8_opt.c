@@ -143,22 +143,29 @@ static int has_vnni(void) {
 
 static uint32_t pair16(int a, int b) { return (uint32_t)(uint16_t)(int16_t)a | ((uint32_t)(uint16_t)(int16_t)b << 16); }
 
-/* The int8 convolution on the pair path: geometry with c_in -> ceil(c_in / 2) pair channels. */
+/* The int8 convolution on the pair path. The input is copied zero-padded (pad_top / pad_left
+   rows and columns of exact zeros, the 'same' tail too), so the core sees a 'valid' geometry of
+   ceil(c_in / 2) pair channels in which every output pixel is interior: it runs the 4-pixel
+   block everywhere (a padded tap adds 0 * w, exact in integers). */
 static void conv_pairs(const aq_conv_args *a, int level) {
     const aq_geom *g = &a->g;
     const int8_t *x = (const int8_t *)a->x, *w = (const int8_t *)a->w;
-    int c2 = (g->c_in + 1) / 2, taps = g->kh * g->kw, c0, l, t, i;
-    long npx = (long)g->h * g->w, k = (long)taps * g->c_in, p;
-    int32_t *xs = (int32_t *)a->scratch, *blk = xs + ((npx * c2 + 7) & ~7L);
-    aq_conv_args pa = *a;
-    pa.g.c_in = c2;
+    int c2 = (g->c_in + 1) / 2, taps = g->kh * g->kw, c0, l, t, i, y, xx;
+    int hp = (g->out_h - 1) * g->stride + g->kh, wp = (g->out_w - 1) * g->stride + g->kw;
     int odd = g->c_in & 1, full = g->c_in / 2, zx = a->x_zero_point;
-    for (p = 0; p < npx; p++) {
-        const int8_t *px = x + p * g->c_in;
-        int32_t *o = xs + p * c2;
-        for (i = 0; i < full; i++) o[i] = (int32_t)pair16(px[2 * i] - zx, px[2 * i + 1] - zx);
-        if (odd) o[full] = (int32_t)pair16(px[2 * full] - zx, 0);
-    }
+    long k = (long)taps * g->c_in;
+    int32_t *xs = (int32_t *)a->scratch, *blk = xs + (((long)hp * wp * c2 + 7) & ~7L);
+    aq_conv_args pa = *a;
+    aq_geom_init(&pa.g, hp, wp, c2, g->c_out, g->kh, g->kw, g->stride, AQ_PAD_VALID);
+    for (y = 0; y < hp; y++)
+        for (xx = 0; xx < wp; xx++) {
+            int iy = y - g->pad_top, ix = xx - g->pad_left;
+            int32_t *o = xs + ((long)y * wp + xx) * c2;
+            const int8_t *px = x + ((long)iy * g->w + ix) * g->c_in;
+            if (iy < 0 || iy >= g->h || ix < 0 || ix >= g->w) { memset(o, 0, (size_t)c2 * sizeof *o); continue; }
+            for (i = 0; i < full; i++) o[i] = (int32_t)pair16(px[2 * i] - zx, px[2 * i + 1] - zx);
+            if (odd) o[full] = (int32_t)pair16(px[2 * full] - zx, 0);
+        }
     for (c0 = 0; c0 < g->c_out; c0 += AQ_I8_COB) {
         int nl = g->c_out - c0 < AQ_I8_COB ? g->c_out - c0 : AQ_I8_COB;
         if (nl < AQ_I8_COB) memset(blk, 0, (size_t)taps * c2 * AQ_I8_COB * sizeof *blk);
