@@ -22,10 +22,10 @@ position is an exact zero):
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 import numpy as np
 
+from autoq.cost.measurements import CSV_FIELDS, Measurement
 from autoq.errors import UserError
 
 try:
@@ -309,26 +309,11 @@ def dense(kind: str, x: np.ndarray, w: np.ndarray, **kwargs) -> np.ndarray:
 # --- benchmark -------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class BenchRecord:
-    """One row of the kernel measurements CSV (docs/contracts.md)."""
+class BenchRecord(Measurement):
+    """One row of the kernel measurements CSV (docs/contracts.md): the cost model's Measurement
+    (autoq.cost.measurements owns the CSV columns and the record shape); ns_min always set here."""
 
-    kind: str
-    bits: int
-    variant: str
-    c_in: int
-    c_out: int
-    h: int
-    w: int
-    f: int
-    stride: int
-    pad: str
-    macs: int
-    ns_median: float
-    ns_min: float
-
-    FIELDS = ("kind", "bits", "variant", "c_in", "c_out", "h", "w", "f", "stride", "pad", "macs",
-              "ns_median", "ns_min")
+    FIELDS = CSV_FIELDS
 
 
 def default_bits(kind: str) -> int:
