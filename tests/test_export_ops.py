@@ -88,6 +88,23 @@ def test_onnx_equals_keras(case, tmp_path):
     assert info["max_abs_diff"] <= 1e-4
 
 
+def test_onnx_check_allows_only_counted_level_flips(case, tmp_path):
+    from autoq.errors import UserError
+    from autoq.export.onnx import export_onnx
+
+    _, graph, x, ref = case
+    shifted = ref.copy()
+    shifted[0] += 0.01 * np.sign(shifted[0] - shifted[0].mean())  # one sample off by a level, same argmax
+    with pytest.raises(UserError, match=r"on 1 of 40 test samples \(allowed 0"):
+        export_onnx(graph, x, shifted, tmp_path / "a.onnx")
+    info = export_onnx(graph, x, shifted, tmp_path / "b.onnx", allowed_flips=1)
+    assert info["samples_beyond_tolerance"] == 1 and info["argmax_agreement"] == 1.0
+    swapped = ref.copy()
+    swapped[0] = swapped[0][::-1] + np.linspace(0, 1, swapped.shape[1])  # a different argmax
+    with pytest.raises(UserError, match=r", 1 argmax differ"):
+        export_onnx(graph, x, swapped, tmp_path / "c.onnx", allowed_flips=5)
+
+
 @pytest.mark.parametrize("variant", ["ref", "opt"])
 def test_c_equals_keras(case, tmp_path, variant):
     from autoq.export import c_emit

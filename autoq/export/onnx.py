@@ -306,11 +306,14 @@ def run_onnx(model_bytes: bytes, x: np.ndarray, per_sample: bool = False, batch:
 
 
 def export_onnx(graph: ExportGraph, x: np.ndarray, reference: np.ndarray, path, tolerance: float = 1e-4,
-                per_sample: bool = False) -> dict:
+                per_sample: bool = False, allowed_flips: int = 0) -> dict:
     """Write ``path`` and check onnxruntime against ``reference`` (Keras logits for ``x``).
 
     int4 storage is tried first and replaced by int8 if onnxruntime cannot run it. Raises
-    UserError (the export fails) if the largest absolute difference exceeds ``tolerance``.
+    UserError (the export fails) if more than ``allowed_flips`` samples differ by more than
+    ``tolerance`` or any argmax differs. ``allowed_flips`` > 0 only for models with quantized
+    activations, where a last-bit difference in a preceding sum can move a value to the next
+    level (the same rule as the C check).
     """
     last_error = None
     for use_int4 in (True, False):
@@ -322,17 +325,20 @@ def export_onnx(graph: ExportGraph, x: np.ndarray, reference: np.ndarray, path, 
             last_error = exc
             log.warning("onnxruntime could not run the %s model (%s)", "int4" if use_int4 else "int8", exc)
             continue
-        diff = float(np.max(np.abs(got - reference))) if len(x) else 0.0
-        if diff > tolerance:
-            over = int(np.sum(np.max(np.abs(got - reference), axis=1) > tolerance))
+        per_sample_diff = np.max(np.abs(got - reference), axis=1) if len(x) else np.zeros(0)
+        diff = float(per_sample_diff.max(initial=0.0))
+        over = int(np.sum(per_sample_diff > tolerance))
+        argmax_differ = int(np.sum(np.argmax(got, 1) != np.argmax(reference, 1))) if len(x) else 0
+        if over > allowed_flips or argmax_differ:
             raise UserError(f"ONNX export check failed: onnxruntime logits differ from Keras by up to {diff:.3g} "
-                            f"(tolerance {tolerance:g}) on {over} of {len(x)} test samples; with quantized "
-                            "activations a last-bit difference in a preceding sum can cross a rounding threshold")
+                            f"(tolerance {tolerance:g}) on {over} of {len(x)} test samples (allowed "
+                            f"{allowed_flips}: quantized-activation level flips), {argmax_differ} argmax differ")
         with open(path, "wb") as fh:
             fh.write(data)
-        agree = float(np.mean(np.argmax(got, 1) == np.argmax(reference, 1))) if len(x) else 1.0
+        agree = 1.0 - argmax_differ / len(x) if len(x) else 1.0
         fused = run_onnx(data, x, per_sample=per_sample, exact=False)
         return {"max_abs_diff": diff, "argmax_agreement": agree, "samples": int(len(x)), "weights": storage,
+                "samples_beyond_tolerance": over, "allowed_level_flips": allowed_flips,
                 "opset": OPSET, "int4": use_int4, "session_options": {"graph_optimization_level": "ORT_DISABLE_ALL"},
                 "default_options_max_abs_diff": float(np.max(np.abs(fused - reference))) if len(x) else 0.0,
                 "default_options_argmax_agreement":
