@@ -41,6 +41,17 @@ def _print_json(obj) -> None:
     typer.echo(json.dumps(obj, indent=2, sort_keys=False, default=str))
 
 
+def _parse_shape(text: str) -> tuple[int, int, int]:
+    """--input-shape H,W,C (or HxWxC), positive integers."""
+    try:
+        shape = tuple(int(v) for v in text.replace("x", ",").split(","))
+    except ValueError:
+        shape = ()
+    if len(shape) != 3 or min(shape) < 1:
+        raise UserError(f"--input-shape: expected H,W,C such as 32,32,3, got {text!r}")
+    return shape  # type: ignore[return-value]
+
+
 # --- quantizers (foundation) -------------------------------------------------------------
 
 
@@ -220,16 +231,6 @@ def _read_text(path: str) -> str:
         return Path(path).read_text()
     except FileNotFoundError:
         raise UserError(f"{path}: file not found") from None
-
-
-def _parse_shape(text: str) -> tuple[int, int, int]:
-    try:
-        shape = tuple(int(v) for v in text.split(","))
-    except ValueError:
-        shape = ()
-    if len(shape) != 3 or min(shape) < 1:
-        raise UserError(f"--input-shape: got {text!r}; expected H,W,C with positive integers, e.g. 32,32,3")
-    return shape
 
 
 @app.command("calibrate")
@@ -415,16 +416,6 @@ def search_cmd(
 
 
 # --- models and training --------------------------------------------------------------------
-
-
-def _parse_shape(text: str) -> tuple[int, int, int]:
-    try:
-        shape = tuple(int(v) for v in text.replace("x", ",").split(","))
-    except ValueError:
-        shape = ()
-    if len(shape) != 3 or min(shape) < 1:
-        raise UserError(f"--input-shape: expected H,W,C such as 32,32,3, got {text!r}")
-    return shape  # type: ignore[return-value]
 
 
 @app.command("models")

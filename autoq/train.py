@@ -121,14 +121,20 @@ def get_recipe(recipe: "Recipe | str | dict | None", model_name: str,
 # --- results ------------------------------------------------------------------------------
 
 @dataclass
-class BaselineResult:
-    status: str
+class _RunResult:
+    """What every training run reports (a float baseline or a quantized fine-tune)."""
+
+    status: str  # "ok" | "failed"
     reason: str | None
     val_acc: float | None
     test_acc: float | None
     weights_path: str | None
     model_path: str | None
     seconds: float
+
+
+@dataclass
+class BaselineResult(_RunResult):
     cached: bool = False
     key: str = ""
     folder: str | None = None
@@ -143,14 +149,7 @@ class BaselineResult:
 
 
 @dataclass
-class TrainResult:
-    status: str  # "ok" | "failed"
-    reason: str | None
-    val_acc: float | None
-    test_acc: float | None
-    weights_path: str | None
-    model_path: str | None
-    seconds: float
+class TrainResult(_RunResult):
     model_name: str = ""
     dataset: str = ""
     config: dict = field(default_factory=dict)

@@ -13,7 +13,6 @@ Runtime: measured 410 s on the 2 shared cores (load ~5; 5 presets x 4 runs); use
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -21,9 +20,11 @@ from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from autoq.config import preset  # noqa: E402
+from _report import pct, print_table  # noqa: E402
 from autoq.data import load_dataset  # noqa: E402
 from autoq.train import finetune, get_recipe, train_baseline  # noqa: E402
 
@@ -59,25 +60,17 @@ def main() -> None:
             row[label] = res.val_acc
             row[label + "_s"] = round(res.seconds, 1)
         rows.append(row)
-        print(f"  {name:7s} " + "  ".join(f"{k} {_pct(row[k])} ({row[k + '_s']:.0f}s)" for k in
+        print(f"  {name:7s} " + "  ".join(f"{k} {pct(row[k])} ({row[k + '_s']:.0f}s)" for k in
                                          ("ft_full", "scratch_full", "ft_quarter", "scratch_quarter")),
               flush=True)
 
     q = quarter.epochs
     print(f"\n{args.model} / digits, validation accuracy %, seed {args.seed}, first/last float "
           f"(total {time.perf_counter() - start:.0f} s; baseline {base.seconds:.0f} s once)\n")
-    print(f"| preset | fine-tune {args.epochs} ep | scratch {args.epochs} ep | fine-tune {q} ep | "
-          f"scratch {q} ep |")
-    print("|---|---|---|---|---|")
-    for r in rows:
-        print(f"| {r['preset']} | {_pct(r['ft_full'])} | {_pct(r['scratch_full'])} | "
-              f"{_pct(r['ft_quarter'])} | {_pct(r['scratch_quarter'])} |")
-    if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=2))
-
-
-def _pct(v) -> str:
-    return "  -  " if v is None else f"{100 * v:5.2f}"
+    print_table(["preset", f"fine-tune {args.epochs} ep", f"scratch {args.epochs} ep", f"fine-tune {q} ep",
+                 f"scratch {q} ep"],
+                [[r["preset"], pct(r["ft_full"]), pct(r["scratch_full"]), pct(r["ft_quarter"]),
+                  pct(r["scratch_quarter"])] for r in rows], args.json, rows)
 
 
 if __name__ == "__main__":

@@ -16,16 +16,17 @@ Runtime: measured 260-320 s on the 2 shared cores (load ~5; 15 presets x 12-30 s
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from autoq.config import PRESETS, preset  # noqa: E402
+from _report import pct, print_table  # noqa: E402
 from autoq.data import load_dataset  # noqa: E402
 from autoq.train import RECIPES, finetune, train_baseline  # noqa: E402
 
@@ -65,24 +66,16 @@ def main() -> None:
                      "compression": res.compression, "seconds": round(res.seconds, 1),
                      "thesis_mnist": THESIS.get(name)})
         r = rows[-1]
-        print(f"  {name:9s} {res.status:6s} val {_pct(r['val_acc'])} test {_pct(r['test_acc'])} "
+        print(f"  {name:9s} {res.status:6s} val {pct(r['val_acc'])} test {pct(r['test_acc'])} "
               f"{r['compression'] or 0:6.2f}x  {r['seconds']:5.1f} s", flush=True)
 
     mode = "from scratch" if args.from_scratch else "fine-tuned from the float baseline"
     print(f"\nLeNet-5 / digits, {args.epochs} epochs, {mode}, seed {args.seed}, "
           f"{'first/last float' if args.first_last_float else 'all layers quantized'} "
           f"(total {time.perf_counter() - start:.0f} s)\n")
-    print("| preset | val acc % | test acc % | packed bytes | compression | thesis LeNet-5/MNIST % |")
-    print("|---|---|---|---|---|---|")
-    for r in rows:
-        print(f"| {r['preset']} | {_pct(r['val_acc'])} | {_pct(r['test_acc'])} | "
-              f"{r['packed_bytes']:,} | {r['compression']:.2f}x | {r['thesis_mnist'] or '-'} |")
-    if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=2))
-
-
-def _pct(v) -> str:
-    return "  -  " if v is None else f"{100 * v:5.2f}"
+    print_table(["preset", "val acc %", "test acc %", "packed bytes", "compression", "thesis LeNet-5/MNIST %"],
+                [[r["preset"], pct(r["val_acc"]), pct(r["test_acc"]), f"{r['packed_bytes']:,}",
+                  f"{r['compression']:.2f}x", r["thesis_mnist"] or "-"] for r in rows], args.json, rows)
 
 
 if __name__ == "__main__":

@@ -17,16 +17,17 @@ Runtime: measured 350 s on the 2 shared cores (load ~5; 9 runs x 30-45 s).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from autoq.config import preset  # noqa: E402
+from _report import pct, print_table  # noqa: E402
 from autoq.data import load_dataset  # noqa: E402
 from autoq.train import Recipe, finetune, train_baseline  # noqa: E402
 
@@ -76,25 +77,18 @@ def main() -> None:
                         "reason": res.reason, "val_acc": res.val_acc, "test_acc": res.test_acc,
                         "final_train_loss": last_loss, "compression": res.compression,
                         "seconds": round(res.seconds, 1), "thesis_cifar10": thesis})
-        print(f"  {label:22s} {res.status:6s} val {_pct(res.val_acc)} test {_pct(res.test_acc)} "
+        print(f"  {label:22s} {res.status:6s} val {pct(res.val_acc)} test {pct(res.test_acc)} "
               f"loss {last_loss if last_loss is not None else float('nan'):.3f} "
               f"{res.seconds:5.1f} s", flush=True)
 
     mode = "fine-tuned from the float baseline" if args.finetune else "from scratch"
     print(f"\n{args.model} / digits, {args.epochs} epochs, {mode}, seed {args.seed} "
           f"(total {time.perf_counter() - start:.0f} s)\n")
-    print(f"| method | val acc % | test acc % | final train loss | thesis {args.model} CIFAR-10 % |")
-    print("|---|---|---|---|---|")
-    for r in results:
-        loss = "-" if r["final_train_loss"] is None else f"{r['final_train_loss']:.3f}"
-        thesis = r["thesis_cifar10"] if args.model == "resnet20" else "see methods.md"
-        print(f"| {r['row']} | {_pct(r['val_acc'])} | {_pct(r['test_acc'])} | {loss} | {thesis} |")
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2))
-
-
-def _pct(v) -> str:
-    return "  -  " if v is None else f"{100 * v:5.2f}"
+    thesis = (lambda r: r["thesis_cifar10"]) if args.model == "resnet20" else (lambda r: "see methods.md")
+    print_table(["method", "val acc %", "test acc %", "final train loss", f"thesis {args.model} CIFAR-10 %"],
+                [[r["row"], pct(r["val_acc"]), pct(r["test_acc"]),
+                  "-" if r["final_train_loss"] is None else f"{r['final_train_loss']:.3f}", thesis(r)]
+                 for r in results], args.json, results)
 
 
 if __name__ == "__main__":
