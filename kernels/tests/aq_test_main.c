@@ -91,7 +91,8 @@ static uint32_t rnd(void) { seed = seed * 1664525u + 1013904223u; return seed >>
 static void check_integer_kinds(int level) {
     static const int shapes[][8] = {/* h, w, c_in, c_out, k, stride, padding */
         {6, 5, 1, 3, 3, 1, AQ_PAD_SAME}, {7, 7, 31, 9, 4, 2, AQ_PAD_SAME}, {5, 6, 65, 5, 2, 1, AQ_PAD_VALID},
-        {4, 4, 33, 9, 5, 1, AQ_PAD_SAME}, {6, 6, 3, 8, 1, 2, AQ_PAD_VALID}};
+        {4, 4, 33, 9, 5, 1, AQ_PAD_SAME}, {6, 6, 3, 8, 1, 2, AQ_PAD_VALID},
+        {3, 3, 256, 1, 3, 1, AQ_PAD_SAME}}; /* last: binary kinds only, saturated bits (below) */
     static uint64_t xb[RAND_WORDS], wb[RAND_WORDS];
     static int8_t y8[OUT_FLOATS], y8r[OUT_FLOATS];
     int s, k, i;
@@ -99,13 +100,17 @@ static void check_integer_kinds(int level) {
         for (k = AQ_XNOR; k <= AQ_INT8; k++) {
             const int *sh = shapes[s];
             aq_conv_args a;
-            int ref = -1, opt = -1;
+            int ref = -1, opt = -1, saturate = sh[2] > 128;
             long n;
+            if (saturate && k == AQ_INT8) continue; /* int8 opt needs more scratch than the test has */
             memset(&a, 0, sizeof a);
             aq_geom_init(&a.g, sh[0], sh[1], sh[2], sh[3], sh[4], sh[4], sh[5], sh[6]);
             for (i = 0; i < RAND_WORDS; i++) {
                 xb[i] = ((uint64_t)rnd() << 40) ^ ((uint64_t)rnd() << 16) ^ rnd();
                 wb[i] = ((uint64_t)rnd() << 40) ^ ((uint64_t)rnd() << 16) ^ rnd();
+                /* every bit counted: 36 words per window * 8 per byte exceed a byte, so the aarch64
+                   count_block must fold its byte counts (every 31 words) to match the reference */
+                if (saturate) { xb[i] = ~(uint64_t)0; wb[i] = k == AQ_XNOR ? 0 : ~(uint64_t)0; }
             }
             if (k != AQ_INT8) { /* zero tail bits */
                 int nw = aq_words(sh[2]);
