@@ -1,10 +1,18 @@
-/* Reference and convolution: the thesis's plain loop nest (output channel, output pixel, tap,
- * input channel) with per-weight index arithmetic. Correctness baseline; not for speed. */
+/* Reference xnor and and convolutions: the thesis's plain loop nest (output channel, output
+ * pixel, tap, input channel) with per-weight index arithmetic. Correctness baseline; not for
+ * speed. The two kinds differ only in the product of one activation bit and one weight bit. */
 #include "aq_internal.h"
 
-int aq_conv_and_ref(const aq_conv_args *a) {
+/* Product of an activation bit and a weight bit (bit 1 = +1):
+ * xnor: both +-1, XNOR of the signs; and: activation {0,1} times weight +-1. */
+static int32_t bit_product(aq_kind kind, unsigned xb, unsigned wb) {
+    if (kind == AQ_XNOR) return (xb == wb) ? 1 : -1;
+    return xb ? (wb ? 1 : -1) : 0;
+}
+
+static int conv_bin_ref(const aq_conv_args *a, aq_kind kind) {
     const aq_geom *g = &a->g;
-    int co, oy, ox, ky, kx, ci, rc = aq_check_args(a, AQ_AND, "ref");
+    int co, oy, ox, ky, kx, ci, rc = aq_check_args(a, kind, "ref");
     const uint64_t *x = (const uint64_t *)a->x;
     const uint64_t *w = (const uint64_t *)a->w;
     float *y = (float *)a->y;
@@ -24,7 +32,7 @@ int aq_conv_and_ref(const aq_conv_args *a) {
                         for (ci = 0; ci < g->c_in; ci++) {
                             unsigned xb = (unsigned)(x[((long)iy * g->w + ix) * nw + ci / 64] >> (ci % 64)) & 1u;
                             unsigned wb = (unsigned)(w[tap * nw + ci / 64] >> (ci % 64)) & 1u;
-                            if (xb) acc += wb ? 1 : -1; /* activation {0,1} times weight +-1 */
+                            acc += bit_product(kind, xb, wb);
                         }
                     }
                 }
@@ -32,3 +40,7 @@ int aq_conv_and_ref(const aq_conv_args *a) {
             }
     return AQ_OK;
 }
+
+int aq_conv_xnor_ref(const aq_conv_args *a) { return conv_bin_ref(a, AQ_XNOR); }
+
+int aq_conv_and_ref(const aq_conv_args *a) { return conv_bin_ref(a, AQ_AND); }
