@@ -29,6 +29,7 @@ from typing import Any
 
 import yaml
 
+from autoq.cost.deploy import DeployCost
 from autoq.errors import UserError, where
 from autoq.kinds import KINDS
 
@@ -39,7 +40,7 @@ COEFFICIENTS = ("ns_per_mac", "ns_per_word_op", "ns_per_row", "ns_per_output", "
 MEMORY_LAYOUTS = ({"sram_bytes", "flash_bytes"}, {"ram_bytes", "storage_bytes"})
 
 _TOP_REQUIRED = {"id", "board", "cpu", "clock_hz", "word_bits", "memory", "overhead_ns", "kernels"}
-_TOP_OPTIONAL = {"notes"}
+_TOP_OPTIONAL = {"notes", "deploy"}   # deploy: autoq/cost/deploy.py
 _KERNEL_REQUIRED = {"coefficients", "provenance", "source", "fit"}
 _KERNEL_OPTIONAL = {"c_out_block"}
 _FIT_REQUIRED = {"points", "mape"}
@@ -81,6 +82,7 @@ class HardwareProfile:
     kernels: dict[str, KernelCost]
     notes: str | None = None
     path: str | None = field(default=None, compare=False)
+    deploy: DeployCost = field(default_factory=DeployCost)   # code, scratch rule, stack, library RAM
 
     @property
     def ram_limit_bytes(self) -> int:
@@ -105,6 +107,8 @@ class HardwareProfile:
         if self.notes:
             data["notes"] = self.notes
         data["kernels"] = {kind: k.to_dict() for kind, k in self.kernels.items()}
+        if self.deploy.points:
+            data["deploy"] = self.deploy.to_dict()
         return data
 
     @classmethod
@@ -137,7 +141,8 @@ class HardwareProfile:
         return cls(id=data["id"], board=data["board"], cpu=data["cpu"], clock_hz=int(data["clock_hz"]),
                    word_bits=int(data["word_bits"]), memory={k: int(v) for k, v in memory.items()},
                    overhead_ns=float(data["overhead_ns"]), kernels=parsed, notes=data.get("notes"),
-                   path=source)
+                   path=source, deploy=DeployCost.from_dict(data["deploy"], source) if "deploy" in data
+                   else DeployCost())
 
 
 def _kernel_from_dict(raw: Any, source: str | None, path: str) -> KernelCost:
