@@ -7,14 +7,14 @@ C, ``benchmarks/measure_deploy.py``)::
       arch: m4                     # the kernel build whose scratch rule applies: m4 | aarch64 | x86_64
       code_bytes: {base: 3800, per_layer: 64, per_op: 24,
                    kinds: {f32: 1100, lut: 1300, ...}, ops: {act: 40, maxpool: 260, ...}}
-      static_ram_bytes: 1064       # RAM outside the plan's buffers (C library data)
+      static_ram_bytes: {base: 8, kinds: {shift: 1056}}   # RAM outside the plan's buffers (C library data)
       stack_bytes: {base: 96, kinds: {f32: 120, ...}}
       provenance: measured-host
       source: "..."
       fit: {points: 24, max_error_bytes: 180}
 
     code   = base + per_layer * layers + per_op * ops + sum(kinds used) + sum(op kinds used)
-    stack  = base + max(kinds used)
+    stack  = base + max(kinds used);  library RAM = base + max(kinds used)
     scratch (the opt kernels' buffer) = max over layers of scratch_bytes(layer, arch),
              the kernels' own aq_scratch_bytes (kernels/src/aq_common.c) for that build,
              rounded as the emitted C declares it: 8 * (ceil(S / 8) + 1)
@@ -49,6 +49,7 @@ class DeployCost:
     code_kinds: dict[str, int] = field(default_factory=dict)
     code_ops: dict[str, int] = field(default_factory=dict)
     static_ram_bytes: int = 0
+    ram_kinds: dict[str, int] = field(default_factory=dict)
     stack_base: int = 0
     stack_kinds: dict[str, int] = field(default_factory=dict)
     provenance: str = "derived"
@@ -61,7 +62,7 @@ class DeployCost:
                 "code_bytes": {"base": self.code_base, "per_layer": self.code_per_layer,
                                "per_op": self.code_per_op, "kinds": dict(self.code_kinds),
                                "ops": dict(self.code_ops)},
-                "static_ram_bytes": self.static_ram_bytes,
+                "static_ram_bytes": {"base": self.static_ram_bytes, "kinds": dict(self.ram_kinds)},
                 "stack_bytes": {"base": self.stack_base, "kinds": dict(self.stack_kinds)},
                 "provenance": self.provenance, "source": self.source,
                 "fit": {"points": self.points, "max_error_bytes": self.max_error_bytes}}
@@ -79,12 +80,13 @@ class DeployCost:
                             f"allowed: {', '.join(PROVENANCES)}")
         if not isinstance(raw["source"], str):
             raise UserError(f"{where(source, path + '.source')}got {raw['source']!r}; expected a string")
-        code, stack, fit = raw["code_bytes"], raw["stack_bytes"], raw["fit"]
+        code, stack, fit, ram = raw["code_bytes"], raw["stack_bytes"], raw["fit"], raw["static_ram_bytes"]
         _mapping(code, source, f"{path}.code_bytes", {"base", "per_layer", "per_op", "kinds", "ops"})
         _mapping(stack, source, f"{path}.stack_bytes", {"base", "kinds"})
+        _mapping(ram, source, f"{path}.static_ram_bytes", {"base", "kinds"})
         _mapping(fit, source, f"{path}.fit", {"points", "max_error_bytes"})
         numbers = {f"{path}.code_bytes.{k}": code[k] for k in ("base", "per_layer", "per_op")}
-        numbers[f"{path}.static_ram_bytes"] = raw["static_ram_bytes"]
+        numbers[f"{path}.static_ram_bytes.base"] = ram["base"]
         numbers[f"{path}.stack_bytes.base"] = stack["base"]
         numbers[f"{path}.fit.points"] = fit["points"]
         if fit["max_error_bytes"] is not None:
@@ -93,7 +95,8 @@ class DeployCost:
             _byte_count(value, source, key)
         tables = {}
         for key, table, names in (("code_bytes.kinds", code["kinds"], KINDS), ("code_bytes.ops", code["ops"], OP_KINDS),
-                                  ("stack_bytes.kinds", stack["kinds"], KINDS)):
+                                  ("stack_bytes.kinds", stack["kinds"], KINDS),
+                                  ("static_ram_bytes.kinds", ram["kinds"], KINDS)):
             if not isinstance(table, dict):
                 raise UserError(f"{where(source, f'{path}.{key}')}expected a mapping, got {type(table).__name__}")
             for name, value in table.items():
@@ -103,7 +106,8 @@ class DeployCost:
             tables[key] = {str(k): int(v) for k, v in table.items()}
         return cls(arch=raw["arch"], code_base=int(code["base"]), code_per_layer=int(code["per_layer"]),
                    code_per_op=int(code["per_op"]), code_kinds=tables["code_bytes.kinds"],
-                   code_ops=tables["code_bytes.ops"], static_ram_bytes=int(raw["static_ram_bytes"]),
+                   code_ops=tables["code_bytes.ops"], static_ram_bytes=int(ram["base"]),
+                   ram_kinds=tables["static_ram_bytes.kinds"],
                    stack_base=int(stack["base"]), stack_kinds=tables["stack_bytes.kinds"],
                    provenance=raw["provenance"], source=raw["source"], points=int(fit["points"]),
                    max_error_bytes=None if fit["max_error_bytes"] is None else int(fit["max_error_bytes"]))
@@ -135,8 +139,16 @@ def code_bytes(plan, deploy: DeployCost) -> int:
             + sum(deploy.code_kinds.get(k, 0) for k in kinds) + sum(deploy.code_ops.get(o, 0) for o in ops))
 
 
+def _base_plus_max(base: int, table: dict[str, int], plan) -> int:
+    return base + max((table.get(e.kind, 0) for e in plan.layers), default=0)
+
+
 def stack_bytes(plan, deploy: DeployCost) -> int:
-    return deploy.stack_base + max((deploy.stack_kinds.get(e.kind, 0) for e in plan.layers), default=0)
+    return _base_plus_max(deploy.stack_base, deploy.stack_kinds, plan)
+
+
+def library_ram_bytes(plan, deploy: DeployCost) -> int:
+    return _base_plus_max(deploy.static_ram_bytes, deploy.ram_kinds, plan)
 
 
 def _words(c: int) -> int:
@@ -169,10 +181,15 @@ def layer_scratch_bytes(entry, arch: str) -> int:
     raise UserError(f"layer {entry.name}: kind {entry.kind!r} unknown; allowed: {', '.join(KINDS)}")
 
 
+def scratch_need(plan, arch: str) -> int:
+    """The largest scratch any layer's opt kernel needs on ``arch`` (emit_c's scratch_bytes)."""
+    return max((layer_scratch_bytes(e, arch) for e in plan.layers), default=0)
+
+
 def scratch_bytes(plan, arch: str) -> int:
-    """The emitted C's scratch array for ``arch``: 8 * (ceil(S / 8) + 1), S the largest need."""
-    need = max((layer_scratch_bytes(e, arch) for e in plan.layers), default=0)
-    return 8 * ((need + 7) // 8 + 1)
+    """The emitted C's scratch array for ``arch``: 8 * (ceil(S / 8) + 1), S = scratch_need."""
+    return 8 * ((scratch_need(plan, arch) + 7) // 8 + 1)
 
 
-__all__ = ["ARCHES", "DeployCost", "code_bytes", "layer_scratch_bytes", "scratch_bytes", "stack_bytes"]
+__all__ = ["ARCHES", "DeployCost", "code_bytes", "layer_scratch_bytes", "library_ram_bytes", "scratch_bytes",
+           "scratch_need", "stack_bytes"]

@@ -31,7 +31,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from autoq.cost.deploy import code_bytes, scratch_bytes, stack_bytes
+from autoq.cost.deploy import code_bytes, library_ram_bytes, scratch_bytes, stack_bytes
 from autoq.cost.profile import COEFFICIENTS, HardwareProfile, load_profile
 from autoq.plan import LayerEntry, LayerPlan
 
@@ -106,7 +106,7 @@ def estimate(plan: LayerPlan, profile: HardwareProfile | str) -> CostReport:
     deploy = profile.deploy
     const, code = plan.const_bytes, code_bytes(plan, deploy)
     scratch = scratch_bytes(plan, deploy.arch)
-    stack = stack_bytes(plan, deploy) + deploy.static_ram_bytes
+    stack = stack_bytes(plan, deploy) + library_ram_bytes(plan, deploy)
     flash = const + code
     if plan.arena_bytes:
         peak_ram = plan.arena_bytes + scratch + stack

@@ -370,9 +370,9 @@ class CEmission:
 
     @property
     def static_ram_bytes(self) -> int:
-        """The static buffers as declared (each at least one element), without the scratch."""
-        return (4 * (max(self.arena_floats, 1) + max(self.qtmp_floats, 1) + max(self.i8scale_floats, 1))
-                + 8 * max(self.bits_words, 1))
+        """The static buffers the linked program keeps, without the scratch (an unused
+        one-element buffer is dropped by the compiler)."""
+        return 4 * (max(self.arena_floats, 1) + self.qtmp_floats + self.i8scale_floats) + 8 * self.bits_words
 
     @property
     def ram_bytes(self) -> int:
