@@ -107,7 +107,7 @@ class HardwareProfile:
         if self.notes:
             data["notes"] = self.notes
         data["kernels"] = {kind: k.to_dict() for kind, k in self.kernels.items()}
-        if self.deploy.points:
+        if self.deploy != DeployCost():
             data["deploy"] = self.deploy.to_dict()
         return data
 
