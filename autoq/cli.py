@@ -223,7 +223,7 @@ def cost_cmd(
 def _read_json(path: str):
     from autoq.fileio import read_json
 
-    return read_json(path)
+    return read_json(path, "LayerPlan JSON file")
 
 
 def _plan_for(model, preset, config, input_shape, num_classes):
@@ -233,7 +233,7 @@ def _plan_for(model, preset, config, input_shape, num_classes):
     if (preset is None) == (config is None):
         raise UserError("cost: give exactly one of --preset NAME or --config FILE (or --plan FILE)")
     if config is not None:
-        qconfig = QuantConfig.from_json(_read_text(config), source=config)
+        qconfig = QuantConfig.from_json(_read_text(config, "QuantConfig JSON file"), source=config)
         model = model or getattr(qconfig, "model", None)
     if not model:
         raise UserError("cost: --model is required (the config names no model)")
@@ -246,10 +246,10 @@ def _plan_for(model, preset, config, input_shape, num_classes):
     return plan_from_model(build_model(model, shape, num_classes, qconfig))
 
 
-def _read_text(path: str) -> str:
+def _read_text(path: str, what: str = "file") -> str:
     from autoq.fileio import read_text
 
-    return read_text(path)
+    return read_text(path, what)
 
 
 @app.command("calibrate")
@@ -268,7 +268,6 @@ def calibrate_cmd(
         if value is not None and Path(value).is_dir():
             raise UserError(f"{option}: {value!r} is a folder; allowed: a file path")
     import os
-    from pathlib import Path
 
     from autoq.cost import calibrate as cal
     from autoq.cost.profile import dump_profile, profiles_dir

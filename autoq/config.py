@@ -75,7 +75,7 @@ def _normalise_quantizer(spec: Any, role: str, key: str, source: str | None) -> 
 def _check_slope(value: Any, key: str, source: str | None) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
             or value <= 0:
-        raise UserError(f"{where(source, key)}relu_slope must be a positive number, got {value!r}")
+        raise UserError(f"{where(source, key)}got {value!r}; allowed: relu_slope, a finite number > 0")
     return float(value)
 
 

@@ -129,7 +129,7 @@ def _row(values: dict[str, str], where: str) -> Measurement:
     out: dict = {}
     kind = values.get("kind", "").strip()
     if kind not in KINDS:
-        raise UserError(f"{where}: column kind: got {kind!r}; allowed: {', '.join(KINDS)}")
+        raise UserError(f"{where}: column kind: got {_short(kind)}; allowed: {', '.join(KINDS)}")
     out["kind"] = kind
     out["variant"] = values.get("variant", "").strip()
     for name in _INT_FIELDS:
@@ -137,7 +137,7 @@ def _row(values: dict[str, str], where: str) -> Measurement:
         try:
             out[name] = int(raw)
         except ValueError:
-            raise UserError(f"{where}: column {name}: got {raw!r}; expected an integer") from None
+            raise UserError(f"{where}: column {name}: got {_short(raw)}; expected an integer") from None
         top = MAX_MACS if name == "macs" else MAX_BITS if name == "bits" else MAX_DIM
         if not 1 <= out[name] <= top:
             raise UserError(f"{where}: column {name}: got {raw!r}; expected an integer 1..{top}")
@@ -150,7 +150,7 @@ def _row(values: dict[str, str], where: str) -> Measurement:
         try:
             out[name] = float(raw)
         except ValueError:
-            raise UserError(f"{where}: column {name}: got {raw!r}; expected a number of nanoseconds") from None
+            raise UserError(f"{where}: column {name}: got {_short(raw)}; expected a number of nanoseconds") from None
         if not out[name] > 0 or math.isinf(out[name]):
             raise UserError(f"{where}: column {name}: got {raw!r}; expected a finite number > 0")
     if len(out["variant"]) > 64 or not out["variant"].isprintable():
@@ -169,6 +169,10 @@ def _row(values: dict[str, str], where: str) -> Measurement:
         raise UserError(f"{where}: column macs: got {row.macs}, but the shape gives {expected} "
                         f"(h_out*w_out*c_out*f*f*c_in)")
     return row
+
+
+def _short(raw: str) -> str:
+    return repr(raw) if len(raw) <= 40 else repr(raw[:40]) + f"... ({len(raw)} characters)"
 
 
 def format_measurements(rows: list[Measurement], comments: list[str] = ()) -> str:
