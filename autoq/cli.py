@@ -207,7 +207,7 @@ def cost_cmd(
     for col in ("layer", "kind", "w bits", "MACs", "latency ms", "flash B", "RAM B", "provenance"):
         table.add_column(col, justify="left" if col in ("layer", "kind", "provenance") else "right")
     for entry, lc in zip(layer_plan.layers, report.per_layer):
-        table.add_row(lc.name, lc.kind, str(entry.weight_bits), f"{lc.macs:,}", f"{lc.latency_ms:.4g}",
+        table.add_row(escape(lc.name), escape(lc.kind), str(entry.weight_bits), f"{lc.macs:,}", f"{lc.latency_ms:.4g}",
                       f"{lc.flash_bytes:,}", f"{lc.ram_bytes:,}", lc.provenance)
     console = Console()
     console.print(table)
@@ -565,6 +565,10 @@ def bench_kernels_cmd(
     _check_range("--reps", reps, 1, 100_000)
     from autoq import kernels
 
+    known = sorted({v for _, v in kernels.VARIANTS})
+    for v in variants.split(","):
+        if v not in known:
+            raise UserError(f"--variants: got {v!r}; allowed: {', '.join(known)} (comma-separated)")
     shapes = [kernels.parse_shape(s) for s in shape] if shape else None
     records = kernels.run_bench(shapes, kinds.split(",") if kinds else None,
                                 tuple(variants.split(",")), reps=reps)

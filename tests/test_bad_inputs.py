@@ -538,6 +538,13 @@ NPZ_CASES = [
     npz("text-file", ["not a readable .npz"], files={"data.npz": "x_train,y_train\n1,2\n"}),
     npz("folder", ["is a folder"], files={"data.npz": DIR}),
     Case("npz-missing", TRAIN_NPZ, {}, ("data.npz", "not found")),
+    Case("npz-search-string-labels", ["search", "--space", "lenet5", "--budget", "1", "--data", "{d}/data.npz",
+                                      "--out", "{d}/run", "--no-progress"],
+         {"data.npz": _npz(y_train=np.array(["a", "b"] * 10))}, ("data.npz", "labels of dtype", "0..65535")),
+    Case("npz-search-label-2-40", ["search", "--space", "{d}/space.yaml", "--budget", "1", "--out", "{d}/run",
+                                   "--no-progress"],
+         {"data.npz": _npz(y_train=np.array([2**40] + [1] * 19)),
+          "space.yaml": _yaml({**SPACE, "dataset": "data.npz"})}, ("data.npz", "labels in", "0..65535")),
 ]
 
 CIFAR_CASES = [
@@ -607,6 +614,10 @@ CLI_CASES = [
                                      "--resume", "--force"], ("--resume and --force",)),
     cli_case("search-space-shipped-typo", ["search", "--space", "lenet6", "--budget", "1"], ("lenet6", "shipped")),
     cli_case("bench-reps-zero", ["bench-kernels", "--reps", "0"], ("--reps", "1..")),
+    cli_case("bench-variant-unknown", ["bench-kernels", "--variants", "turbo", "--kinds", "f32"],
+             ("--variants", "turbo", "opt")),
+    cli_case("bench-shape", ["bench-kernels", "--shape", "1,2"], ("--shape", "c_in,c_out")),
+    cli_case("bench-kind", ["bench-kernels", "--kinds", "fp16"], ("--kinds", "f32")),
     cli_case("export-trial-negative", ["export", "{d}/run", "--trial", "-1", "--target", "m4", "--out", "{d}/o"],
              ("--trial", "0..")),
     cli_case("calibrate-target-needs-csv", ["calibrate", "--target", "m4"], ("--from-csv",)),

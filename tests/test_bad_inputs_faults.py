@@ -293,3 +293,17 @@ def test_markup_in_a_profile_board_and_cpu_is_printed_literally(tmp_path, capsys
     out, err = capsys.readouterr()
     assert info.value.code in (0, None), err
     assert "[/x] board [bold]" in out and "cpu [/]" in out
+
+
+def test_markup_in_a_plan_layer_name_is_printed_literally(tmp_path, capsys):
+    from autoq import cli
+    from test_bad_inputs import PLAN
+
+    plan = json.loads(json.dumps(PLAN))
+    plan["layers"][0]["name"] = "[/x]conv"
+    (tmp_path / "plan.json").write_text(json.dumps(plan))
+    with pytest.raises(SystemExit) as info:
+        cli.main(["cost", "--target", "m4", "--plan", str(tmp_path / "plan.json")])
+    out, err = capsys.readouterr()
+    assert info.value.code in (0, None), err
+    assert "[/x]conv" in out
