@@ -139,6 +139,8 @@ def resolve_study_path(run: str | Path) -> Path:
     for cand in candidates:
         if cand.is_file():
             return cand
+        if cand.suffix == ".db" and cand.is_dir():
+            raise UserError(f"{cand}: is a folder; allowed: the study.db file that `autoq search` wrote")
     raise UserError(f"{run}: no study found (looked for {', '.join(str(c) for c in candidates)}); "
                     "pass the folder `autoq search` wrote (runs/NAME) or its study.db")
 

@@ -630,7 +630,7 @@ STUDY_CASES = [
     study("header-garbage", ["study.db", "not a readable autoq study"], _sqlite_header_garbage),
     study("other-sqlite", ["study.db", "not a readable autoq study"], _other_sqlite),
     study("truncated", ["study.db", "not a readable autoq study"], _half_study),
-    study("folder", ["no study found"], DIR),
+    study("folder", ["study.db", "is a folder"], DIR),
     study("html-missing-folder", ["--html", "does not exist"], _study,
           argv=["pareto", "{d}/run", "--html", "{d}/nope/report.html"]),
     study("csv-missing-folder", ["--csv", "does not exist"], _study,
