@@ -113,8 +113,11 @@ class QLayer:
     """One compute layer in export form. Weights are OHWI (dense: (c_out, 1, 1, c_in)).
 
     Float layers: ``weights`` holds the float32 OHWI array and ``indices`` is None.
-    Quantized layers: ``indices`` (uint8, OHWI) and ``codebook`` ((L,) or (c_out, L)), or the
-    affine form ``scales`` ((1,) or (c_out,)) with ``zero_point``.
+    Quantized layers: ``indices`` (uint8, OHWI) and ``codebook`` ((L,) or (c_out, L)); the
+    quantizer's declared ``form`` (autoq.quant.forms.WeightForm; None when read from a file)
+    and, for its integer forms, ``scales`` ((1,) or (c_out,)): value = scales[c] * levels[i].
+    ``zero_point`` is set when the levels are consecutive (value = scales[c] * (i - zero_point)):
+    the affine record form.
     """
 
     name: str
@@ -129,7 +132,8 @@ class QLayer:
     indices: np.ndarray | None = None
     codebook: np.ndarray | None = None
     scales: np.ndarray | None = None
-    zero_point: int = 0
+    zero_point: int | None = None
+    form: object = None                               # WeightForm of the quantizer (export side)
     bias: np.ndarray | None = None
     scale: np.ndarray | None = None                   # per-channel post-accumulation multiplier
     extra: dict = field(default_factory=dict)
@@ -145,7 +149,7 @@ class QLayer:
         if self.indices is None:
             return np.asarray(self.weights, dtype=np.float32)
         idx = self.indices.astype(np.intp)
-        if self.scales is not None:
+        if self.zero_point is not None:
             scales = np.asarray(self.scales, np.float32)
             levels = (np.arange(self.levels, dtype=np.float32) - np.float32(self.zero_point))
             book = levels[None, :] * scales.reshape(-1, 1)
@@ -157,33 +161,22 @@ class QLayer:
         channel = np.arange(book.shape[0]).reshape(-1, 1, 1, 1)
         return book[np.broadcast_to(channel, idx.shape), idx]
 
+    def integers(self) -> np.ndarray | None:
+        """The integer level z of every weight (OHWI), value = scales[c] * z, for the integer
+        forms (binary, ternary, integer); None for float and table layers."""
+        if self.indices is None or self.scales is None:
+            return None
+        idx = self.indices.astype(np.int64)
+        if self.form is not None:
+            return np.asarray(self.form.levels, np.int64)[idx]
+        return idx - int(self.zero_point)
+
     def keras_kernel(self) -> np.ndarray:
         """Decoded weights in Keras layout: conv (kh, kw, c_in, c_out), dense (n_in, n_out)."""
         w = self.decoded()
         if self.op == "dense":
             return w.reshape(self.shape[0], self.shape[3]).T
         return w.transpose(1, 2, 3, 0)
-
-
-def _affine_form(codebook: np.ndarray) -> tuple[np.ndarray, int] | None:
-    """(scales, zero_point) with codebook[c, i] == scales[c] * (i - zp) exactly in float32, or None.
-
-    Symmetric codebooks of the uniform, LSQ, ternary and scaled-binary quantizers fit; the
-    check is bit-exact so decoding through the affine form equals the quantizer's decode.
-    """
-    book = np.atleast_2d(np.asarray(codebook, np.float32))
-    levels = book.shape[1]
-    for zp in range(levels):
-        base = np.arange(levels, dtype=np.float32) - np.float32(zp)
-        ref = base.copy()
-        ref[ref == 0] = np.nan
-        pivot = int(np.nanargmax(np.abs(ref))) if levels > 1 else 0
-        if base[pivot] == 0:
-            continue
-        scales = (book[:, pivot] / base[pivot]).astype(np.float32)
-        if np.array_equal(base[None, :] * scales[:, None], book):
-            return (scales[:1] if np.all(scales == scales[0]) and np.asarray(codebook).ndim == 1 else scales), zp
-    return None
 
 
 def encode_layer(name: str, op: str, kind: str, kernel: np.ndarray, quantizer, act_bits: int = 32,
@@ -206,15 +199,15 @@ def encode_layer(name: str, op: str, kind: str, kernel: np.ndarray, quantizer, a
     if quantizer is None:
         layer.weights = np.ascontiguousarray(to_ohwi(kernel))
         return layer
-    indices, codebook = quantizer.encode(kernel)
-    layer.indices = np.ascontiguousarray(to_ohwi(indices))
-    bits_needed = max(1, int(np.ceil(np.log2(max(codebook.shape[-1], 2)))))
+    enc = quantizer.encode_weights(kernel)
+    layer.form = enc.form
+    layer.indices = np.ascontiguousarray(to_ohwi(enc.indices))
+    bits_needed = max(1, int(np.ceil(np.log2(max(enc.form.count, 2)))))
     layer.weight_bits = max(layer.weight_bits, bits_needed)
-    affine = _affine_form(codebook)
-    if affine is not None:
-        layer.scales, layer.zero_point = affine
-        layer.extra["levels"] = int(codebook.shape[-1])
-    layer.codebook = np.asarray(codebook, np.float32)
+    layer.codebook = enc.codebook
+    if enc.scale is not None:
+        layer.scales = enc.scale
+        layer.zero_point = enc.form.zero_point
     return layer
 
 
@@ -233,7 +226,7 @@ def _record_payload(layer: QLayer) -> bytes:
         weights = np.asarray(layer.weights, "<f4").tobytes()
     else:
         levels = layer.levels
-        if layer.scales is not None:
+        if layer.zero_point is not None:
             form, zp, book = FORM_AFFINE, layer.zero_point, np.asarray(layer.scales, np.float32)
         else:
             book = np.asarray(layer.codebook, np.float32)
@@ -346,8 +339,6 @@ def _read_record(cur: _Cursor, path: str, label: str) -> QLayer:
             raise QbinError(f"{path}: {label}: index {int(layer.indices.max())} >= {levels} codebook levels")
         if form == FORM_AFFINE:
             layer.scales, layer.zero_point = book, zp
-            layer.codebook = None
-            layer.extra["levels"] = levels
             layer.codebook = _affine_book(book, zp, levels)
         else:
             layer.codebook = book if form == FORM_TABLE else book.reshape(c_out, levels)
@@ -420,7 +411,7 @@ def describe(qf: QbinFile) -> list[dict]:
     for layer in qf.layers:
         c_out, kh, kw, c_in = layer.shape
         form = ("float" if layer.indices is None else
-                "affine" if layer.scales is not None else
+                "affine" if layer.zero_point is not None else
                 "per-channel table" if np.asarray(layer.codebook).ndim == 2 else "table")
         rows.append({"name": layer.name, "op": layer.op, "kind": layer.kind, "weight_bits": layer.weight_bits,
                      "act_bits": layer.act_bits, "shape_ohwi": [c_out, kh, kw, c_in], "stride": layer.stride,
