@@ -1,16 +1,21 @@
 """ONNX export of an ExportGraph: quantized weights as integer initialisers + DequantizeLinear.
 
-Weights: a codebook (per tensor or per output channel) that equals ``scale[c] * z`` for small
-integers ``z`` (binary {-a,+a}: z = {-1,+1}; ternary: {-1,0,+1}; DoReFa k-bit: odd integers;
-uniform / LSQ: the integer grid) is stored as the integer tensor ``z[index]`` in the narrowest
-type onnxruntime dequantizes (int4 when z fits [-8, 7], else int8, else int16) followed by a
-per-axis DequantizeLinear, so the file size follows the bit width. Other codebooks are stored
-as uint8 indices + a Gather from the float table. Float layers keep float initialisers.
+Weights are rendered from each layer's declared weight form (autoq.quant.forms): the integer
+forms (binary {-1,+1}, ternary {-1,0,+1}, integer grids such as DoReFa's odd integers or the
+uniform / LSQ grid) are stored as the integer levels ``z`` in the narrowest type onnxruntime
+dequantizes (int4 when z fits [-8, 7], packed two per byte in raw_data; else int8, else int16)
+followed by a (per-axis) DequantizeLinear with the form's scales, so the file size follows the
+bit width. Table forms are stored as uint8 indices + a Gather from the float table (per-channel
+tables as float). Float layers keep float initialisers.
+
+Input forms: sign -> GreaterOrEqual + Where; grid -> Div, Round, Clip, Mul with the fixed step.
 
 Layout: tensors are NHWC like Keras; convolutions and pooling run in NCHW between two
-Transposes (onnxruntime removes the pairs when it optimises). Input quantizers are emitted
-from their forward formulas (autoq.quant.quantizers); the exporter then runs the model in
-onnxruntime and compares it with Keras, so any drift between the two fails the export.
+Transposes (onnxruntime removes the pairs when it optimises). Dense layers compute
+(W^T x^T)^T so that onnxruntime's default DequantizeLinear -> MatMul fusion (MatMulNBits, which
+quantizes the float activations to int8) cannot change the result. The exporter runs the model
+in onnxruntime with its DEFAULT session options and compares it with Keras, so any drift fails
+the export.
 """
 from __future__ import annotations
 
@@ -162,7 +167,13 @@ def _emit(b: _Builder, op: Op, tensors: dict[str, str], shapes: dict[str, tuple]
                    strides=[ql.stride, ql.stride], pads=[pt, pl, pb, pr])
         return _epilogue(b, _nhwc(b, y, base), op)
     if op.kind == "dense":
-        return _epilogue(b, b.node("MatMul", [x, _weight(b, op, keras_shape_axis=1)], f"{base}_mm"), op)
+        # y = W^T x^T transposed: the dequantized weight is MatMul's FIRST input, so onnxruntime's
+        # default DequantizeLinear -> MatMul fusion (MatMulNBits, which quantizes the float
+        # activations to int8 on the fly and moves values across quantization levels) does not apply.
+        w = _weight(b, op, keras_shape_axis=1)
+        w_t = b.node("Transpose", [w], f"{base}_wt", perm=[1, 0])
+        y_t = b.node("MatMul", [w_t, b.node("Transpose", [x], f"{base}_xt", perm=[1, 0])], f"{base}_mm")
+        return _epilogue(b, b.node("Transpose", [y_t], f"{base}_y", perm=[1, 0]), op)
     if op.kind == "affine":
         y = b.node("Mul", [x, b.const(f"{base}_s", op.attrs["scale"])], f"{base}_mul")
         return b.node("Add", [y, b.const(f"{base}_t", op.attrs["shift"])], f"{base}_add")
