@@ -95,7 +95,7 @@ def _trial(model_name, data, data_arg, config, epochs, seed, out_dir):
         cost = {"latency_ms": 1.0, "flash_bytes": 1, "peak_ram_bytes": 1, "fits": True}
     return {"config": qc.to_dict(), "plan": plan.to_dict(), "costs": {"i5": cost},
             "metrics": {"val_acc": res.val_acc, "test_acc": res.test_acc, "train_seconds": res.seconds},
-            "weights_path": str(Path(res.weights_path).resolve()), "status": "ok"}
+            "weights_path": str(Path(res.model_path).resolve()), "status": "ok"}
 
 
 def _study(run: Path, dataset: str, data_path, seed: int, trials: list[dict]) -> Path:
