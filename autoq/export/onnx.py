@@ -11,9 +11,9 @@ tables as float). Float layers keep float initialisers.
 Input forms: sign -> GreaterOrEqual + Where; grid -> Div, Round, Clip, Mul with the fixed step.
 
 Layout: tensors are NHWC like Keras; convolutions and pooling run in NCHW between two
-Transposes (onnxruntime removes the pairs when it optimises). Dense layers compute
-(W^T x^T)^T so that onnxruntime's default DequantizeLinear -> MatMul fusion (MatMulNBits, which
-quantizes the float activations to int8) cannot change the result. The exporter runs the model
+Transposes (onnxruntime removes the pairs when it optimises). Dense layers run as 1x1
+convolutions: batch-size independent, and onnxruntime's default DequantizeLinear -> MatMul fusion
+(MatMulNBits, which quantizes the float activations to int8) cannot change the result. The exporter runs the model
 in onnxruntime with its DEFAULT session options and compares it with Keras, so any drift fails
 the export.
 """
@@ -167,13 +167,17 @@ def _emit(b: _Builder, op: Op, tensors: dict[str, str], shapes: dict[str, tuple]
                    strides=[ql.stride, ql.stride], pads=[pt, pl, pb, pr])
         return _epilogue(b, _nhwc(b, y, base), op)
     if op.kind == "dense":
-        # y = W^T x^T transposed: the dequantized weight is MatMul's FIRST input, so onnxruntime's
-        # default DequantizeLinear -> MatMul fusion (MatMulNBits, which quantizes the float
-        # activations to int8 on the fly and moves values across quantization levels) does not apply.
-        w = _weight(b, op, keras_shape_axis=1)
-        w_t = b.node("Transpose", [w], f"{base}_wt", perm=[1, 0])
-        y_t = b.node("MatMul", [w_t, b.node("Transpose", [x], f"{base}_xt", perm=[1, 0])], f"{base}_mm")
-        return _epilogue(b, b.node("Transpose", [y_t], f"{base}_y", perm=[1, 0]), op)
+        # A 1x1 Conv over (N, n_in, 1, 1): onnxruntime convolves each sample on its own, so a
+        # sample's logits do not depend on the batch size (MatMul switches between GEMV and GEMM
+        # kernels with another summation order), and the default DequantizeLinear -> MatMul fusion
+        # (MatMulNBits, which quantizes the float activations to int8 on the fly) does not apply.
+        n_out, n_in = op.layer.shape[0], op.layer.shape[3]
+        w = b.node("Transpose", [_weight(b, op, keras_shape_axis=1)], f"{base}_wt", perm=[1, 0])
+        w = b.node("Reshape", [w, b.const(f"{base}_wshape", np.array([n_out, n_in, 1, 1], np.int64))], f"{base}_w4")
+        x4 = b.node("Reshape", [x, b.const(f"{base}_xshape", np.array([-1, n_in, 1, 1], np.int64))], f"{base}_x4")
+        y = b.node("Conv", [x4, w], f"{base}_conv", kernel_shape=[1, 1])
+        y = b.node("Reshape", [y, b.const(f"{base}_yshape", np.array([-1, n_out], np.int64))], f"{base}_y")
+        return _epilogue(b, y, op)
     if op.kind == "affine":
         y = b.node("Mul", [x, b.const(f"{base}_s", op.attrs["scale"])], f"{base}_mul")
         return b.node("Add", [y, b.const(f"{base}_t", op.attrs["shift"])], f"{base}_add")
