@@ -157,6 +157,10 @@ def _check_qbin(path: Path, graph) -> dict:
     for op, layer in zip(graph.compute, qf.layers):
         if not np.array_equal(layer.decoded(), op.layer.decoded()):
             raise UserError(f"{path}: layer {layer.name}: weights read back differ from the written ones")
+        f, g = layer.input_form, op.layer.input_form
+        if (f is None) != (g is None) or f is not None and (f.op, np.float32(f.step), f.qmin, f.qmax) != \
+                (g.op, np.float32(g.step), g.qmin, g.qmax):
+            raise UserError(f"{path}: layer {layer.name}: input form read back {f} differs from the written {g}")
     return {"layers": len(qf.layers), "bytes": qf.size, "crc_ok": True}
 
 
