@@ -150,6 +150,19 @@ def keras_logits(model, x: np.ndarray, per_sample: bool = False) -> np.ndarray:
     return np.concatenate([run(tf.constant(x[i:i + step])).numpy() for i in range(0, len(x), step)])
 
 
+def keras_layer_inputs(model, graph, x: np.ndarray) -> dict:
+    """Keras' float input of every layer that quantizes its input, for samples ``x``."""
+    import keras
+
+    names = [op.name for op in graph.compute if op.input_form is not None]
+    if not names:
+        return {}
+    probe = keras.Model(model.inputs, [model.get_layer(n).input for n in names])
+    outs = probe(x, training=False)
+    outs = outs if isinstance(outs, (list, tuple)) else [outs]
+    return {n: np.asarray(o) for n, o in zip(names, outs)}
+
+
 def _check_qbin(path: Path, graph) -> dict:
     from autoq.export import qbin
 
@@ -240,7 +253,8 @@ def export_trial(run: str, trial_number: int, target: str, out: str | Path, forc
     checks: dict = {"keras_test_acc": float(np.mean(np.argmax(reference, 1) == data.y_test[:len(x)]))}
 
     checks["onnx"] = xonnx.export_onnx(graph, x, reference, out / "model.onnx", ONNX_TOLERANCE,
-                                       allowed_flips=_allowed_flips(graph, len(x)))
+                                       allowed_flips=_allowed_flips(graph, len(x)),
+                                       keras_inputs=lambda xs: keras_layer_inputs(model, graph, xs))
     written.append(out / "model.onnx")
     onnx_check = checks["onnx"]
     lines.append(f"model.onnx: onnxruntime vs Keras on {len(x)} test samples: argmax identical, max |diff| "

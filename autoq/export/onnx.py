@@ -265,10 +265,41 @@ def run_onnx(model_bytes: bytes, x: np.ndarray, per_sample: bool = False, batch:
 
 
 BATCH_TOLERANCE = 1e-5      # one sample alone vs in a batch of 256
+MAX_LEVEL_SHARE = 1e-3      # quantized input values allowed one level apart from Keras' (level check)
+LEVEL_CHECK_SAMPLES = 32    # samples beyond tolerance the level check looks at
+
+
+def level_agreement(graph: ExportGraph, model_proto, x: np.ndarray, keras_inputs: dict) -> dict:
+    """Quantized inputs of ONNX vs Keras, layer by layer, for samples ``x``.
+
+    ``keras_inputs[layer]`` is Keras' float input of each layer with an input form; the ONNX
+    one comes from the debug outputs. Both are mapped to level indices by the layer's input
+    form. A faithful translation differs only where a sum landed on a rounding boundary (one
+    level, rarely); a wrong one moves many values or by several levels.
+    """
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(model_proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    names = [o.name for o in sess.get_outputs()]
+    outs = dict(zip(names, sess.run(None, {INPUT_NAME: x})))
+    producer = {op.output: op.name for op in graph.ops if op.kind != "input"}
+    differ = total = step = 0
+    for op in graph.compute:
+        if op.input_form is None or op.name not in keras_inputs:
+            continue
+        src = op.inputs[0]
+        got = x if src == graph.input_name else outs[f"debug:{producer[src]}"]
+        a = op.input_form.indices(got).astype(np.int64)
+        b = op.input_form.indices(keras_inputs[op.name]).astype(np.int64)
+        differ += int(np.sum(a != b))
+        total += a.size
+        step = max(step, int(np.abs(a - b).max(initial=0)))
+    return {"values": total, "differ": differ, "share": differ / max(total, 1), "max_level_step": step,
+            "samples": int(len(x))}
 
 
 def export_onnx(graph: ExportGraph, x: np.ndarray, reference: np.ndarray, path, tolerance: float = 1e-4,
-                allowed_flips: int = 0) -> dict:
+                allowed_flips: int = 0, keras_inputs=None) -> dict:
     """Write ``path`` and check onnxruntime (default session options) against ``reference``
     (Keras logits for ``x``).
 
@@ -277,7 +308,11 @@ def export_onnx(graph: ExportGraph, x: np.ndarray, reference: np.ndarray, path, 
     differ by more than ``tolerance``, or if a sample run alone differs from the same sample in
     a batch by more than BATCH_TOLERANCE. ``allowed_flips`` > 0 only for models with quantized
     activations, where a last-bit difference in a preceding sum can move a value to the next
-    level (the same rule as the C check).
+    level (the same rule as the C check). ``keras_inputs(x) -> {layer: Keras input}`` (models
+    with quantized inputs): when more samples than allowed differ, the quantized inputs of those
+    samples are compared layer by layer (:func:`level_agreement`) and the check passes if at most
+    MAX_LEVEL_SHARE of the values are one level apart and none more (deep networks: a few level
+    flips per layer add up to many samples).
     """
     last_error = None
     for use_int4 in (True, False):
@@ -295,12 +330,22 @@ def export_onnx(graph: ExportGraph, x: np.ndarray, reference: np.ndarray, path, 
         argmax_differ = int(np.sum(np.argmax(got, 1) != np.argmax(reference, 1))) if len(x) else 0
         alone = run_onnx(data, x, per_sample=True)
         batch_diff = float(np.max(np.abs(alone - got), initial=0.0))
+        levels = None
+        if over > allowed_flips and keras_inputs is not None and not argmax_differ:
+            worst = np.argsort(-per_sample_diff)[:LEVEL_CHECK_SAMPLES]
+            levels = level_agreement(graph, build_onnx(graph, use_int4, debug_outputs=True)[0], x[worst],
+                                     keras_inputs(x[worst]))
+            if levels["max_level_step"] <= 1 and levels["share"] <= MAX_LEVEL_SHARE:
+                allowed_flips = over          # explained by single-level flips
         if over > allowed_flips or argmax_differ or batch_diff > BATCH_TOLERANCE:
             raise UserError(f"ONNX export check failed (onnxruntime default session options): logits differ from "
                             f"Keras by up to {diff:.3g} (tolerance {tolerance:g}) on {over} of {len(x)} test samples "
                             f"(allowed {allowed_flips}: quantized-activation level flips), {argmax_differ} argmax "
                             f"differ; one sample alone vs in a batch: max diff {batch_diff:.3g} (allowed "
-                            f"{BATCH_TOLERANCE:g})")
+                            f"{BATCH_TOLERANCE:g})" + (f"; level check of the worst {levels['samples']} samples: "
+                                                       f"{levels['differ']} of {levels['values']} quantized inputs "
+                                                       f"differ, by up to {levels['max_level_step']} levels"
+                                                       if levels else ""))
         with open(path, "wb") as fh:
             fh.write(data)
         exact = run_onnx(data, x, exact=True)
@@ -308,6 +353,7 @@ def export_onnx(graph: ExportGraph, x: np.ndarray, reference: np.ndarray, path, 
                 "argmax_differ": argmax_differ, "samples": int(len(x)), "weights": storage,
                 "samples_beyond_tolerance": over, "allowed_level_flips": allowed_flips,
                 "batch1_vs_batch_max_abs_diff": batch_diff, "opset": OPSET, "int4": use_int4,
+                "level_check": levels,
                 "session_options": "onnxruntime defaults (graph_optimization_level ORT_ENABLE_ALL)",
                 "no_optimisation_max_abs_diff": float(np.max(np.abs(exact - reference), initial=0.0))}
     raise UserError(f"ONNX export failed: onnxruntime cannot run the model: {last_error}")
