@@ -229,3 +229,30 @@ def test_force_exports_a_non_fitting_model(trained_run, tmp_path):
     result = export_trial(str(trained_run), 2, "m4", tmp_path / "forced", force=True, emit_c=False)
     assert result.manifest["predicted"]["m4"]["fits"] is False
     assert (tmp_path / "forced" / "model.onnx").is_file() and not (tmp_path / "forced" / "model.c").exists()
+
+
+def test_non_empty_folder_is_refused_unless_force_and_manifest_lists_only_written_files(trained_run, tmp_path):
+    from autoq.export.exporter import export_trial
+
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    (dest / "notes.txt").write_text("not the exporter's")
+    with pytest.raises(UserError, match=r"not an empty folder.*--force"):
+        export_trial(str(trained_run), 0, "m4", dest, emit_c=False)
+    assert sorted(p.name for p in dest.iterdir()) == ["notes.txt"]
+    result = export_trial(str(trained_run), 0, "m4", dest, force=True, emit_c=False)
+    assert set(result.manifest["files"]) == {"model.onnx", "model.qbin", "model.keras"}
+    assert (dest / "notes.txt").read_text() == "not the exporter's"
+
+
+def test_int4_weights_are_packed_in_raw_data(exports):
+    import onnx
+
+    model = onnx.load(exports["xnor_and"][0] / "model.onnx")
+    int4 = [t for t in model.graph.initializer if t.data_type == onnx.TensorProto.INT4]
+    assert int4, "binary / ternary weights must be stored as int4"
+    for t in int4:
+        n = int(np.prod(t.dims)) if len(t.dims) else 1
+        assert not t.int32_data and len(t.raw_data) == (n + 1) // 2, t.name
+        values = onnx.numpy_helper.to_array(t).astype(np.int64)
+        assert values.min() >= -8 and values.max() <= 7

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from autoq import quant
 from autoq.export import qbin
+from autoq.quant.forms import InputForm
 
 WEIGHT_QUANTIZERS = [
     None, {"name": "bc"}, {"name": "bc_scaled", "scale": 0.125}, {"name": "xnor"},
@@ -39,6 +40,10 @@ def test_pack_rows_layout_and_round_trip(bits, k):
                 assert (rows[r, j // q] >> (bits * (j % q))) & ((1 << bits) - 1) == idx[r, j]
 
 
+INPUT_FORMS = [None, InputForm("sign", 1), InputForm("grid", 8, 0.0123, -127, 127, "calibrated"),
+               InputForm("grid", 2, 1 / 3, 0, 3)]
+
+
 def _layers(rng):
     out = []
     for i, spec in enumerate(WEIGHT_QUANTIZERS):
@@ -51,7 +56,8 @@ def _layers(rng):
             f"layer{i}", "conv2d" if conv else "dense", kind, kernel, q, act_bits=32 if i % 3 else 1,
             stride=1 + i % 2, padding="same" if conv else "valid",
             bias=rng.normal(size=c_out).astype(np.float32) if i % 2 else None,
-            scale=rng.normal(size=c_out).astype(np.float32) if i % 4 == 1 else None)))
+            scale=rng.normal(size=c_out).astype(np.float32) if i % 4 == 1 else None,
+            input_form=INPUT_FORMS[i % len(INPUT_FORMS)])))
     return out
 
 
@@ -69,6 +75,9 @@ def test_round_trip_every_weight_quantizer(tmp_path):
             written.name, written.op, written.kind, written.shape, written.stride, written.padding)
         for a, b in ((read.bias, written.bias), (read.scale, written.scale)):
             assert (a is None and b is None) or np.array_equal(a, b)
+        f, g = read.input_form, written.input_form        # the fixed input range the ONNX and C use
+        assert (f is None and g is None) or (f.op, np.float32(f.step), f.qmin, f.qmax) == (
+            g.op, np.float32(g.step), g.qmin, g.qmax), read.name
 
 
 def test_quantized_weights_are_compressed(tmp_path):

@@ -8,20 +8,22 @@ driver: float32 samples in, logits out). Builds and checks them:
 - m4: arm-none-eabi-gcc for Cortex-M4F, linked with --gc-sections, flash = text + rodata +
   data, SRAM = data + bss, compared with the profile's 256 KB flash / 32 KB SRAM.
 
-Per kind (autoq_kernels.h gives the bit layouts):
+Per kind (autoq_kernels.h gives the bit layouts), rendered from the quantizers' declared
+deployment forms (autoq.quant.forms), never from quantizer names:
 - f32: float OHWI weights.
 - lut: indices packed at b' = 1, 2, 4 or 8 bits (the next width >= the quantizer's bits) +
   codebook padded to 2^b' entries per layer or per output channel.
-- int8 (uniform 8-bit weights, uniform 8-bit per-tensor input quantizer): the int8 kernel in
-  its float-output mode. Weights w_q = index - 127 (Uniform.encode: index = q + qmax) as int8,
-  the float input quantized to int8 at run time by the uniform rule (step = max|x| / 127 over
-  the tensor, or alpha / 127; round half to even), then y = acc * (x_step * w_step[c] * s[c]) +
-  bias[c]: the exact integer product, dequantised once per output.
-- shift: codebook c * 2^-s[c] with c in {-1, 0, +1}: 2-bit codes 0 = -1, 1 = 0, 2 = +1.
-- xnor / and: weights {-a, +a} as bits along c_in (bit 1 = +1), a folded into the epilogue
-  scale; the input is quantized in float and packed with aq_pack_bits.
-A layer whose codebook does not have the form its kind needs runs as lut (recorded).
-Input quantizers are applied in float before the kernel, mirroring autoq.quant.quantizers.
+- int8 (an integer weight form within int8, a grid input form within [-127, 127]): the int8
+  kernel in its float-output mode. Weights w = the integer levels z as int8, the float input
+  quantized to int8 at run time with the input form's fixed step (round half to even), then
+  y = acc * (x_step * w_step[c] * s[c]) + bias[c]: the exact integer product, dequantised once
+  per output.
+- shift (power-of-two form): scale[c] * z, z in {-1, 0, +1}, scale = 2^-s: 2-bit codes
+  0 = -1, 1 = 0, 2 = +1.
+- xnor / and (binary form): weights {-a, +a} as bits along c_in (bit 1 = +1), a folded into the
+  epilogue scale; the input is quantized in float and packed with aq_pack_bits.
+A layer whose weight form has no rendering for its kind runs as lut (recorded).
+Input forms (sign, grid) are applied in float before the kernel (InputForm.apply).
 """
 from __future__ import annotations
 
@@ -115,20 +117,13 @@ def _as_lut(cl: CLayer, sym: str) -> None:
 
 
 def _as_shift(cl: CLayer, sym: str) -> bool:
+    """Power-of-two form: 2-bit codes (level + 1: 0 = -1, 1 = 0, 2 = +1) and one shift per channel."""
     ql = cl.op.layer
-    book = _book2d(ql).astype(np.float64)
-    mag = np.abs(book).max(axis=1)
-    if np.any(mag <= 0):
-        return False
-    s = -np.log2(mag)
-    codes = book / mag[:, None]
-    if not (np.all(s == np.round(s)) and np.all(np.abs(s) <= 127) and np.all(np.isin(codes, (-1.0, 0.0, 1.0)))):
+    if ql.form is None or not ql.form.power_of_two:
         return False
     c_out = ql.shape[0]
-    rows = ql.indices.reshape(c_out, -1).astype(np.intp)
-    channel = np.arange(c_out)[:, None] if book.shape[0] > 1 else np.zeros((c_out, 1), np.intp)
-    code = (codes[np.broadcast_to(channel, rows.shape), rows] + 1).astype(np.uint8)   # -1,0,1 -> 0,1,2
-    shifts = np.broadcast_to(s.astype(np.int64), (c_out,)) if book.shape[0] == 1 else s.astype(np.int64)
+    code = (ql.integers().reshape(c_out, -1) + 1).astype(np.uint8)
+    shifts = np.broadcast_to(np.round(-np.log2(ql.scales.astype(np.float64))).astype(np.int64), (c_out,))
     packed = np.frombuffer(pack_rows(code, 2), np.uint8)
     cl.arrays.append(_c_array("uint8_t", f"{sym}_w", packed, lambda v: f"0x{int(v):02x}", 16))
     cl.arrays.append(_c_array("int8_t", f"{sym}_shift", shifts, lambda v: str(int(v)), 16))
@@ -139,17 +134,17 @@ def _as_shift(cl: CLayer, sym: str) -> bool:
 
 
 def _as_binary(cl: CLayer, sym: str) -> bool:
+    """Binary form: bits along c_in (bit 1 = +1), the magnitude folded into the epilogue scale."""
     ql = cl.op.layer
-    book = _book2d(ql)
-    if book.shape[1] != 2 or not np.array_equal(book[:, 0], -book[:, 1]) or np.any(book[:, 1] <= 0):
+    if ql.form is None or ql.form.form != "binary" or np.any(ql.scales <= 0):
         return False
     c_out, kh, kw, c_in = ql.shape
     words = (c_in + 63) // 64
     bits = np.zeros((c_out, kh, kw, words * 64), np.uint8)
-    bits[..., :c_in] = ql.indices            # index 1 = +1 = bit 1
+    bits[..., :c_in] = ql.integers() > 0
     packed = np.packbits(bits, axis=-1, bitorder="little").view("<u8").reshape(-1)
     cl.arrays.append(_c_array("uint64_t", f"{sym}_w", packed, lambda v: f"0x{int(v):016x}ull", 4))
-    magnitude = np.broadcast_to(book[:, 1], (c_out,)).astype(np.float32)
+    magnitude = np.broadcast_to(ql.scales, (c_out,)).astype(np.float32)
     scale = magnitude if ql.scale is None else (magnitude * ql.scale).astype(np.float32)
     cl.args["w"] = f"{sym}_w"
     cl.weight_bytes = packed.size * 8
@@ -158,21 +153,21 @@ def _as_binary(cl: CLayer, sym: str) -> bool:
 
 
 def _int8_form(op: Op) -> str:
-    """Why layer ``op`` cannot run on the int8 kernel ("" when it can)."""
-    ql, iq = op.layer, op.input_quantizer
-    if iq is None or getattr(iq, "name", "") != "uniform" or int(iq.bits) != 8:
-        return f"input quantizer {getattr(iq, 'name', None)!r} is not uniform 8-bit"
-    if iq.per_channel and iq.alpha is None:
-        return "per-channel input range (one step per channel) has no int8 kernel form"
-    if ql.scales is None or ql.zero_point != 127 or ql.levels != 255:
-        return "weight codebook is not the symmetric 255-level uniform form (index - 127) * step"
+    """Why layer ``op`` cannot run on the int8 kernel ("" when it can): weights an integer form
+    within int8, the input a fixed-step grid within [-127, 127] (aq_q_int8's range)."""
+    ql, form = op.layer, op.input_form
+    if form is None or form.op != "grid" or form.qmin < -127 or form.qmax > 127:
+        return f"input form {form} is not a grid within [-127, 127]"
+    z = ql.integers()
+    if z is None or int(z.min(initial=0)) < -128 or int(z.max(initial=0)) > 127:
+        return "weights are not an integer form within int8"
     return ""
 
 
 def _as_int8(cl: CLayer, sym: str) -> None:
-    ql, iq = cl.op.layer, cl.op.input_quantizer
+    ql, form = cl.op.layer, cl.op.input_form
     c_out = ql.shape[0]
-    w8 = (ql.indices.astype(np.int16) - 127).astype(np.int8)          # index = q + qmax
+    w8 = ql.integers().astype(np.int8)
     w_step = np.broadcast_to(np.asarray(ql.scales, np.float32), (c_out,))
     # per-channel part of the dequantisation (w_step * folded scale); x_step is multiplied in at run time
     wscale = (w_step * ql.scale).astype(np.float32) if ql.scale is not None else w_step.astype(np.float32)
@@ -183,7 +178,7 @@ def _as_int8(cl: CLayer, sym: str) -> None:
     if ql.bias is not None:
         cl.arrays.append(_c_array("float", f"{sym}_bias", ql.bias, _c_float, 6))
         cl.args["bias"] = f"{sym}_bias"
-    cl.x_step = "-1.0f" if iq.alpha is None else _c_float(np.float32(iq.alpha / 127))
+    cl.x_step = _c_float(form.step)
     cl.weight_bytes = w8.size + 4 * c_out
 
 
@@ -209,7 +204,7 @@ def _c_layer(op: Op) -> CLayer:
     if ql.kind == "int8":
         cl.note = f"int8 layer runs on the lut kernel (float activations): {why}"
     elif ql.kind != "lut":
-        cl.note = f"{ql.kind} codebook not in {ql.kind} form: runs on the lut kernel"
+        cl.note = f"weight form {ql.form} has no {ql.kind} rendering: runs on the lut kernel"
     cl.arrays.clear()
     _as_lut(cl, sym)
     return cl
@@ -218,20 +213,14 @@ def _c_layer(op: Op) -> CLayer:
 # --- input quantizers ------------------------------------------------------------------------
 
 
-def _input_quant_call(q, src: str, dst: str, n: int) -> str:
-    """C statement applying input quantizer ``q`` (mirrors its TF forward pass)."""
-    if q.name == "sign":
+def _input_quant_call(form, src: str, dst: str, n: int) -> str:
+    """C statement applying an input form (autoq.quant.forms.InputForm.apply)."""
+    if form.op == "sign":
         return f"aq_q_sign({src}, {dst}, {n});"
-    if q.name == "dorefa":
-        return f"aq_q_dorefa({src}, {dst}, {n}, {_c_float(2 ** q.bits - 1)});"
-    if q.name == "uniform":
-        qmax = 2 ** (q.bits - 1) - 1
-        step = "-1.0f" if q.alpha is None else _c_float(np.float32(q.alpha / qmax))
-        return f"aq_q_uniform({src}, {dst}, {n}, {_c_float(qmax)}, {step});"
-    if q.name == "lsq":
-        qn, qp = q._range()
-        return f"aq_q_lsq({src}, {dst}, {n}, {_c_float(q._step_value())}, {_c_float(qn)}, {_c_float(qp)});"
-    raise UserError(f"input quantizer {q.name!r} has no C form (supported: sign, dorefa, uniform, lsq)")
+    if form.op == "grid":
+        return (f"aq_q_grid({src}, {dst}, {n}, {_c_float(form.step)}, {_c_float(form.qmin)}, "
+                f"{_c_float(form.qmax)});")
+    raise UserError(f"input form {form.op!r} has no C form (supported: sign, grid)")
 
 
 _HELPERS = r"""
@@ -273,39 +262,21 @@ static void aq_concat_part(const float *x, int cx, float *y, int cy, int offset,
 static void aq_q_sign(const float *x, float *y, long n) {
     long i; for (i = 0; i < n; i++) y[i] = x[i] >= 0.0f ? 1.0f : -1.0f;
 }
-static void aq_q_dorefa(const float *x, float *y, long n, float levels) {
+/* grid input form: y = clamp(rint(x / step), qmin, qmax) * step (rintf: half to even). */
+static void aq_q_grid(const float *x, float *y, long n, float step, float qmin, float qmax) {
     long i;
-    for (i = 0; i < n; i++) { float v = x[i] < 0.0f ? 0.0f : (x[i] > 1.0f ? 1.0f : x[i]);
-        y[i] = rintf(v * levels) / levels; }
-}
-/* step <= 0: dynamic, alpha = max|x| over the tensor (reduced like the TF side: float64 division). */
-static void aq_q_uniform(const float *x, float *y, long n, float qmax, float step) {
-    long i;
-    if (step <= 0.0f) { float amax = 0.0f; double alpha;
-        for (i = 0; i < n; i++) { float a = fabsf(x[i]); if (a > amax) amax = a; }
-        alpha = amax > 0.0f ? (double)amax : 1.0;
-        step = (float)(alpha / (double)qmax); }
     for (i = 0; i < n; i++) { float r = rintf(x[i] / step);
-        r = r < -qmax ? -qmax : (r > qmax ? qmax : r); y[i] = r * step; }
+        r = r < qmin ? qmin : (r > qmax ? qmax : r); y[i] = r * step; }
 }
 /* int8 kernel input: q = clamp(rint(x / step), -127, 127) as int8 (rintf rounds half to even
-   in the default rounding mode, like np.round / tf.round); step <= 0: max|x| / 127 as in
-   aq_q_uniform. Returns the step; scale[c] = step * wscale[c] for the float epilogue. */
+   in the default rounding mode, like np.round / tf.round), step the input form's fixed step.
+   Returns the step; scale[c] = step * wscale[c] for the float epilogue. */
 static float aq_q_int8(const float *x, int8_t *q, long n, float step, const float *wscale, float *scale, int c_out) {
     long i; int c;
-    if (step <= 0.0f) { float amax = 0.0f; double alpha;
-        for (i = 0; i < n; i++) { float a = fabsf(x[i]); if (a > amax) amax = a; }
-        alpha = amax > 0.0f ? (double)amax : 1.0;
-        step = (float)(alpha / 127.0); }
     for (i = 0; i < n; i++) { float r = rintf(x[i] / step);
         q[i] = (int8_t)(r < -127.0f ? -127.0f : (r > 127.0f ? 127.0f : r)); }
     for (c = 0; c < c_out; c++) scale[c] = step * wscale[c];
     return step;
-}
-static void aq_q_lsq(const float *x, float *y, long n, float step, float qn, float qp) {
-    long i;
-    for (i = 0; i < n; i++) { float r = x[i] / step; r = r < -qn ? -qn : (r > qp ? qp : r);
-        y[i] = rintf(r) * step; }
 }
 """
 
@@ -432,7 +403,7 @@ def emit_c(graph: ExportGraph, model_name: str = "model", comment: str = "", var
                 x = "(const int8_t *)aq_qtmp"
             elif op.input_quantizer is not None:
                 qtmp = max(qtmp, n_in)
-                body.append("    " + _input_quant_call(op.input_quantizer, x, "aq_qtmp", n_in))
+                body.append("    " + _input_quant_call(op.input_form, x, "aq_qtmp", n_in))
                 x = "aq_qtmp"
             if cl.kind in ("xnor", "and"):
                 words = h * w * ((c_in + 63) // 64)
@@ -593,17 +564,19 @@ def kernel_sources(kernels_dir: Path) -> list[Path]:
     return files
 
 
-def copy_kernels(kernels_dir: Path, out: Path) -> Path:
-    """Copy the kernel header and sources next to the model so the folder builds on its own."""
+def copy_kernels(kernels_dir: Path, out: Path) -> list[Path]:
+    """Copy the kernel header and sources next to the model so the folder builds on its own;
+    returns the files written."""
     dst = out / "kernels"
     (dst / "include").mkdir(parents=True, exist_ok=True)
     (dst / "src").mkdir(parents=True, exist_ok=True)
-    for f in (kernels_dir / "include").glob("*"):
-        shutil.copy2(f, dst / "include" / f.name)
+    written = []
+    for f in sorted((kernels_dir / "include").glob("*")):
+        written.append(Path(shutil.copy2(f, dst / "include" / f.name)))
     for f in kernel_sources(kernels_dir) + sorted((kernels_dir / "src").glob("*.h")) + \
             sorted((kernels_dir / "src").glob("*.inc")):
-        shutil.copy2(f, dst / "src" / f.name)
-    return dst
+        written.append(Path(shutil.copy2(f, dst / "src" / f.name)))
+    return written
 
 
 def write_makefile(out: Path, model_name: str = "model") -> Path:

@@ -102,15 +102,26 @@ def _fit_message(target: str, cost: dict, profile) -> str:
     return f"does not fit {target}: " + ("; ".join(parts) or "the cost model says it does not fit")
 
 
+def run_data_source(study) -> dict:
+    """The data the run trained on: {dataset, data_path, seed}. The search stores its effective
+    values in the study's ``training`` attribute (seed after --seed, resolved paths after
+    --data); older runs fall back to the space's own keys."""
+    space = study.user_attrs.get("space") or {}
+    training = study.user_attrs.get("training") or {}
+    space_training = space.get("training") if isinstance(space.get("training"), dict) else {}
+    seed = training.get("seed", space_training.get("seed", 0))
+    return {"dataset": training.get("dataset", space.get("dataset", "digits")),
+            "data_path": training.get("data_path", space.get("data_path")), "seed": int(seed or 0)}
+
+
 def _load_data(study, data_path: str | None):
     from autoq.data import load_dataset
 
-    space = study.user_attrs.get("space") or {}
-    name = space.get("dataset", "digits")
-    path = data_path or space.get("data_path")
+    source = run_data_source(study)
+    name, path = source["dataset"], data_path or source["data_path"]
     if path is None and str(name).endswith(".npz"):
-        path = name
-    return load_dataset(name, data_path=path, seed=int(space.get("seed", 0) or 0))
+        name, path = Path(name).stem, name
+    return load_dataset(name, data_path=path, seed=source["seed"])
 
 
 def _load_model(path: str):
@@ -126,8 +137,9 @@ def _load_model(path: str):
     return keras.saving.load_model(path, compile=False)
 
 
-def keras_logits(model, x: np.ndarray, per_sample: bool) -> np.ndarray:
-    """Keras logits; per sample when an input quantizer's range depends on the whole batch."""
+def keras_logits(model, x: np.ndarray, per_sample: bool = False) -> np.ndarray:
+    """Keras logits in batches of 256 (``per_sample``: one sample at a time; the activation
+    ranges are fixed at inference, so both give the same numbers)."""
     from autoq.tf_env import import_tf
 
     tf = import_tf()
@@ -138,6 +150,19 @@ def keras_logits(model, x: np.ndarray, per_sample: bool) -> np.ndarray:
     return np.concatenate([run(tf.constant(x[i:i + step])).numpy() for i in range(0, len(x), step)])
 
 
+def keras_layer_inputs(model, graph, x: np.ndarray) -> dict:
+    """Keras' float input of every layer that quantizes its input, for samples ``x``."""
+    import keras
+
+    names = [op.name for op in graph.compute if op.input_form is not None]
+    if not names:
+        return {}
+    probe = keras.Model(model.inputs, [model.get_layer(n).input for n in names])
+    outs = probe(x, training=False)
+    outs = outs if isinstance(outs, (list, tuple)) else [outs]
+    return {n: np.asarray(o) for n, o in zip(names, outs)}
+
+
 def _check_qbin(path: Path, graph) -> dict:
     from autoq.export import qbin
 
@@ -145,6 +170,10 @@ def _check_qbin(path: Path, graph) -> dict:
     for op, layer in zip(graph.compute, qf.layers):
         if not np.array_equal(layer.decoded(), op.layer.decoded()):
             raise UserError(f"{path}: layer {layer.name}: weights read back differ from the written ones")
+        f, g = layer.input_form, op.layer.input_form
+        if (f is None) != (g is None) or f is not None and (f.op, np.float32(f.step), f.qmin, f.qmax) != \
+                (g.op, np.float32(g.step), g.qmin, g.qmax):
+            raise UserError(f"{path}: layer {layer.name}: input form read back {f} differs from the written {g}")
     return {"layers": len(qf.layers), "bytes": qf.size, "crc_ok": True}
 
 
@@ -203,7 +232,11 @@ def export_trial(run: str, trial_number: int, target: str, out: str | Path, forc
              f"peak RAM {cost['peak_ram_bytes']:,} B, fits: {cost['fits']}"]
 
     out = Path(out).resolve()       # the C builds run in other working directories
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
+        raise UserError(f"--out: {str(out)!r} is not an empty folder; choose a new one or pass --force to "
+                        "write into it (files the export does not write are left alone and not listed)")
     out.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
     attrs = trial.user_attrs
     model = _load_model(attrs["weights_path"])
     data = _load_data(study, data_path)
@@ -216,12 +249,13 @@ def export_trial(run: str, trial_number: int, target: str, out: str | Path, forc
 
     graph = build_graph(model, fold_bn=False)      # ONNX and C: Keras' own BatchNorm arithmetic
     folded = build_graph(model, fold_bn=True)      # .qbin: BatchNorm folded into each layer's epilogue
-    per_sample = xonnx.has_dynamic_range(graph)
-    reference = keras_logits(model, x, per_sample)
+    reference = keras_logits(model, x)
     checks: dict = {"keras_test_acc": float(np.mean(np.argmax(reference, 1) == data.y_test[:len(x)]))}
 
-    checks["onnx"] = xonnx.export_onnx(graph, x, reference, out / "model.onnx", ONNX_TOLERANCE, per_sample,
-                                       allowed_flips=_allowed_flips(graph, len(x)))
+    checks["onnx"] = xonnx.export_onnx(graph, x, reference, out / "model.onnx", ONNX_TOLERANCE,
+                                       allowed_flips=_allowed_flips(graph, len(x)),
+                                       keras_inputs=lambda xs: keras_layer_inputs(model, graph, xs))
+    written.append(out / "model.onnx")
     onnx_check = checks["onnx"]
     lines.append(f"model.onnx: onnxruntime vs Keras on {len(x)} test samples: argmax identical, max |diff| "
                  f"{onnx_check['max_abs_diff']:.2e} ({onnx_check['samples_beyond_tolerance']} samples beyond "
@@ -231,7 +265,7 @@ def export_trial(run: str, trial_number: int, target: str, out: str | Path, forc
     meta = {"model": attrs["config"].get("model"), "input_shape": list(graph.input_shape),
             "num_classes": int(np.prod(graph.output_shape)), "trial": trial_number, "target": target,
             "dataset": data.name}
-    qbin.write_qbin(out / "model.qbin", [op.layer for op in folded.compute], meta)
+    written.append(qbin.write_qbin(out / "model.qbin", [op.layer for op in folded.compute], meta))
     checks["qbin"] = _check_qbin(out / "model.qbin", folded)
     lines.append(f"model.qbin: {checks['qbin']['layers']} layers, {checks['qbin']['bytes']:,} bytes, read back and CRCs ok")
 
@@ -242,8 +276,8 @@ def export_trial(run: str, trial_number: int, target: str, out: str | Path, forc
         from autoq.plan import plan_from_emission
         from autoq.resources import resource_dir
 
-        c_emit.copy_kernels(resource_dir("kernels"), out)
-        c_emit.write_makefile(out)
+        written += c_emit.copy_kernels(resource_dir("kernels"), out)
+        written.append(c_emit.write_makefile(out))
         with tempfile.TemporaryDirectory(prefix="autoq-export-") as tmp:
             # the plan of this export: the target build's scratch, and what the cost model prices
             plan = plan_from_emission(graph, c_emit.emit_c(graph, "model"))
@@ -253,6 +287,7 @@ def export_trial(run: str, trial_number: int, target: str, out: str | Path, forc
             (out / "model.h").write_text(em.header)
             (out / "model.c").write_text(em.source)
             (out / "main.c").write_text(em.main)
+            written += [out / "model.h", out / "model.c", out / "main.c"]
             checks["c_host"] = _check_c(out, graph, x, reference, Path(tmp))
             checks["c_layers"] = [{"layer": cl.op.name, "kernel": cl.kind, "weight_bytes": cl.weight_bytes,
                                    **({"note": cl.note} if cl.note else {})} for cl in em.layers]
@@ -268,6 +303,7 @@ def export_trial(run: str, trial_number: int, target: str, out: str | Path, forc
                 checks["c_m4"] = _check_m4(out, Path(tmp), profile, force, lines, estimate(plan, profile))
 
     shutil.copy2(attrs["weights_path"], out / "model.keras")
+    written.append(out / "model.keras")
     manifest = {
         "autoq_export": 1, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "study": str(study_path), "study_name": study.study_name, "trial": trial_number, "target": target,
@@ -276,7 +312,7 @@ def export_trial(run: str, trial_number: int, target: str, out: str | Path, forc
         "environment": {"python": platform.python_version(), "machine": platform.machine(), **_versions()},
     }
     manifest["files"] = {str(p.relative_to(out)): {"bytes": p.stat().st_size, "sha256": sha256(p)}
-                         for p in sorted(out.rglob("*")) if p.is_file() and p.name != "manifest.json"}
+                         for p in sorted(set(written))}
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2, default=_json_default))
     sizes = {k: v["bytes"] for k, v in manifest["files"].items() if "/" not in k}
     lines.append("files: " + ", ".join(f"{k} {v:,} B" for k, v in sizes.items()) + f" -> {out}/manifest.json")

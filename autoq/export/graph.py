@@ -39,6 +39,7 @@ class Op:
     attrs: dict = field(default_factory=dict)
     layer: QLayer | None = None      # conv2d / dense: weights, kind, epilogue
     input_quantizer: object = None   # conv2d / dense: Quantizer applied to the input (or None)
+    input_form: object = None        # its deployment form (autoq.quant.forms.InputForm): what back ends render
 
 
 @dataclass
@@ -152,8 +153,9 @@ def build_graph(model, fold_bn: bool = True) -> ExportGraph:
                                     "Flatten first")
             op.layer = encode_layer(layer.name, op.kind, kind, kernel, wq,
                                     act_bits=32 if iq is None else int(iq.bits), stride=stride, padding=padding,
-                                    bias=bias)
+                                    bias=bias, input_form=None if iq is None else iq.input_form())
             op.input_quantizer = iq
+            op.input_form = op.layer.input_form
         elif cls == "BatchNormalization" and not fold_bn:
             s, t = _bn_params_tf(layer)
             op.kind, op.attrs = "affine", {"scale": s, "shift": t}

@@ -1,16 +1,21 @@
 """ONNX export of an ExportGraph: quantized weights as integer initialisers + DequantizeLinear.
 
-Weights: a codebook (per tensor or per output channel) that equals ``scale[c] * z`` for small
-integers ``z`` (binary {-a,+a}: z = {-1,+1}; ternary: {-1,0,+1}; DoReFa k-bit: odd integers;
-uniform / LSQ: the integer grid) is stored as the integer tensor ``z[index]`` in the narrowest
-type onnxruntime dequantizes (int4 when z fits [-8, 7], else int8, else int16) followed by a
-per-axis DequantizeLinear, so the file size follows the bit width. Other codebooks are stored
-as uint8 indices + a Gather from the float table. Float layers keep float initialisers.
+Weights are rendered from each layer's declared weight form (autoq.quant.forms): the integer
+forms (binary {-1,+1}, ternary {-1,0,+1}, integer grids such as DoReFa's odd integers or the
+uniform / LSQ grid) are stored as the integer levels ``z`` in the narrowest type onnxruntime
+dequantizes (int4 when z fits [-8, 7], packed two per byte in raw_data; else int8, else int16)
+followed by a (per-axis) DequantizeLinear with the form's scales, so the file size follows the
+bit width. Table forms are stored as uint8 indices + a Gather from the float table (per-channel
+tables as float). Float layers keep float initialisers.
+
+Input forms: sign -> GreaterOrEqual + Where; grid -> Div, Round, Clip, Mul with the fixed step.
 
 Layout: tensors are NHWC like Keras; convolutions and pooling run in NCHW between two
-Transposes (onnxruntime removes the pairs when it optimises). Input quantizers are emitted
-from their forward formulas (autoq.quant.quantizers); the exporter then runs the model in
-onnxruntime and compares it with Keras, so any drift between the two fails the export.
+Transposes (onnxruntime removes the pairs when it optimises). Dense layers run as 1x1
+convolutions: batch-size independent, and onnxruntime's default DequantizeLinear -> MatMul fusion
+(MatMulNBits, which quantizes the float activations to int8) cannot change the result. The exporter runs the model
+in onnxruntime with its DEFAULT session options and compares it with Keras, so any drift fails
+the export.
 """
 from __future__ import annotations
 
@@ -40,15 +45,11 @@ class _Builder:
         self.count += 1
         return f"{base}__{self.count}"
 
-    def const(self, name: str, array: np.ndarray, data_type=None) -> str:
+    def const(self, name: str, array: np.ndarray) -> str:
         from onnx import numpy_helper
 
         name = self.fresh(name)
-        if data_type is None:
-            self.inits.append(numpy_helper.from_array(np.asarray(array), name))
-        else:  # int4 and friends: helper packs the values
-            arr = np.asarray(array)
-            self.inits.append(self.helper.make_tensor(name, data_type, arr.shape, arr.flatten().tolist()))
+        self.inits.append(numpy_helper.from_array(np.asarray(array), name))
         return name
 
     def node(self, op: str, inputs: list[str], base: str, **attrs) -> str:
@@ -60,33 +61,19 @@ class _Builder:
 # --- weights ---------------------------------------------------------------------------------
 
 
-def integer_levels(codebook: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-    """(scales (C,), z (C, L) integers) with scales[c] * z[c, i] ~= codebook[c, i], or None.
-
-    Tries s = min nonzero |level| and s / 2 per channel; accepts when every level is within
-    1e-6 (relative) of s * round(level / s) and |z| <= 32767.
-    """
-    book = np.atleast_2d(np.asarray(codebook, np.float64))
-    scales, zs = [], []
-    for row in book:
-        nonzero = np.abs(row[row != 0])
-        if nonzero.size == 0:
-            scales.append(1.0)
-            zs.append(np.zeros_like(row))
-            continue
-        for s in (nonzero.min(), nonzero.min() / 2):
-            z = np.round(row / s)
-            if np.all(np.abs(z * s - row) <= 1e-6 * np.abs(row).max()) and np.abs(z).max() <= 32767:
-                scales.append(s)
-                zs.append(z)
-                break
-        else:
-            return None
-    return np.array(scales, np.float32), np.array(zs, np.int64)
+def _int4_raw(values: np.ndarray) -> bytes:
+    """ONNX INT4 raw_data: two's-complement nibbles, element 2k in the low nibble of byte k."""
+    v = (np.asarray(values, np.int64).ravel() & 0xF).astype(np.uint8)
+    if v.size % 2:
+        v = np.append(v, np.uint8(0))
+    return (v[0::2] | (v[1::2] << 4)).tobytes()
 
 
 def _weight(b: _Builder, op: Op, keras_shape_axis: int) -> str:
-    """The float weight tensor of a compute op in Keras layout (conv HWIO, dense (in, out))."""
+    """The float weight tensor of a compute op in Keras layout (conv HWIO, dense (in, out)),
+    rendered from the layer's weight form: integer forms (binary, ternary, integer) as the
+    integer levels z in the narrowest type (int4 / int8 / int16) + DequantizeLinear with the
+    form's scales; table forms as uint8 indices + Gather; float as float."""
     from onnx import TensorProto
 
     ql = op.layer
@@ -94,88 +81,53 @@ def _weight(b: _Builder, op: Op, keras_shape_axis: int) -> str:
     if ql.indices is None:
         b.weight_storage[name] = "float32"
         return b.const(f"{name}_w", ql.keras_kernel())
-    idx = ql.indices  # OHWI
     to_keras = (lambda a: a.reshape(ql.shape[0], ql.shape[3]).T) if op.kind == "dense" else \
         (lambda a: a.transpose(1, 2, 3, 0))
-    levels = integer_levels(ql.codebook)
-    if levels is None:
+    z = ql.integers()
+    if z is None:
         if np.asarray(ql.codebook).ndim != 1:
-            b.weight_storage[name] = "float32 (per-channel table not integer)"
+            b.weight_storage[name] = "float32 (per-channel table)"
             return b.const(f"{name}_w", ql.keras_kernel())
         b.weight_storage[name] = "uint8 indices + Gather"
         table = b.const(f"{name}_codebook", np.asarray(ql.codebook, np.float32))
-        ind = b.node("Cast", [b.const(f"{name}_idx", to_keras(idx))], f"{name}_idx64", to=TensorProto.INT64)
+        ind = b.node("Cast", [b.const(f"{name}_idx", to_keras(ql.indices))], f"{name}_idx64", to=TensorProto.INT64)
         return b.node("Gather", [table, ind], f"{name}_w")
-    scales, z = levels
-    per_channel = z.shape[0] > 1
-    if per_channel:
-        channel = np.arange(z.shape[0]).reshape(-1, 1, 1, 1)
-        q = z[np.broadcast_to(channel, idx.shape), idx.astype(np.intp)]
+    scales = np.asarray(ql.scales, np.float32)
+    per_channel = scales.size > 1
+    q = to_keras(z)
+    if b.use_int4 and -8 <= int(q.min(initial=0)) and int(q.max(initial=0)) <= 7:
+        dtype = "int4"
+        qname = b.fresh(f"{name}_wq")
+        b.inits.append(b.helper.make_tensor(qname, TensorProto.INT4, q.shape, _int4_raw(q), raw=True))
+        zp = b.fresh(f"{name}_wzp")
+        n_zp = scales.size if per_channel else 1
+        b.inits.append(b.helper.make_tensor(zp, TensorProto.INT4, [n_zp] if per_channel else [],
+                                            _int4_raw(np.zeros(n_zp)), raw=True))
     else:
-        q = z[0][idx.astype(np.intp)]
-    q = to_keras(q)
-    zmax = int(np.abs(z).max())
-    if -8 <= int(z.min()) and int(z.max()) <= 7 and b.use_int4:
-        dtype, data_type, zp_type = "int4", TensorProto.INT4, TensorProto.INT4
-    elif zmax <= 127:
-        dtype, data_type, zp_type = "int8", None, None
-        q = q.astype(np.int8)
-    else:
-        dtype, data_type, zp_type = "int16", None, None
-        q = q.astype(np.int16)
+        dtype = "int8" if int(np.abs(q).max(initial=0)) <= 127 else "int16"
+        q = q.astype(np.int8 if dtype == "int8" else np.int16)
+        qname = b.const(f"{name}_wq", q)
+        zp = b.const(f"{name}_wzp", np.zeros(scales.size if per_channel else (), q.dtype))
     b.weight_storage[name] = dtype
-    qname = b.const(f"{name}_wq", q, data_type)
     scale = b.const(f"{name}_wscale", scales if per_channel else scales[:1].reshape(()))
-    if data_type is not None:
-        zp = b.const(f"{name}_wzp", np.zeros(len(scales) if per_channel else (), np.int8), zp_type)
-    else:
-        zp = b.const(f"{name}_wzp", np.zeros(len(scales) if per_channel else (), q.dtype))
     attrs = {"axis": keras_shape_axis} if per_channel else {}
     return b.node("DequantizeLinear", [qname, scale, zp], f"{name}_w", **attrs)
 
 
-# --- input quantizers (mirror autoq.quant.quantizers' TF forward passes) ------------------------
+# --- input forms (autoq.quant.forms.InputForm.apply) ----------------------------------------------
 
 
-def _input_quant(b: _Builder, x: str, q, base: str) -> str:
-    from onnx import TensorProto
-
-    name = q.name
+def _input_quant(b: _Builder, x: str, form, base: str) -> str:
     f = lambda v: b.const(f"{base}_c", np.array(v, np.float32))  # noqa: E731
-    if name == "sign":
+    if form.op == "sign":
         ge = b.node("GreaterOrEqual", [x, f(0.0)], f"{base}_ge")
         return b.node("Where", [ge, f(1.0), f(-1.0)], f"{base}_sign")
-    if name == "dorefa":
-        n = float(2 ** q.bits - 1)
-        c = b.node("Clip", [x, f(0.0), f(1.0)], f"{base}_clip")
-        r = b.node("Round", [b.node("Mul", [c, f(n)], f"{base}_mul")], f"{base}_round")
-        return b.node("Div", [r, f(n)], f"{base}_q")
-    if name == "uniform":
-        qmax = float(2 ** (q.bits - 1) - 1)
-        if q.alpha is not None:
-            step = f(np.float32(q.alpha / qmax))
-        else:  # alpha = max|x| over the whole tensor, reduced in float64 like the TF side
-            amax = b.node("ReduceMax", [b.node("Abs", [x], f"{base}_abs")], f"{base}_amax", keepdims=1)
-            a64 = b.node("Cast", [amax], f"{base}_a64", to=TensorProto.DOUBLE)
-            d = lambda v: b.const(f"{base}_d", np.array(v, np.float64))  # noqa: E731
-            pos = b.node("Greater", [a64, d(0.0)], f"{base}_pos")
-            a64 = b.node("Where", [pos, a64, d(1.0)], f"{base}_a")
-            step = b.node("Cast", [b.node("Div", [a64, d(qmax)], f"{base}_s64")], f"{base}_step",
-                          to=TensorProto.FLOAT)
+    if form.op == "grid":
+        step = f(np.float32(form.step))
         r = b.node("Round", [b.node("Div", [x, step], f"{base}_div")], f"{base}_round")
-        return b.node("Mul", [b.node("Clip", [r, f(-qmax), f(qmax)], f"{base}_clip"), step], f"{base}_q")
-    if name == "lsq":
-        qn, qp = q._range()
-        s = f(np.float32(q._step_value()))
-        c = b.node("Clip", [b.node("Div", [x, s], f"{base}_div"), f(-float(qn)), f(float(qp))], f"{base}_clip")
-        return b.node("Mul", [b.node("Round", [c], f"{base}_round"), s], f"{base}_q")
-    raise UserError(f"input quantizer {name!r} has no ONNX form (supported: sign, dorefa, uniform, lsq)")
-
-
-def has_dynamic_range(graph: ExportGraph) -> bool:
-    """True if an input quantizer's scale depends on the whole (batched) tensor."""
-    return any(getattr(op.input_quantizer, "name", None) == "uniform" and op.input_quantizer.alpha is None
-               for op in graph.compute)
+        c = b.node("Clip", [r, f(float(form.qmin)), f(float(form.qmax))], f"{base}_clip")
+        return b.node("Mul", [c, step], f"{base}_q")
+    raise UserError(f"input form {form.op!r} has no ONNX form (supported: sign, grid)")
 
 
 # --- ops -------------------------------------------------------------------------------------
@@ -201,8 +153,8 @@ def _epilogue(b: _Builder, y: str, op: Op) -> str:
 def _emit(b: _Builder, op: Op, tensors: dict[str, str], shapes: dict[str, tuple]) -> str:
     xs = [tensors[i] for i in op.inputs]
     x, base = (xs[0] if xs else None), op.name
-    if op.kind in ("conv2d", "dense") and op.input_quantizer is not None:
-        x = _input_quant(b, x, op.input_quantizer, f"{base}_inq")
+    if op.kind in ("conv2d", "dense") and op.input_form is not None:
+        x = _input_quant(b, x, op.input_form, f"{base}_inq")
     if op.kind == "conv2d":
         ql = op.layer
         c_out, kh, kw, _ = ql.shape
@@ -215,7 +167,17 @@ def _emit(b: _Builder, op: Op, tensors: dict[str, str], shapes: dict[str, tuple]
                    strides=[ql.stride, ql.stride], pads=[pt, pl, pb, pr])
         return _epilogue(b, _nhwc(b, y, base), op)
     if op.kind == "dense":
-        return _epilogue(b, b.node("MatMul", [x, _weight(b, op, keras_shape_axis=1)], f"{base}_mm"), op)
+        # A 1x1 Conv over (N, n_in, 1, 1): onnxruntime convolves each sample on its own, so a
+        # sample's logits do not depend on the batch size (MatMul switches between GEMV and GEMM
+        # kernels with another summation order), and the default DequantizeLinear -> MatMul fusion
+        # (MatMulNBits, which quantizes the float activations to int8 on the fly) does not apply.
+        n_out, n_in = op.layer.shape[0], op.layer.shape[3]
+        w = b.node("Transpose", [_weight(b, op, keras_shape_axis=1)], f"{base}_wt", perm=[1, 0])
+        w = b.node("Reshape", [w, b.const(f"{base}_wshape", np.array([n_out, n_in, 1, 1], np.int64))], f"{base}_w4")
+        x4 = b.node("Reshape", [x, b.const(f"{base}_xshape", np.array([-1, n_in, 1, 1], np.int64))], f"{base}_x4")
+        y = b.node("Conv", [x4, w], f"{base}_conv", kernel_shape=[1, 1])
+        y = b.node("Reshape", [y, b.const(f"{base}_yshape", np.array([-1, n_out], np.int64))], f"{base}_y")
+        return _epilogue(b, y, op)
     if op.kind == "affine":
         y = b.node("Mul", [x, b.const(f"{base}_s", op.attrs["scale"])], f"{base}_mul")
         return b.node("Add", [y, b.const(f"{base}_t", op.attrs["shift"])], f"{base}_add")
@@ -283,14 +245,11 @@ def build_onnx(graph: ExportGraph, use_int4: bool = True, name: str = "autoq", d
 
 
 def run_onnx(model_bytes: bytes, x: np.ndarray, per_sample: bool = False, batch: int = 256,
-             exact: bool = True) -> np.ndarray:
-    """Logits of onnxruntime for ``x`` (NHWC float32).
+             exact: bool = False) -> np.ndarray:
+    """Logits of onnxruntime for ``x`` (NHWC float32) with the DEFAULT session options (what
+    users run), in batches of ``batch`` (``per_sample``: one at a time).
 
-    exact: run without graph optimisations (``graph_optimization_level = ORT_DISABLE_ALL``).
-    onnxruntime's optimiser folds the BatchNorm Mul/Add into the convolution weights and turns
-    DequantizeLinear -> MatMul into an integer matmul that quantizes the float activations on
-    the fly; both change the last bits, and in front of a quantized activation a last-bit
-    change can move a value to the next level (seen: 2 of 359 samples, logits off by 0.026).
+    exact: run without graph optimisations instead (``ORT_DISABLE_ALL``), for diagnosis only.
     """
     import onnxruntime as ort
 
@@ -305,22 +264,62 @@ def run_onnx(model_bytes: bytes, x: np.ndarray, per_sample: bool = False, batch:
     return np.concatenate(outs, axis=0)
 
 
+BATCH_TOLERANCE = 1e-5      # one sample alone vs in a batch of 256
+MAX_LEVEL_SHARE = 1e-3      # quantized input values allowed one level apart from Keras' (level check)
+LEVEL_CHECK_SAMPLES = 32    # samples beyond tolerance the level check looks at
+
+
+def level_agreement(graph: ExportGraph, model_proto, x: np.ndarray, keras_inputs: dict) -> dict:
+    """Quantized inputs of ONNX vs Keras, layer by layer, for samples ``x``.
+
+    ``keras_inputs[layer]`` is Keras' float input of each layer with an input form; the ONNX
+    one comes from the debug outputs. Both are mapped to level indices by the layer's input
+    form. A faithful translation differs only where a sum landed on a rounding boundary (one
+    level, rarely); a wrong one moves many values or by several levels.
+    """
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(model_proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    names = [o.name for o in sess.get_outputs()]
+    outs = dict(zip(names, sess.run(None, {INPUT_NAME: x})))
+    producer = {op.output: op.name for op in graph.ops if op.kind != "input"}
+    differ = total = step = 0
+    for op in graph.compute:
+        if op.input_form is None or op.name not in keras_inputs:
+            continue
+        src = op.inputs[0]
+        got = x if src == graph.input_name else outs[f"debug:{producer[src]}"]
+        a = op.input_form.indices(got).astype(np.int64)
+        b = op.input_form.indices(keras_inputs[op.name]).astype(np.int64)
+        differ += int(np.sum(a != b))
+        total += a.size
+        step = max(step, int(np.abs(a - b).max(initial=0)))
+    return {"values": total, "differ": differ, "share": differ / max(total, 1), "max_level_step": step,
+            "samples": int(len(x))}
+
+
 def export_onnx(graph: ExportGraph, x: np.ndarray, reference: np.ndarray, path, tolerance: float = 1e-4,
-                per_sample: bool = False, allowed_flips: int = 0) -> dict:
-    """Write ``path`` and check onnxruntime against ``reference`` (Keras logits for ``x``).
+                allowed_flips: int = 0, keras_inputs=None) -> dict:
+    """Write ``path`` and check onnxruntime (default session options) against ``reference``
+    (Keras logits for ``x``).
 
     int4 storage is tried first and replaced by int8 if onnxruntime cannot run it. Raises
-    UserError (the export fails) if more than ``allowed_flips`` samples differ by more than
-    ``tolerance`` or any argmax differs. ``allowed_flips`` > 0 only for models with quantized
+    UserError (the export fails) if any argmax differs, if more than ``allowed_flips`` samples
+    differ by more than ``tolerance``, or if a sample run alone differs from the same sample in
+    a batch by more than BATCH_TOLERANCE. ``allowed_flips`` > 0 only for models with quantized
     activations, where a last-bit difference in a preceding sum can move a value to the next
-    level (the same rule as the C check).
+    level (the same rule as the C check). ``keras_inputs(x) -> {layer: Keras input}`` (models
+    with quantized inputs): when more samples than allowed differ, the quantized inputs of those
+    samples are compared layer by layer (:func:`level_agreement`) and the check passes if at most
+    MAX_LEVEL_SHARE of the values are one level apart and none more (deep networks: a few level
+    flips per layer add up to many samples).
     """
     last_error = None
     for use_int4 in (True, False):
         model, storage = build_onnx(graph, use_int4=use_int4)
         data = model.SerializeToString()
         try:
-            got = run_onnx(data, x, per_sample=per_sample)
+            got = run_onnx(data, x)
         except Exception as exc:  # noqa: BLE001 -- an unsupported int4 kernel: retry with int8
             last_error = exc
             log.warning("onnxruntime could not run the %s model (%s)", "int4" if use_int4 else "int8", exc)
@@ -329,18 +328,32 @@ def export_onnx(graph: ExportGraph, x: np.ndarray, reference: np.ndarray, path, 
         diff = float(per_sample_diff.max(initial=0.0))
         over = int(np.sum(per_sample_diff > tolerance))
         argmax_differ = int(np.sum(np.argmax(got, 1) != np.argmax(reference, 1))) if len(x) else 0
-        if over > allowed_flips or argmax_differ:
-            raise UserError(f"ONNX export check failed: onnxruntime logits differ from Keras by up to {diff:.3g} "
-                            f"(tolerance {tolerance:g}) on {over} of {len(x)} test samples (allowed "
-                            f"{allowed_flips}: quantized-activation level flips), {argmax_differ} argmax differ")
+        alone = run_onnx(data, x, per_sample=True)
+        batch_diff = float(np.max(np.abs(alone - got), initial=0.0))
+        levels = None
+        if over > allowed_flips and keras_inputs is not None and not argmax_differ:
+            worst = np.argsort(-per_sample_diff)[:LEVEL_CHECK_SAMPLES]
+            levels = level_agreement(graph, build_onnx(graph, use_int4, debug_outputs=True)[0], x[worst],
+                                     keras_inputs(x[worst]))
+            if levels["max_level_step"] <= 1 and levels["share"] <= MAX_LEVEL_SHARE:
+                allowed_flips = over          # explained by single-level flips
+        if over > allowed_flips or argmax_differ or batch_diff > BATCH_TOLERANCE:
+            raise UserError(f"ONNX export check failed (onnxruntime default session options): logits differ from "
+                            f"Keras by up to {diff:.3g} (tolerance {tolerance:g}) on {over} of {len(x)} test samples "
+                            f"(allowed {allowed_flips}: quantized-activation level flips), {argmax_differ} argmax "
+                            f"differ; one sample alone vs in a batch: max diff {batch_diff:.3g} (allowed "
+                            f"{BATCH_TOLERANCE:g})" + (f"; level check of the worst {levels['samples']} samples: "
+                                                       f"{levels['differ']} of {levels['values']} quantized inputs "
+                                                       f"differ, by up to {levels['max_level_step']} levels"
+                                                       if levels else ""))
         with open(path, "wb") as fh:
             fh.write(data)
-        agree = 1.0 - argmax_differ / len(x) if len(x) else 1.0
-        fused = run_onnx(data, x, per_sample=per_sample, exact=False)
-        return {"max_abs_diff": diff, "argmax_agreement": agree, "samples": int(len(x)), "weights": storage,
+        exact = run_onnx(data, x, exact=True)
+        return {"max_abs_diff": diff, "argmax_agreement": 1.0 - argmax_differ / len(x) if len(x) else 1.0,
+                "argmax_differ": argmax_differ, "samples": int(len(x)), "weights": storage,
                 "samples_beyond_tolerance": over, "allowed_level_flips": allowed_flips,
-                "opset": OPSET, "int4": use_int4, "session_options": {"graph_optimization_level": "ORT_DISABLE_ALL"},
-                "default_options_max_abs_diff": float(np.max(np.abs(fused - reference))) if len(x) else 0.0,
-                "default_options_argmax_agreement":
-                    float(np.mean(np.argmax(fused, 1) == np.argmax(reference, 1))) if len(x) else 1.0}
+                "batch1_vs_batch_max_abs_diff": batch_diff, "opset": OPSET, "int4": use_int4,
+                "level_check": levels,
+                "session_options": "onnxruntime defaults (graph_optimization_level ORT_ENABLE_ALL)",
+                "no_optimisation_max_abs_diff": float(np.max(np.abs(exact - reference), initial=0.0))}
     raise UserError(f"ONNX export failed: onnxruntime cannot run the model: {last_error}")

@@ -8,7 +8,7 @@ File::
 
     offset  size  field
     0       8     magic  b"AUTOQBIN"
-    8       2     u16 version (1)
+    8       2     u16 version (2; the reader also reads 1, which has no input forms)
     10      1     u8  byte order: 1 = little-endian (the only value written)
     11      1     u8  reserved, 0
     12      4     u32 number of layer records N
@@ -30,7 +30,7 @@ Payload::
     u8  act_bits      bits of the layer's input activations (32 = float)
     u16 name length L, then L bytes UTF-8 name (the Keras layer name)
     u32 c_out, kh, kw, c_in            weight shape in OHWI order (dense: kh = kw = 1)
-    u32 stride, u8 padding (0 valid, 1 same), u8 flags (bit 0 bias, bit 1 scale)
+    u32 stride, u8 padding (0 valid, 1 same), u8 flags (bit 0 bias, bit 1 scale, bit 2 input form)
     u8  codebook form 0 none (float weights) | 1 table (L floats) | 2 per-channel table
                       (c_out x L floats) | 3 affine: value = scale[c] * (index - zero_point)
     u16 levels L,  i32 zero_point (form 3), u32 number of codebook floats, then the floats
@@ -42,7 +42,10 @@ Payload::
                 b in {1, 2, 4, 8} this is exactly the kernels' row layout
                 (byte = row[j / q], shift = b * (j % q), q = 8 / b).
     then c_out float32 bias if flag bit 0, then c_out float32 scale if flag bit 1
-    (the per-channel multiplier applied after the accumulation: folded BatchNorm).
+    (the per-channel multiplier applied after the accumulation: folded BatchNorm), then if flag
+    bit 2 the layer's input form (autoq.quant.forms.InputForm, the fixed range the ONNX and C
+    use): u8 op (1 sign, 2 grid), f32 step, i32 qmin, i32 qmax; grid: y = clip(round(x / step),
+    qmin, qmax) * step.
 
 The reader checks every length against the file size, every CRC, the magic numbers, the
 version, the byte order, the shapes and that every index is below L; any failure raises
@@ -63,7 +66,9 @@ from autoq.kinds import KINDS  # the one list of kernel kinds
 
 MAGIC = b"AUTOQBIN"
 END_MAGIC = b"AQND"
-VERSION = 1
+VERSION = 2
+READABLE_VERSIONS = (1, 2)
+INPUT_OPS = ("none", "sign", "grid")
 LITTLE_ENDIAN = 1
 OPS = ("conv2d", "dense")
 PADDINGS = ("valid", "same")
@@ -113,8 +118,11 @@ class QLayer:
     """One compute layer in export form. Weights are OHWI (dense: (c_out, 1, 1, c_in)).
 
     Float layers: ``weights`` holds the float32 OHWI array and ``indices`` is None.
-    Quantized layers: ``indices`` (uint8, OHWI) and ``codebook`` ((L,) or (c_out, L)), or the
-    affine form ``scales`` ((1,) or (c_out,)) with ``zero_point``.
+    Quantized layers: ``indices`` (uint8, OHWI) and ``codebook`` ((L,) or (c_out, L)); the
+    quantizer's declared ``form`` (autoq.quant.forms.WeightForm; None when read from a file)
+    and, for its integer forms, ``scales`` ((1,) or (c_out,)): value = scales[c] * levels[i].
+    ``zero_point`` is set when the levels are consecutive (value = scales[c] * (i - zero_point)):
+    the affine record form.
     """
 
     name: str
@@ -129,7 +137,9 @@ class QLayer:
     indices: np.ndarray | None = None
     codebook: np.ndarray | None = None
     scales: np.ndarray | None = None
-    zero_point: int = 0
+    zero_point: int | None = None
+    form: object = None                               # WeightForm of the quantizer (export side)
+    input_form: object = None                         # InputForm of the layer's input quantizer
     bias: np.ndarray | None = None
     scale: np.ndarray | None = None                   # per-channel post-accumulation multiplier
     extra: dict = field(default_factory=dict)
@@ -145,7 +155,7 @@ class QLayer:
         if self.indices is None:
             return np.asarray(self.weights, dtype=np.float32)
         idx = self.indices.astype(np.intp)
-        if self.scales is not None:
+        if self.zero_point is not None:
             scales = np.asarray(self.scales, np.float32)
             levels = (np.arange(self.levels, dtype=np.float32) - np.float32(self.zero_point))
             book = levels[None, :] * scales.reshape(-1, 1)
@@ -157,6 +167,16 @@ class QLayer:
         channel = np.arange(book.shape[0]).reshape(-1, 1, 1, 1)
         return book[np.broadcast_to(channel, idx.shape), idx]
 
+    def integers(self) -> np.ndarray | None:
+        """The integer level z of every weight (OHWI), value = scales[c] * z, for the integer
+        forms (binary, ternary, integer); None for float and table layers."""
+        if self.indices is None or self.scales is None:
+            return None
+        idx = self.indices.astype(np.int64)
+        if self.form is not None:
+            return np.asarray(self.form.levels, np.int64)[idx]
+        return idx - int(self.zero_point)
+
     def keras_kernel(self) -> np.ndarray:
         """Decoded weights in Keras layout: conv (kh, kw, c_in, c_out), dense (n_in, n_out)."""
         w = self.decoded()
@@ -165,31 +185,11 @@ class QLayer:
         return w.transpose(1, 2, 3, 0)
 
 
-def _affine_form(codebook: np.ndarray) -> tuple[np.ndarray, int] | None:
-    """(scales, zero_point) with codebook[c, i] == scales[c] * (i - zp) exactly in float32, or None.
-
-    Symmetric codebooks of the uniform, LSQ, ternary and scaled-binary quantizers fit; the
-    check is bit-exact so decoding through the affine form equals the quantizer's decode.
-    """
-    book = np.atleast_2d(np.asarray(codebook, np.float32))
-    levels = book.shape[1]
-    for zp in range(levels):
-        base = np.arange(levels, dtype=np.float32) - np.float32(zp)
-        ref = base.copy()
-        ref[ref == 0] = np.nan
-        pivot = int(np.nanargmax(np.abs(ref))) if levels > 1 else 0
-        if base[pivot] == 0:
-            continue
-        scales = (book[:, pivot] / base[pivot]).astype(np.float32)
-        if np.array_equal(base[None, :] * scales[:, None], book):
-            return (scales[:1] if np.all(scales == scales[0]) and np.asarray(codebook).ndim == 1 else scales), zp
-    return None
-
-
 def encode_layer(name: str, op: str, kind: str, kernel: np.ndarray, quantizer, act_bits: int = 32,
                  stride: int = 1, padding: str = "valid", bias: np.ndarray | None = None,
-                 scale: np.ndarray | None = None) -> QLayer:
-    """Build a QLayer from a Keras-layout kernel and its weight quantizer (None = float)."""
+                 scale: np.ndarray | None = None, input_form=None) -> QLayer:
+    """Build a QLayer from a Keras-layout kernel and its weight quantizer (None = float);
+    ``input_form``: the InputForm of the layer's input quantizer (None = float input)."""
     kernel = np.asarray(kernel, dtype=np.float32)
     if op == "dense":
         n_in, n_out = kernel.shape
@@ -202,19 +202,19 @@ def encode_layer(name: str, op: str, kind: str, kernel: np.ndarray, quantizer, a
     layer = QLayer(name=name, op=op, kind=kind, weight_bits=32 if quantizer is None else int(quantizer.bits),
                    act_bits=int(act_bits), shape=tuple(int(s) for s in shape), stride=int(stride),
                    padding=padding, bias=None if bias is None else np.asarray(bias, np.float32),
-                   scale=None if scale is None else np.asarray(scale, np.float32))
+                   scale=None if scale is None else np.asarray(scale, np.float32), input_form=input_form)
     if quantizer is None:
         layer.weights = np.ascontiguousarray(to_ohwi(kernel))
         return layer
-    indices, codebook = quantizer.encode(kernel)
-    layer.indices = np.ascontiguousarray(to_ohwi(indices))
-    bits_needed = max(1, int(np.ceil(np.log2(max(codebook.shape[-1], 2)))))
+    enc = quantizer.encode_weights(kernel)
+    layer.form = enc.form
+    layer.indices = np.ascontiguousarray(to_ohwi(enc.indices))
+    bits_needed = max(1, int(np.ceil(np.log2(max(enc.form.count, 2)))))
     layer.weight_bits = max(layer.weight_bits, bits_needed)
-    affine = _affine_form(codebook)
-    if affine is not None:
-        layer.scales, layer.zero_point = affine
-        layer.extra["levels"] = int(codebook.shape[-1])
-    layer.codebook = np.asarray(codebook, np.float32)
+    layer.codebook = enc.codebook
+    if enc.scale is not None:
+        layer.scales = enc.scale
+        layer.zero_point = enc.form.zero_point
     return layer
 
 
@@ -224,7 +224,8 @@ def encode_layer(name: str, op: str, kind: str, kernel: np.ndarray, quantizer, a
 def _record_payload(layer: QLayer) -> bytes:
     c_out, kh, kw, c_in = layer.shape
     name = layer.name.encode("utf-8")
-    flags = (1 if layer.bias is not None else 0) | (2 if layer.scale is not None else 0)
+    flags = (1 if layer.bias is not None else 0) | (2 if layer.scale is not None else 0) | \
+        (4 if layer.input_form is not None else 0)
     out = [struct.pack("<BBBBH", OPS.index(layer.op), KINDS.index(layer.kind), layer.weight_bits,
                        layer.act_bits, len(name)), name,
            struct.pack("<IIIIIBB", c_out, kh, kw, c_in, layer.stride, PADDINGS.index(layer.padding), flags)]
@@ -233,7 +234,7 @@ def _record_payload(layer: QLayer) -> bytes:
         weights = np.asarray(layer.weights, "<f4").tobytes()
     else:
         levels = layer.levels
-        if layer.scales is not None:
+        if layer.zero_point is not None:
             form, zp, book = FORM_AFFINE, layer.zero_point, np.asarray(layer.scales, np.float32)
         else:
             book = np.asarray(layer.codebook, np.float32)
@@ -247,6 +248,9 @@ def _record_payload(layer: QLayer) -> bytes:
             if vec.size != c_out:
                 raise ValueError(f"layer {layer.name}: {vec.size} bias/scale values for {c_out} channels")
             out.append(vec.tobytes())
+    f = layer.input_form
+    if f is not None:
+        out.append(struct.pack("<Bfii", INPUT_OPS.index(f.op), f.step, f.qmin, f.qmax))
     return b"".join(out)
 
 
@@ -306,7 +310,7 @@ def _enum(value: int, names: tuple, what: str, path: str, record: str) -> str:
     return names[value]
 
 
-def _read_record(cur: _Cursor, path: str, label: str) -> QLayer:
+def _read_record(cur: _Cursor, path: str, label: str, version: int = VERSION) -> QLayer:
     op_code, kind_code, wbits, abits, name_len = cur.unpack("BBBBH", "op/kind/bits/name length")
     name = cur.take(name_len, "name").decode("utf-8", errors="replace")
     label = f"{label} ({name})"
@@ -346,20 +350,32 @@ def _read_record(cur: _Cursor, path: str, label: str) -> QLayer:
             raise QbinError(f"{path}: {label}: index {int(layer.indices.max())} >= {levels} codebook levels")
         if form == FORM_AFFINE:
             layer.scales, layer.zero_point = book, zp
-            layer.codebook = None
-            layer.extra["levels"] = levels
             layer.codebook = _affine_book(book, zp, levels)
         else:
             layer.codebook = book if form == FORM_TABLE else book.reshape(c_out, levels)
-    if flags & ~3:
+    known = 7 if version >= 2 else 3
+    if flags & ~known:
         raise QbinError(f"{path}: {label}: unknown flag bits {flags:#x}")
     if flags & 1:
         layer.bias = cur.floats(c_out, "bias")
     if flags & 2:
         layer.scale = cur.floats(c_out, "scale")
+    if flags & 4:
+        layer.input_form = _read_input_form(cur, path, label, abits)
     if cur.pos != cur.end:
         raise QbinError(f"{path}: {label}: {cur.end - cur.pos} unexpected bytes at the end of the record")
     return layer
+
+
+def _read_input_form(cur: _Cursor, path: str, label: str, bits: int):
+    from autoq.quant.forms import InputForm
+
+    op_code, step, qmin, qmax = cur.unpack("Bfii", "input form")
+    op = _enum(op_code, INPUT_OPS, "input op", path, label)
+    try:
+        return InputForm(op, bits, float(step), qmin, qmax, "fixed") if op != "none" else None
+    except ValueError as exc:
+        raise QbinError(f"{path}: {label}: invalid input form ({exc})") from None
 
 
 def _affine_book(scales: np.ndarray, zp: int, levels: int) -> np.ndarray:
@@ -381,8 +397,9 @@ def read_qbin(path: str | Path) -> QbinFile:
         raise QbinError(f"{p}: not a .qbin file (magic {data[:8]!r}, expected {MAGIC!r})")
     cur = _Cursor(data, p, 8, len(data) - 8)
     version, order, _reserved, n_layers, meta_len = cur.unpack("HBBII", "header")
-    if version != VERSION:
-        raise QbinError(f"{p}: format version {version} is not supported (this reader knows {VERSION})")
+    if version not in READABLE_VERSIONS:
+        raise QbinError(f"{p}: format version {version} is not supported (this reader knows "
+                        f"{', '.join(map(str, READABLE_VERSIONS))})")
     if order != LITTLE_ENDIAN:
         raise QbinError(f"{p}: byte-order code {order} is not supported (1 = little-endian)")
     if data[-8:-4] != END_MAGIC:
@@ -404,7 +421,7 @@ def read_qbin(path: str | Path) -> QbinFile:
         if crc != actual:
             raise QbinError(f"{p}: {label} at offset {start}: CRC mismatch (stored {crc:#010x}, computed "
                             f"{actual:#010x}): the record is corrupted")
-        layers.append(_read_record(_Cursor(payload, p, what=label), p, label))
+        layers.append(_read_record(_Cursor(payload, p, what=label), p, label, version))
     if cur.pos != len(data) - 8:
         raise QbinError(f"{p}: {len(data) - 8 - cur.pos} unexpected bytes after the last record")
     (file_crc,) = struct.unpack("<I", data[-4:])
@@ -420,10 +437,13 @@ def describe(qf: QbinFile) -> list[dict]:
     for layer in qf.layers:
         c_out, kh, kw, c_in = layer.shape
         form = ("float" if layer.indices is None else
-                "affine" if layer.scales is not None else
+                "affine" if layer.zero_point is not None else
                 "per-channel table" if np.asarray(layer.codebook).ndim == 2 else "table")
         rows.append({"name": layer.name, "op": layer.op, "kind": layer.kind, "weight_bits": layer.weight_bits,
                      "act_bits": layer.act_bits, "shape_ohwi": [c_out, kh, kw, c_in], "stride": layer.stride,
                      "padding": layer.padding, "levels": layer.levels, "codebook": form,
-                     "bias": layer.bias is not None, "scale": layer.scale is not None})
+                     "bias": layer.bias is not None, "scale": layer.scale is not None,
+                     "input": None if layer.input_form is None else
+                     {"op": layer.input_form.op, "step": layer.input_form.step, "qmin": layer.input_form.qmin,
+                      "qmax": layer.input_form.qmax}})
     return rows

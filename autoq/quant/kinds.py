@@ -15,11 +15,12 @@ from autoq.quant.quantizers import KINDS, Quantizer
 
 
 def _binary_symmetric(q: Quantizer) -> bool:
-    return q.bits == 1 and q.signed
+    return q.weight_form().form == "binary"
 
 
 def layer_kind(weight_q: Quantizer | None, input_q: Quantizer | None) -> str:
-    """Kernel kind for a conv/dense layer with these weight and input quantizers."""
+    """Kernel kind for a conv/dense layer with these weight and input quantizers, read from
+    their deployment forms (``q.kind`` is ``weight_form().kind`` / ``input_form().kind``)."""
     if weight_q is None:
         return "f32"
     if input_q is not None and _binary_symmetric(weight_q):

@@ -25,6 +25,8 @@ from typing import Any, ClassVar
 import numpy as np
 
 from autoq.kinds import KINDS  # the one list of kernel kinds
+from autoq.quant.forms import EncodedWeights, InputForm, WeightForm, is_power_of_two
+
 _REGISTRY: dict[str, type["Quantizer"]] = {}
 
 
@@ -110,11 +112,6 @@ def _check_positive(name: str, key: str, value: Any) -> float:
     return float(value)
 
 
-def _is_power_of_two(x: float) -> bool:
-    mantissa, _ = math.frexp(x)
-    return x > 0 and mantissa == 0.5
-
-
 def _reduce_axes(ndim: int, per_channel: bool) -> tuple[int, ...]:
     """Axes reduced for a statistic: all, or all but the last (output channel) axis."""
     return tuple(range(ndim - 1)) if per_channel and ndim > 1 else tuple(range(ndim))
@@ -146,7 +143,8 @@ def _straight_through(tf, x, forward, gate=None):
 
 class Quantizer:
     """Base class. Subclasses set ``name``, ``role``, ``summary`` and implement
-    ``_indices_and_codebook`` (NumPy) and ``_tf_forward`` (TensorFlow)."""
+    their deployment form (``weight_form`` + ``_indices_and_scale`` / ``_indices_and_table``,
+    or ``input_form``) and ``_tf_forward`` (TensorFlow); encode/decode follow from the form."""
 
     name: ClassVar[str]
     role: ClassVar[str]  # "weight" | "activation" | "both"
@@ -178,18 +176,57 @@ class Quantizer:
 
     @property
     def kind(self) -> str:
-        return "lut"
+        """The kernel kind this quantizer implies on its own (from its deployment form)."""
+        return (self.input_form() if self.deploy_role == "activation" else self.weight_form()).kind
 
     @property
     def signed(self) -> bool:
         return True
 
+    @property
+    def deploy_role(self) -> str:
+        """"weight" or "activation": which deployment form applies (quantizers serving both
+        roles are fixed to one by :func:`for_role`)."""
+        return self.role
+
+    # --- deployment forms (autoq.quant.forms): what the exporters render -----------------
+    def weight_form(self) -> WeightForm:
+        """What the weights become (binary, ternary, integer grid or table)."""
+        raise NotImplementedError(f"quantizer {self.name!r} declares no weight form")
+
+    def input_form(self) -> InputForm:
+        """The input operation at inference with its fixed range (sign or k-bit grid)."""
+        raise NotImplementedError(f"quantizer {self.name!r} declares no input form")
+
+    def encode_weights(self, w: np.ndarray) -> EncodedWeights:
+        """``w`` in its weight form: indices, codebook and (integer forms) the scales."""
+        form = self.weight_form()
+        w = np.asarray(w, dtype=np.float32)
+        if form.form == "table":
+            idx, book = self._indices_and_table(w)
+            return EncodedWeights(form, idx.astype(np.uint8), np.ascontiguousarray(book, dtype=np.float32))
+        idx, scale = self._indices_and_scale(w)
+        scale = np.ascontiguousarray(np.asarray(scale, np.float32).reshape(-1))
+        book = _per_channel_codebook(scale, np.asarray(form.levels), form.per_channel)
+        return EncodedWeights(form, idx.astype(np.uint8), book, scale)
+
+    def _indices_and_scale(self, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Integer weight forms: (indices, scale per tensor or per output channel)."""
+        raise NotImplementedError
+
+    def _indices_and_table(self, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Table weight forms: (indices, codebook)."""
+        raise NotImplementedError
+
     # --- NumPy side ----------------------------------------------------------------------
     def encode(self, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Integer form of ``w``: (uint8 indices of w's shape, float32 codebook)."""
         w = np.asarray(w, dtype=np.float32)
-        idx, codebook = self._indices_and_codebook(w)
-        return idx.astype(np.uint8), np.ascontiguousarray(codebook, dtype=np.float32)
+        if self.deploy_role == "activation":
+            form = self.input_form()
+            return form.indices(w).astype(np.uint8), form.values(np.arange(len(form.levels)))
+        enc = self.encode_weights(w)
+        return enc.indices, enc.codebook
 
     def decode(self, indices: np.ndarray, codebook: np.ndarray) -> np.ndarray:
         """Values of ``indices`` in ``codebook`` (per-layer ``(L,)`` or per-channel ``(C, L)``)."""
@@ -202,10 +239,9 @@ class Quantizer:
 
     def levels(self) -> int:
         """Number of codebook entries."""
-        return 2 ** self.bits
-
-    def _indices_and_codebook(self, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        raise NotImplementedError
+        if self.deploy_role == "activation":
+            return len(self.input_form().levels)
+        return self.weight_form().count
 
     # --- TensorFlow side -----------------------------------------------------------------
     def build(self, layer, shape, init_values=None) -> None:
@@ -239,17 +275,22 @@ class _SignBase(Quantizer):
     """sign(x) with sign(0) = +1, values scale * {-1, +1}."""
 
     bits = 1
+    fixed_scale: float | None = 1.0      # None: the scale is computed from the weights
+
+    def weight_form(self) -> WeightForm:
+        return WeightForm("binary", 1, (-1, 1), scale=self.fixed_scale, per_channel=self.per_channel)
+
+    def input_form(self) -> InputForm:
+        return InputForm("sign", 1)
 
     def _scale_np(self, w: np.ndarray) -> np.ndarray:
-        return np.ones((1,) * w.ndim, dtype=np.float32)
+        return np.full((1,) * w.ndim, self.fixed_scale, dtype=np.float32)
 
     def _scale_tf(self, tf, x):
-        return tf.constant(1.0, tf.float32)
+        return tf.constant(self.fixed_scale, tf.float32)
 
-    def _indices_and_codebook(self, w):
-        scale = self._scale_np(w)
-        idx = (w >= 0).astype(np.uint8)
-        return idx, _per_channel_codebook(scale, np.array([-1.0, 1.0]), self.per_channel)
+    def _indices_and_scale(self, w):
+        return (w >= 0).astype(np.uint8), self._scale_np(w)
 
     def _sign_tf(self, tf, x):
         return tf.where(x >= 0, tf.ones_like(x), -tf.ones_like(x))
@@ -277,10 +318,6 @@ class BinaryConnect(_SignBase):
 
     def __init__(self):
         pass
-
-    @property
-    def kind(self) -> str:
-        return "shift"  # add/subtract with float activations; xnor/and with binary inputs
 
 
 @register
@@ -341,15 +378,9 @@ class ScaledBinary(_SignBase):
     def __init__(self, scale: float = 0.125):
         self.scale = _check_positive(self.name, "scale", scale)
 
-    def _scale_np(self, w):
-        return np.full((1,) * w.ndim, self.scale, dtype=np.float32)
-
-    def _scale_tf(self, tf, x):
-        return tf.constant(self.scale, tf.float32)
-
     @property
-    def kind(self) -> str:
-        return "shift" if _is_power_of_two(self.scale) else "lut"
+    def fixed_scale(self) -> float:
+        return float(np.float32(self.scale))
 
 
 @register
@@ -362,6 +393,7 @@ class XnorWeight(_SignBase):
     name = "xnor"
     role = "weight"
     summary = "binary weights times mean|w| (per layer or per output channel)"
+    fixed_scale = None
 
     def __init__(self, per_channel: bool = False):
         self.per_channel = bool(per_channel)
@@ -385,10 +417,6 @@ class SignActivation(_SignBase):
 
     def __init__(self):
         pass
-
-    @property
-    def kind(self) -> str:
-        return "xnor"
 
     def _gate(self, tf):
         return lambda v: tf.cast(tf.abs(v) <= 1.0, tf.float32)
@@ -414,8 +442,8 @@ class Ternary(Quantizer):
         self.threshold = _check_positive(self.name, "threshold", threshold)
         self.per_channel = bool(per_channel)
 
-    def levels(self) -> int:
-        return 3
+    def weight_form(self) -> WeightForm:
+        return WeightForm("ternary", 2, (-1, 0, 1), per_channel=self.per_channel)
 
     def _np_parts(self, w):
         a64 = np.abs(w.astype(np.float64))
@@ -426,11 +454,10 @@ class Ternary(Quantizer):
         alpha = ((a64 * above).sum(axis=axes, keepdims=True) / count).astype(np.float32)
         return delta, alpha
 
-    def _indices_and_codebook(self, w):
+    def _indices_and_scale(self, w):
         delta, alpha = self._np_parts(w)
         w64 = w.astype(np.float64)
-        idx = np.where(w64 > delta, 2, np.where(w64 < -delta, 0, 1))
-        return idx, _per_channel_codebook(alpha, np.array([-1.0, 0.0, 1.0]), self.per_channel)
+        return np.where(w64 > delta, 2, np.where(w64 < -delta, 0, 1)), alpha
 
     def _tf_forward(self, tf, x, training):
         x = tf.convert_to_tensor(x, tf.float32)
@@ -472,8 +499,8 @@ class TrainedTernary(Quantizer):
     def get_config(self):
         return {"name": self.name, "threshold": self.threshold}
 
-    def levels(self) -> int:
-        return 3
+    def weight_form(self) -> WeightForm:
+        return WeightForm("table", 2, size=3)    # {-a_n, 0, +a_p}: asymmetric, learned
 
     def _twn_scale(self, values) -> float:
         _, alpha = Ternary(self.threshold)._np_parts(np.asarray(values, dtype=np.float32))
@@ -498,7 +525,7 @@ class TrainedTernary(Quantizer):
             return np.float32(1.0), np.float32(1.0)
         return np.float32(np.asarray(self.pos.numpy())), np.float32(np.asarray(self.neg.numpy()))
 
-    def _indices_and_codebook(self, w):
+    def _indices_and_table(self, w):
         a64 = np.abs(w.astype(np.float64))
         delta = self.threshold * a64.mean()
         w64 = w.astype(np.float64)
@@ -557,52 +584,54 @@ class DoReFa(Quantizer):
         """The same quantizer fixed to ``role`` (layers call this; 'auto' cannot encode)."""
         return self if self.mode == role else DoReFa(self.bits, role)
 
-    def levels(self) -> int:
-        return 2 ** self.bits
-
     @property
     def signed(self) -> bool:
         return self.mode == "weight"
 
     @property
-    def kind(self) -> str:
-        if self.mode == "activation" and self.bits == 1:
-            return "and"
-        return "lut"
+    def deploy_role(self) -> str:
+        return self._mode()
 
     def _mode(self) -> str:
         if self.mode == "auto":
             raise ValueError("dorefa quantizer used without a role: call .for_role('weight'|'activation')")
         return self.mode
 
-    def _n(self) -> np.float32:
-        return np.float32(2 ** self.bits - 1)
+    def _n(self) -> int:
+        return 2 ** self.bits - 1
 
-    def _indices_and_codebook(self, w):
-        n = self._n()
-        if self._mode() == "activation":
-            idx = np.round(np.clip(w, np.float32(0), np.float32(1)) * n)
-            return idx, np.arange(self.levels(), dtype=np.float32) / n
+    def _step(self) -> np.float32:
+        return np.float32(1.0 / self._n())
+
+    def weight_form(self) -> WeightForm:
         if self.bits == 1:
-            return XnorWeight()._indices_and_codebook(w)
+            return XnorWeight().weight_form()
+        n = self._n()                 # w_q = (2 i - n) / n: odd integers times 1/n
+        return WeightForm("integer", self.bits, tuple(range(-n, n + 1, 2)), scale=float(self._step()))
+
+    def input_form(self) -> InputForm:
+        return InputForm("grid", self.bits, float(self._step()), 0, self._n(), "definition")
+
+    def _indices_and_scale(self, w):
+        if self.bits == 1:
+            return XnorWeight()._indices_and_scale(w)
         t = np.tanh(w.astype(np.float64))
         t = (t / (2.0 * np.abs(t).max(initial=0.0) + 1e-30) + 0.5).astype(np.float32)
-        idx = np.round(t * n)
-        return idx, np.float32(2) * np.arange(self.levels(), dtype=np.float32) / n - np.float32(1)
+        return np.round(t * np.float32(self._n())), np.array([self._step()])
 
     def _tf_forward(self, tf, x, training):
         x = tf.convert_to_tensor(x, tf.float32)
-        n = float(self._n())
-        if self._mode() == "activation":
+        n, step = float(self._n()), float(self._step())
+        if self._mode() == "activation":   # quantize_k(clip(x, 0, 1)) as the grid clip(round(x / step), 0, n) * step
             inside = lambda v: tf.cast((v >= 0.0) & (v <= 1.0), tf.float32)  # noqa: E731
-            return _straight_through(tf, x, lambda v: tf.round(tf.clip_by_value(v, 0.0, 1.0) * n) / n, inside)
+            return _straight_through(tf, x, lambda v: tf.clip_by_value(tf.round(v / step), 0.0, n) * step, inside)
         if self.bits == 1:
             return XnorWeight()._tf_forward(tf, x, training)
 
         def forward(v):
             t = tf.tanh(tf.cast(v, tf.float64))
             t = tf.cast(t / (2.0 * tf.reduce_max(tf.abs(t)) + 1e-30) + 0.5, tf.float32)
-            return 2.0 * tf.round(t * n) / n - 1.0
+            return (2.0 * tf.round(t * n) - n) * step     # eq. 3-8: 2 quantize_k(t) - 1
 
         return _straight_through(tf, x, forward)
 
@@ -612,51 +641,105 @@ class Uniform(Quantizer):
     """Symmetric uniform k-bit quantizer (Jacob 2018 scale quantization, methods.md table):
     x_q = clip(round(x / step), -(2^(b-1) - 1), 2^(b-1) - 1) * step, step = alpha / (2^(b-1) - 1).
 
-    alpha = max|x| per tensor (or per output channel for weights) unless given. b = 8 is the
-    int8 kind. Backward: straight-through inside [-alpha, alpha], zero outside.
+    Weights: alpha = max|w| per tensor (or per output channel) unless given. Activations: alpha
+    is given, or calibrated during QAT: a moving average of the batches' max|x|
+    (a_t = momentum * a_(t-1) + (1 - momentum) * max|x_t|, the first batch sets it) kept in a
+    non-trainable variable of the layer, updated only in training and frozen for evaluation and
+    export, so no output depends on its batch (before any training alpha = 1). b = 8 is the int8
+    kind. Backward: straight-through inside [-alpha, alpha], zero outside.
     """
 
     name = "uniform"
     role = "both"
-    summary = "symmetric uniform k-bit (int8 at 8 bits), scale max|x| or fixed alpha"
+    summary = "symmetric uniform k-bit (int8 at 8 bits): weights max|w|, activations a calibrated range, or fixed alpha"
 
-    def __init__(self, bits: int = 8, per_channel: bool = False, alpha: float | None = None):
+    def __init__(self, bits: int = 8, per_channel: bool = False, alpha: float | None = None,
+                 momentum: float = 0.9, mode: str = "auto"):
         self.bits = _check_bits(self.name, bits, 2, 8)
         self.per_channel = bool(per_channel)
         self.alpha = None if alpha is None else _check_positive(self.name, "alpha", alpha)
+        if isinstance(momentum, bool) or not isinstance(momentum, (int, float)) or not 0 <= momentum < 1:
+            raise ValueError(f"quantizer 'uniform': momentum must be a number in [0, 1), got {momentum!r}")
+        self.momentum = float(momentum)
+        if mode not in ("auto", "weight", "activation"):
+            raise ValueError(f"quantizer 'uniform': mode must be 'auto', 'weight' or 'activation', got {mode!r}")
+        if mode == "activation" and self.per_channel:
+            raise ValueError("quantizer 'uniform': per_channel applies to weights only (one fixed input range)")
+        self.mode = mode
+        self.max_abs = None      # activations: the calibrated range, a layer variable once built
+
+    def get_config(self):
+        return {"name": self.name, "bits": self.bits, "per_channel": self.per_channel, "alpha": self.alpha,
+                "momentum": self.momentum, "mode": self.mode}
+
+    def for_role(self, role: str) -> "Uniform":
+        return self if self.mode == role else Uniform(self.bits, self.per_channel, self.alpha, self.momentum, role)
 
     @property
-    def kind(self) -> str:
-        return "int8" if self.bits == 8 else "lut"
+    def deploy_role(self) -> str:
+        if self.mode == "auto":
+            raise ValueError("uniform quantizer used without a role: call .for_role('weight'|'activation')")
+        return self.mode
 
     def _qmax(self) -> int:
         return 2 ** (self.bits - 1) - 1
 
-    def levels(self) -> int:
-        return 2 * self._qmax() + 1
+    def weight_form(self) -> WeightForm:
+        fixed = None if self.alpha is None else float(self._step_of(self.alpha))
+        return WeightForm("integer", self.bits, tuple(range(-self._qmax(), self._qmax() + 1)), scale=fixed,
+                          per_channel=self.per_channel and self.alpha is None)
 
-    def _step_np(self, w):
+    def input_form(self) -> InputForm:
+        source = "fixed" if self.alpha is not None else "calibrated"
+        return InputForm("grid", self.bits, float(self._step_of(self._input_alpha())), -self._qmax(), self._qmax(),
+                         source)
+
+    def _input_alpha(self) -> float:
         if self.alpha is not None:
-            alpha = np.full((1,) * w.ndim, self.alpha, dtype=np.float64)
-        else:
-            alpha = _np_stat(np.abs(w), self.per_channel, np.max).astype(np.float64)
+            return self.alpha
+        return 0.0 if self.max_abs is None else float(np.asarray(self.max_abs.numpy(), np.float32))
+
+    def _step_of(self, alpha) -> np.ndarray:
+        """alpha / qmax in float64, cast to float32 (alpha <= 0: uncalibrated, 1)."""
+        alpha = np.asarray(alpha, np.float64)
         return (np.where(alpha > 0, alpha, 1.0) / self._qmax()).astype(np.float32)
 
-    def _indices_and_codebook(self, w):
-        step = self._step_np(w)
+    def _indices_and_scale(self, w):
+        if self.alpha is not None:
+            step = self._step_of(np.full((1,) * w.ndim, self.alpha))
+        else:
+            step = self._step_of(_np_stat(np.abs(w), self.per_channel, np.max))
         q = np.clip(np.round(w / step), -self._qmax(), self._qmax())
-        levels = np.arange(-self._qmax(), self._qmax() + 1)
-        return q + self._qmax(), _per_channel_codebook(step, levels, self.per_channel and self.alpha is None)
+        return q + self._qmax(), step
+
+    def build(self, layer, shape, init_values=None) -> None:
+        if self.deploy_role == "activation" and self.alpha is None:
+            import keras
+
+            self.max_abs = layer.add_weight(name=f"uniform_max_abs_{len(layer.weights)}", shape=(),
+                                            initializer=keras.initializers.Zeros(), trainable=False)
+
+    def _alpha_tf(self, tf, x, training):
+        """The range alpha (float64): fixed, per-tensor of the weights, or the calibrated one."""
+        if self.alpha is not None:
+            return tf.constant(self.alpha, tf.float64)
+        if self.deploy_role == "weight":
+            return tf.cast(_tf_stat(tf, tf.abs(x), self.per_channel, tf.reduce_max), tf.float64)
+        if self.max_abs is None:          # not on a layer: nothing calibrated, the default range
+            return tf.constant(0.0, tf.float64)
+        if training:
+            seen = tf.stop_gradient(tf.reduce_max(tf.abs(x)))
+            prev = tf.convert_to_tensor(self.max_abs)
+            new = tf.where(prev > 0, self.momentum * prev + (1.0 - self.momentum) * seen, seen)
+            self.max_abs.assign(new)
+            return tf.cast(new, tf.float64)
+        return tf.cast(tf.convert_to_tensor(self.max_abs), tf.float64)
 
     def _tf_forward(self, tf, x, training):
         x = tf.convert_to_tensor(x, tf.float32)
         qmax = float(self._qmax())
-        if self.alpha is not None:
-            step = tf.constant(np.float32(self.alpha / qmax))
-        else:
-            alpha = tf.cast(_tf_stat(tf, tf.abs(x), self.per_channel, tf.reduce_max), tf.float64)
-            step = tf.cast(tf.where(alpha > 0, alpha, tf.ones_like(alpha)) / qmax, tf.float32)
-        step = tf.stop_gradient(step)
+        alpha = self._alpha_tf(tf, x, training)
+        step = tf.stop_gradient(tf.cast(tf.where(alpha > 0, alpha, tf.ones_like(alpha)) / qmax, tf.float32))
         inside = lambda v: tf.cast(tf.abs(v) <= step * qmax, tf.float32)  # noqa: E731
         return _straight_through(
             tf, x, lambda v: tf.clip_by_value(tf.round(v / step), -qmax, qmax) * step, inside)
@@ -693,17 +776,21 @@ class LearnedStepSize(Quantizer):
         return self._signed
 
     @property
-    def kind(self) -> str:
-        return "int8" if self.bits == 8 and self._signed else "lut"
+    def deploy_role(self) -> str:
+        return "weight" if self._signed else "activation"
+
+    def weight_form(self) -> WeightForm:
+        qn, qp = self._range()
+        return WeightForm("integer", self.bits, tuple(range(-qn, qp + 1)))   # scale learned
+
+    def input_form(self) -> InputForm:
+        qn, qp = self._range()
+        return InputForm("grid", self.bits, float(self._step_value()), -qn, qp, "learned")
 
     def _range(self) -> tuple[int, int]:
         if self._signed:
             return 2 ** (self.bits - 1), 2 ** (self.bits - 1) - 1
         return 0, 2 ** self.bits - 1
-
-    def levels(self) -> int:
-        qn, qp = self._range()
-        return qn + qp + 1
 
     def build(self, layer, shape, init_values=None) -> None:
         import keras
@@ -726,11 +813,11 @@ class LearnedStepSize(Quantizer):
             return np.float32(self.init_step)
         return np.float32(abs(float(np.asarray(self.step.numpy() if hasattr(self.step, "numpy") else self.step))))
 
-    def _indices_and_codebook(self, w):
+    def _indices_and_scale(self, w):
         qn, qp = self._range()
         s = self._step_value()
         q = np.round(np.clip(w / s, np.float32(-qn), np.float32(qp)))
-        return q + qn, np.arange(-qn, qp + 1, dtype=np.float32) * s
+        return q + qn, np.array([s])
 
     def _tf_forward(self, tf, x, training):
         x = tf.convert_to_tensor(x, tf.float32)

@@ -102,7 +102,8 @@ def run_info(opts: SearchOptions) -> RunInfo:
     kinds = list(dict.fromkeys(n.partition("@")[0] for n in names))
     return RunInfo(name=opts.out_dir.name, space_raw=sp.raw, targets=list(opts.targets),
                    objectives=kinds, objective_names=names,
-                   training={"epochs": opts.epochs, "seed": opts.seed})
+                   training={"epochs": opts.epochs, "seed": opts.seed,      # effective values: export reads them
+                             "dataset": sp.dataset, "data_path": sp.data_path})
 
 
 def enqueue_presets(study, space: SearchSpace, limit: int | None = None) -> tuple[list[str], list[str]]:
