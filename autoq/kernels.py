@@ -37,11 +37,10 @@ except ImportError as exc:  # pragma: no cover - depends on the installation
         "compiler available: `pip install .` or `pip install -e .`"
     ) from exc
 
-KINDS = ("f32", "lut", "shift", "xnor", "and", "int8")
+from autoq.kinds import KINDS, LUT_BITS  # noqa: E402  (the one list of kernel kinds)
 #: every (kind, variant) pair compiled in, in the order of kernels/include/aq_variants.inc
 VARIANTS: list[tuple[str, str]] = [tuple(v) for v in _ext.variants()]
 PADDINGS = {"valid": 0, "same": 1}
-LUT_BITS = (1, 2, 4, 8)
 WORD_BITS = 64
 
 __all__ = ["KINDS", "VARIANTS", "LUT_BITS", "BenchRecord", "bench", "conv2d", "dense",

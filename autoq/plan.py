@@ -1,38 +1,48 @@
-"""LayerPlan: the one description of a built network used by the cost model and the exporter.
+"""LayerPlan: the one description of the deployed network, priced by the cost model.
 
-One :class:`LayerEntry` per compute layer (Conv2D, Dense) in execution order. Pooling, Add,
-Flatten and activations carry no weights; BatchNorm is folded into the preceding layer's bias.
-Everything here imports without TensorFlow except :func:`plan_from_model`.
+:func:`plan_from_model` derives it from the very C source ``autoq export`` ships (the export
+graph of :mod:`autoq.export.graph` rendered by :mod:`autoq.export.c_emit`), so its byte counts
+are those of the emitted arrays and buffers, not a model of them:
 
-Sizes (bytes), with ``n = weight_count``, ``b = weight_bits``, ``k = codebook_len``::
+- one :class:`LayerEntry` per compute layer (Conv2D, Dense), in execution order, with the
+  kernel kind the C runs it on (a layer whose codebook lacks its kind's form runs as lut) and
+  the bytes of its ``const`` arrays (``weight_bytes``: the packed weights, word padding
+  included; ``codebook_bytes``: codebook / shifts / int8 weight scales; ``bias_bytes``: the
+  per-channel epilogue scale and bias);
+- one :class:`OpEntry` per non-kernel operation the C performs (ReLU/QActivation, an unfolded
+  BatchNorm, pooling, residual add, concatenation, copies, and the input quantize / int8
+  quantize / bit packing in front of a kernel), with the values it reads and writes;
+- ``arena_bytes``: the static activation RAM of the emitted C (arena planned from tensor
+  lifetimes + quantized-input buffer + packed bits + int8 scales); the kernels' scratch and
+  the stack depend on the target and are added by the cost model (:mod:`autoq.cost.model`).
 
-    weight_bytes   = n * 4                      (kind f32)
-                   = ceil(n * b / 8)            (every packed kind)
-    codebook_bytes = 4 * k * (c_out if per_channel else 1)   (lut: the float32 codebook)
-                   = 4 * (c_out if per_channel else 1)       (shift, xnor, and, int8: one float
-                                                              scale per tensor or channel; f32: 0)
-    bias_bytes     = 4 * c_out                  (if the layer has a bias or a folded BatchNorm)
-    in_bytes       = h_in * w_in * 8 * ceil(c_in / 64)       (xnor, and: bits packed per pixel
-                                                              in 64-bit words, autoq_kernels.h)
-                   = h_in * w_in * c_in * (1 for int8, 4 otherwise)
-    out_bytes      = h_out * w_out * c_out * (1 for int8 (requantised int8 output), 4 otherwise)
-    live_bytes     = bytes of other activations alive while the layer runs (residual branches)
+Closed-form helpers :func:`conv_entry` / :func:`dense_entry` build entries from shapes alone
+(benchmarks, calibration, tests), with the storage rules of :mod:`autoq.kinds`::
+
+    weight_bytes, codebook_bytes = autoq.kinds.weight_storage(kind, ...)
+    bias_bytes     = 4 * c_out * (bias + scale)    (autoq.kinds.epilogue_bytes)
+    in_bytes       = 4 * h_in * w_in * c_in        (float activations in the arena)
+    out_bytes      = 4 * h_out * w_out * c_out     (every kind writes float)
     macs           = h_out * w_out * c_out * kh * kw * c_in     (dense: c_in * c_out)
+
+Everything here imports without TensorFlow except :func:`plan_from_model`.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, fields
+import re
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any
 
 from autoq.errors import UserError, where
+from autoq.kinds import KINDS, epilogue_bytes, weight_storage
 
-KINDS = ("f32", "lut", "shift", "xnor", "and", "int8")
 OPS = ("conv2d", "dense")
 PADDINGS = ("valid", "same")
-
-# Bytes per output value each kind writes (kernels/include/autoq_kernels.h): float for every kind except int8 (requantised int8).
-OUTPUT_BYTES = {"f32": 4, "lut": 4, "shift": 4, "xnor": 4, "and": 4, "int8": 1}
+# Non-kernel operations of the exported C (OpEntry.op).
+OP_KINDS = ("act", "affine", "maxpool", "avgpool", "gap", "add", "concat", "copy", "quantize",
+            "quantize_int8", "pack_bits")
+OUTPUT_BYTES = {kind: 4 for kind in KINDS}   # every kernel writes float32 outputs
 
 
 @dataclass
@@ -77,7 +87,7 @@ class LayerEntry:
 
     @property
     def flash_bytes(self) -> int:
-        """Constant data the layer stores: packed weights + codebook + bias."""
+        """Constant data the layer stores: packed weights + codebook/shifts/scales + epilogue."""
         return self.weight_bytes + self.codebook_bytes + self.bias_bytes
 
     @property
@@ -87,36 +97,65 @@ class LayerEntry:
 
 
 @dataclass
+class OpEntry:
+    """One non-kernel operation of the exported C, in execution order."""
+
+    name: str             # Keras layer name; input quantize/pack: "<compute layer>:quantize" / ":pack"
+    op: str               # one of OP_KINDS
+    in_elements: int      # values read (sum over inputs)
+    out_elements: int     # values written
+    window: int = 1       # pooling: taps per output (size * size); 1 otherwise
+    const_bytes: int = 0  # constant arrays the op reads (an unfolded BatchNorm: scale + shift)
+
+
+@dataclass
 class LayerPlan:
-    """Per-layer plan of a network; ``input_shape`` is (H, W, C) of one sample."""
+    """Deployment plan of a network; ``input_shape`` is (H, W, C) of one sample.
+
+    ``arena_bytes`` = 0 marks a plan built from shapes alone (no emitted C): the cost model
+    then bounds RAM by the largest layer's input + output + live bytes.
+    """
 
     input_shape: list[int]
     layers: list[LayerEntry] = field(default_factory=list)
+    ops: list[OpEntry] = field(default_factory=list)
+    arena_bytes: int = 0
 
     @property
     def macs(self) -> int:
         return sum(layer.macs for layer in self.layers)
 
+    @property
+    def const_bytes(self) -> int:
+        """Every constant array of the emitted C: the layers' and the ops' (BatchNorm)."""
+        return sum(x.flash_bytes for x in self.layers) + sum(op.const_bytes for op in self.ops)
+
     def to_dict(self) -> dict[str, Any]:
-        return {"input_shape": list(self.input_shape), "layers": [asdict(x) for x in self.layers]}
+        return {"input_shape": list(self.input_shape), "layers": [asdict(x) for x in self.layers],
+                "ops": [asdict(x) for x in self.ops], "arena_bytes": int(self.arena_bytes)}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str | None = None) -> "LayerPlan":
         """Parse and validate a plan dict; errors name ``source`` and the key path."""
         if not isinstance(data, dict):
             raise UserError(f"{where(source, None)}a LayerPlan must be a mapping, got {type(data).__name__}")
-        _check_keys(data, {"input_shape", "layers"}, set(), source, "")
+        _check_keys(data, {"input_shape", "layers"}, {"ops", "arena_bytes"}, source, "")
         shape = data["input_shape"]
         if not (isinstance(shape, list) and all(isinstance(v, int) and v > 0 for v in shape)):
             raise UserError(f"{where(source, 'input_shape')}expected a list of positive integers, got {shape!r}")
-        if not isinstance(data["layers"], list):
-            raise UserError(f"{where(source, 'layers')}expected a list, got {type(data['layers']).__name__}")
-        layers = [_entry_from_dict(raw, source, f"layers[{i}]") for i, raw in enumerate(data["layers"])]
-        return cls(input_shape=list(shape), layers=layers)
+        for key in ("layers", "ops"):
+            if not isinstance(data.get(key, []), list):
+                raise UserError(f"{where(source, key)}expected a list, got {type(data[key]).__name__}")
+        arena = data.get("arena_bytes", 0)
+        if not _non_negative_int(arena):
+            raise UserError(f"{where(source, 'arena_bytes')}got {arena!r}; expected a non-negative integer")
+        layers = [_from_dict(LayerEntry, raw, source, f"layers[{i}]") for i, raw in enumerate(data["layers"])]
+        ops = [_from_dict(OpEntry, raw, source, f"ops[{i}]") for i, raw in enumerate(data.get("ops", []))]
+        return cls(input_shape=list(shape), layers=layers, ops=ops, arena_bytes=arena)
 
 
-_ENTRY_FIELDS = {f.name: f for f in fields(LayerEntry)}
-_OPTIONAL_ENTRY_KEYS = {"live_bytes"}
+def _non_negative_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def _check_keys(data: dict, required: set[str], optional: set[str], source: str | None, path: str) -> None:
@@ -124,43 +163,40 @@ def _check_keys(data: dict, required: set[str], optional: set[str], source: str 
     unknown = sorted(set(data) - required - optional)
     if unknown:
         allowed = ", ".join(sorted(required | optional))
-        raise UserError(f"{where(source, prefix + unknown[0])}unknown key; allowed keys: {allowed}")
+        raise UserError(f"{where(source, prefix + str(unknown[0]))}unknown key; allowed keys: {allowed}")
     missing = sorted(required - set(data))
     if missing:
         raise UserError(f"{where(source, prefix + missing[0])}missing required key")
 
 
-def _entry_from_dict(raw: Any, source: str | None, path: str) -> LayerEntry:
+_CHOICES = {"op": OPS, "kind": KINDS, "padding": PADDINGS}
+
+
+def _from_dict(cls, raw: Any, source: str | None, path: str):
+    """A LayerEntry / OpEntry from its dict, every field type- and range-checked."""
     if not isinstance(raw, dict):
         raise UserError(f"{where(source, path)}expected a mapping, got {type(raw).__name__}")
-    _check_keys(raw, set(_ENTRY_FIELDS) - _OPTIONAL_ENTRY_KEYS, _OPTIONAL_ENTRY_KEYS, source, path)
+    spec = {f.name: f for f in fields(cls)}
+    required = {n for n, f in spec.items() if f.default is MISSING and f.default_factory is MISSING}
+    _check_keys(raw, required, set(spec) - required, source, path)
     for key, value in raw.items():
-        expected = _ENTRY_FIELDS[key].type
-        ok = {
-            "str": isinstance(value, str),
-            "bool": isinstance(value, bool),
-            "int": isinstance(value, int) and not isinstance(value, bool) and value >= 0,
-        }[expected]
+        expected = spec[key].type
+        ok = {"str": isinstance(value, str), "bool": isinstance(value, bool),
+              "int": _non_negative_int(value)}[expected]
         if not ok:
             allowed = "a non-negative integer" if expected == "int" else f"a {expected}"
             raise UserError(f"{where(source, f'{path}.{key}')}got {value!r}; expected {allowed}")
-    for key, allowed in (("op", OPS), ("kind", KINDS), ("padding", PADDINGS)):
-        if raw[key] not in allowed:
+    choices = dict(_CHOICES, op=OP_KINDS) if cls is OpEntry else _CHOICES
+    for key, allowed in choices.items():
+        if key in raw and raw[key] not in allowed:
             raise UserError(f"{where(source, f'{path}.{key}')}got {raw[key]!r}; allowed: {', '.join(allowed)}")
-    return LayerEntry(**raw)
-
-
-def packed_weight_bytes(weight_count: int, bits: int) -> int:
-    """ceil(weight_count * bits / 8) (float: 4 bytes each) -- autoq.quant.packed_nbytes, the one formula."""
-    from autoq.quant.quantizers import packed_nbytes  # NumPy-only module, no TensorFlow
-
-    return packed_nbytes(weight_count, bits)
+    return cls(**raw)
 
 
 def conv_entry(name: str, *, c_in: int, c_out: int, h_in: int, w_in: int, kh: int, kw: int | None = None,
                stride: int = 1, padding: str = "valid", kind: str = "f32", weight_bits: int = 32,
                act_bits: int = 32, codebook_len: int = 0, per_channel: bool = False,
-               bias: bool = True, live_bytes: int = 0) -> LayerEntry:
+               bias: bool = True, scale: bool = False, live_bytes: int = 0) -> LayerEntry:
     """Build a conv2d entry from its shape; every derived number follows the module docstring."""
     kw = kh if kw is None else kw
     if padding == "same":
@@ -172,127 +208,126 @@ def conv_entry(name: str, *, c_in: int, c_out: int, h_in: int, w_in: int, kh: in
     if h_out < 1 or w_out < 1:
         raise UserError(f"layer {name}: a {kh}x{kw} valid convolution does not fit a {h_in}x{w_in} input")
     return _entry(name, "conv2d", kind, weight_bits, act_bits, c_in, c_out, h_in, w_in, h_out, w_out,
-                  kh, kw, stride, padding, codebook_len, per_channel, bias, live_bytes)
+                  kh, kw, stride, padding, codebook_len, per_channel, bias, scale, live_bytes)
 
 
 def dense_entry(name: str, *, n_in: int, n_out: int, kind: str = "f32", weight_bits: int = 32,
                 act_bits: int = 32, codebook_len: int = 0, per_channel: bool = False,
-                bias: bool = True, live_bytes: int = 0) -> LayerEntry:
+                bias: bool = True, scale: bool = False, live_bytes: int = 0) -> LayerEntry:
     """Build a dense entry (a 1x1 'image' with n_in channels)."""
     return _entry(name, "dense", kind, weight_bits, act_bits, n_in, n_out, 1, 1, 1, 1,
-                  1, 1, 1, "valid", codebook_len, per_channel, bias, live_bytes)
+                  1, 1, 1, "valid", codebook_len, per_channel, bias, scale, live_bytes)
 
 
 def _entry(name, op, kind, weight_bits, act_bits, c_in, c_out, h_in, w_in, h_out, w_out,
-           kh, kw, stride, padding, codebook_len, per_channel, bias, live_bytes) -> LayerEntry:
+           kh, kw, stride, padding, codebook_len, per_channel, bias, scale, live_bytes) -> LayerEntry:
     if kind not in KINDS:
         raise UserError(f"layer {name}: kind {kind!r} unknown; allowed: {', '.join(KINDS)}")
-    weight_count = kh * kw * c_in * c_out
     if kind == "f32":
         weight_bits, codebook_len, per_channel = 32, 0, False
-    weight_bytes = packed_weight_bytes(weight_count, weight_bits)
-    channels = c_out if per_channel else 1
-    codebook_bytes = 0 if kind == "f32" else 4 * channels * (codebook_len if kind == "lut" else 1)
-    if kind in ("xnor", "and"):
-        in_bytes = h_in * w_in * 8 * math.ceil(c_in / 64)
-    else:
-        in_bytes = h_in * w_in * c_in * (1 if kind == "int8" else 4)
+    weight_bytes, param_bytes = weight_storage(kind, c_out=c_out, kh=kh, kw=kw, c_in=c_in, bits=weight_bits,
+                                               codebook_len=codebook_len, per_channel=per_channel)
     return LayerEntry(
         name=name, op=op, kind=kind, weight_bits=int(weight_bits), act_bits=int(act_bits),
         c_in=c_in, c_out=c_out, h_in=h_in, w_in=w_in, h_out=h_out, w_out=w_out, kh=kh, kw=kw,
         stride=stride, padding=padding, macs=h_out * w_out * c_out * kh * kw * c_in,
-        weight_count=weight_count, codebook_len=int(codebook_len), per_channel=bool(per_channel),
-        weight_bytes=weight_bytes, codebook_bytes=codebook_bytes, bias_bytes=4 * c_out if bias else 0,
-        in_bytes=in_bytes, out_bytes=OUTPUT_BYTES[kind] * h_out * w_out * c_out, live_bytes=int(live_bytes))
+        weight_count=kh * kw * c_in * c_out, codebook_len=int(codebook_len), per_channel=bool(per_channel),
+        weight_bytes=weight_bytes, codebook_bytes=param_bytes,
+        bias_bytes=epilogue_bytes(kind, c_out, bias, scale), in_bytes=4 * h_in * w_in * c_in,
+        out_bytes=OUTPUT_BYTES[kind] * h_out * w_out * c_out, live_bytes=int(live_bytes))
 
 
-# --- from a built Keras model (needs TensorFlow) ------------------------------------------
+# --- from a built Keras model: the emitted C (needs TensorFlow) ----------------------------
+
+_ARRAY = re.compile(r"static const (\w+) (\w+)\[(\d+)\]")
+_CTYPE_BYTES = {"float": 4, "uint8_t": 1, "int8_t": 1, "int16_t": 2, "int32_t": 4, "uint32_t": 4,
+                "uint64_t": 8, "int64_t": 8}
+_EPILOGUE_SUFFIXES = ("_scale", "_bias")
+
+
+def array_bytes(c_text: str) -> dict[str, int]:
+    """Bytes of every ``static const T name[N]`` array declared in ``c_text``, by name."""
+    return {m.group(2): _CTYPE_BYTES[m.group(1)] * int(m.group(3)) for m in _ARRAY.finditer(c_text)}
 
 
 def plan_from_model(model) -> LayerPlan:
-    """Describe a built Keras model: one entry per Conv2D/Dense layer, in execution order.
+    """The deployment plan of a built Keras model: what ``autoq export`` emits as C for it."""
+    from autoq.export.c_emit import emit_c  # lazy: the export graph needs TensorFlow
+    from autoq.export.graph import build_graph
 
-    Quantizers are read from the layers' ``kernel_quantizer`` / ``input_quantizer`` attributes
-    (plain Keras layers count as float); the kind comes from
-    ``autoq.quant.kinds.layer_kind``; codebook size from ``quantizer.encode`` of the actual
-    kernel. ``live_bytes`` sums the float activations produced earlier and consumed later
-    than this layer (residual shortcuts), found from the functional graph.
-    """
-    import keras  # lazy: needs TensorFlow
-
-    from autoq.quant.kinds import layer_kind
-
-    order = _execution_order(model)
-    compute = [layer for layer in order if isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense))]
-    if not compute:
+    graph = build_graph(model, fold_bn=False)
+    if not graph.compute:
         raise UserError(f"model {model.name!r} has no Conv2D/Dense layers to plan")
-    live = _live_bytes(model, order)
-    entries = []
-    for layer in compute:
-        if isinstance(layer, keras.layers.DepthwiseConv2D) or getattr(layer, "groups", 1) != 1:
-            raise UserError(f"layer {layer.name}: grouped/depthwise convolution is not supported by the kernels")
-        weight_q = getattr(layer, "kernel_quantizer", None)
-        input_q = getattr(layer, "input_quantizer", None)
-        kind = layer_kind(weight_q, input_q)
-        kernel = layer.kernel.numpy() if hasattr(layer.kernel, "numpy") else layer.kernel
-        codebook_len, per_channel = 0, False
-        if weight_q is not None and kind != "f32":
-            _, codebook = weight_q.encode(kernel)
-            codebook_len = int(codebook.shape[-1])
-            per_channel = codebook.ndim == 2
-        bits = int(weight_q.bits) if weight_q is not None else 32
-        act_bits = int(input_q.bits) if input_q is not None else 32
-        bias = bool(getattr(layer, "use_bias", False)) or _followed_by_batchnorm(layer)
-        common = dict(kind=kind, weight_bits=bits, act_bits=act_bits, codebook_len=codebook_len,
-                      per_channel=per_channel, bias=bias, live_bytes=live.get(layer.name, 0))
-        in_shape = tuple(int(v) for v in layer.input.shape[1:])
-        if isinstance(layer, keras.layers.Conv2D):
-            kh, kw = (int(v) for v in layer.kernel_size)
-            sh, sw = (int(v) for v in layer.strides)
-            if sh != sw:
-                raise UserError(f"layer {layer.name}: unequal strides {layer.strides} are not supported")
-            entries.append(conv_entry(layer.name, c_in=in_shape[2], c_out=int(layer.filters), h_in=in_shape[0],
-                                      w_in=in_shape[1], kh=kh, kw=kw, stride=sh, padding=layer.padding, **common))
-        else:
-            entries.append(dense_entry(layer.name, n_in=in_shape[-1], n_out=int(layer.units), **common))
-    return LayerPlan(input_shape=[int(v) for v in model.input_shape[1:]], layers=entries)
+    return plan_from_emission(graph, emit_c(graph, variant="ref"))
 
 
-def _execution_order(model) -> list:
-    """Layers in the order a functional/sequential model runs them (its topological order)."""
-    return [layer for layer in model.layers if layer.__class__.__name__ != "InputLayer"]
+def plan_from_emission(graph, emission) -> LayerPlan:
+    """LayerPlan of an ExportGraph and its CEmission (autoq.export.c_emit.emit_c)."""
+    shapes = {op.output: op.shape for op in graph.ops}
+    by_op = {cl.op.name: cl for cl in emission.layers}
+    layers, ops = [], []
+    for op in graph.ops:
+        if op.kind in ("conv2d", "dense"):
+            cl = by_op[op.name]
+            ops += _input_ops(op, cl.kind, shapes)
+            layers.append(_entry_from_c(op, cl, shapes))
+        elif op.kind != "input":
+            entry = _op_entry(op, shapes, emission)
+            if entry is not None:
+                ops.append(entry)
+    return LayerPlan(input_shape=[int(v) for v in graph.input_shape], layers=layers, ops=ops,
+                     arena_bytes=emission.static_ram_bytes)
 
 
-def _consumers(layer) -> list:
-    return [node.operation for node in getattr(layer, "_outbound_nodes", [])]
+def _numel(shape) -> int:
+    return math.prod(int(v) for v in shape) if len(shape) else 1
 
 
-def _followed_by_batchnorm(layer) -> bool:
-    return any(c.__class__.__name__ == "BatchNormalization" for c in _consumers(layer))
+def _entry_from_c(op, cl, shapes) -> LayerEntry:
+    """Entry of one compute layer with the byte counts of its emitted arrays."""
+    ql = op.layer
+    h, w, c_in, c_out, kh, kw, stride, _ = cl.geom
+    sizes = array_bytes("\n".join(cl.arrays))
+    weights = sum(n for k, n in sizes.items() if k.endswith("_w"))
+    epilogue = sum(n for k, n in sizes.items() if k.endswith(_EPILOGUE_SUFFIXES))
+    out_shape = op.shape
+    h_out, w_out = (int(out_shape[0]), int(out_shape[1])) if len(out_shape) == 3 else (1, 1)
+    book = None if ql.codebook is None else ql.codebook
+    iq = op.input_quantizer
+    return LayerEntry(
+        name=op.name, op=op.kind, kind=cl.kind, weight_bits=32 if cl.kind == "f32" else int(ql.weight_bits),
+        act_bits=32 if iq is None else int(iq.bits), c_in=c_in, c_out=c_out, h_in=h, w_in=w,
+        h_out=h_out, w_out=w_out, kh=kh, kw=kw, stride=stride, padding=ql.padding,
+        macs=h_out * w_out * c_out * kh * kw * c_in, weight_count=kh * kw * c_in * c_out,
+        codebook_len=0 if book is None or cl.kind == "f32" else int(book.shape[-1]),
+        per_channel=book is not None and book.ndim == 2 and cl.kind != "f32",
+        weight_bytes=weights, codebook_bytes=sum(sizes.values()) - weights - epilogue, bias_bytes=epilogue,
+        in_bytes=4 * h * w * c_in, out_bytes=4 * h_out * w_out * c_out)
 
 
-def _live_bytes(model, order) -> dict[str, int]:
-    """For each layer j: float bytes of tensors produced by a layer p < j, consumed by a layer
-    after j, and not read by j itself (j's own input is counted as its in_bytes)."""
-    index = {layer.name: i for i, layer in enumerate(order)}
-    spans = []  # (producer index, last consumer index, bytes)
-    for i, layer in enumerate(order):
-        users = [index[c.name] for c in _consumers(layer) if c.name in index]
-        if users:
-            spans.append((i, max(users), 4 * math.prod(int(v) for v in layer.output.shape[1:])))
-    live = {}
-    for j, layer in enumerate(order):
-        reads = {p.name for p in _producers(layer)}
-        live[layer.name] = sum(b for (p, last, b) in spans if p < j < last and order[p].name not in reads)
-    return live
-
-
-def _producers(layer) -> list:
-    """Layers whose outputs ``layer`` reads."""
+def _input_ops(op, kind: str, shapes) -> list[OpEntry]:
+    """The quantize / int8 quantize / bit packing the C runs in front of a kernel."""
+    n = _numel(shapes[op.inputs[0]])
     result = []
-    for node in getattr(layer, "_inbound_nodes", []):
-        for tensor in getattr(node, "input_tensors", []):
-            history = getattr(tensor, "_keras_history", None)
-            if history is not None:
-                result.append(history[0])
+    if kind == "int8":
+        result.append(OpEntry(f"{op.name}:quantize", "quantize_int8", n, n))
+    elif op.input_quantizer is not None:
+        result.append(OpEntry(f"{op.name}:quantize", "quantize", n, n))
+    if kind in ("xnor", "and"):
+        result.append(OpEntry(f"{op.name}:pack", "pack_bits", n, n))
     return result
+
+
+def _op_entry(op, shapes, emission) -> OpEntry | None:
+    """Entry of one non-kernel op, or None where the C does nothing (an in-place flatten)."""
+    n_in = sum(_numel(shapes[t]) for t in op.inputs)
+    n_out = _numel(op.shape)
+    if op.kind in ("flatten", "identity"):
+        return OpEntry(op.name, "copy", n_in, n_out) if op.name in emission.copies else None
+    if op.kind in ("maxpool", "avgpool"):
+        return OpEntry(op.name, op.kind, n_in, n_out, window=op.attrs["size"] ** 2)
+    if op.kind == "affine":
+        return OpEntry(op.name, "affine", n_in, n_out, const_bytes=8 * int(op.shape[-1]))
+    if op.kind in OP_KINDS:
+        return OpEntry(op.name, op.kind, n_in, n_out)
+    raise UserError(f"op {op.name}: kind {op.kind!r} has no plan entry")

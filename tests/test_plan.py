@@ -18,7 +18,7 @@ def test_conv_entry_numbers_by_hand():
     assert (e.h_out, e.w_out) == (8, 8)
     assert e.weight_count == 5 * 5 * 1 * 6 == 150
     assert e.macs == 8 * 8 * 150        # every output pixel uses every weight once
-    assert e.weight_bytes == 19          # ceil(150 / 8)
+    assert e.weight_bytes == 6 * 4       # one row of ceil(25 / 8) bytes per output channel
     assert e.codebook_bytes == 8         # 2 float32 values
     assert e.bias_bytes == 24            # 6 float32 biases
     assert e.in_bytes == 8 * 8 * 1 * 4 and e.out_bytes == 8 * 8 * 6 * 4
@@ -26,10 +26,10 @@ def test_conv_entry_numbers_by_hand():
 
 @pytest.mark.parametrize("kind,bits,expect_w,expect_in,expect_out", [
     ("f32", 32, 3 * 3 * 33 * 8 * 4, 10 * 10 * 33 * 4, 8 * 8 * 8 * 4),
-    ("lut", 4, 1188, 10 * 10 * 33 * 4, 8 * 8 * 8 * 4),           # ceil(2376 * 4 / 8)
-    ("xnor", 1, 297, 10 * 10 * 8 * 1, 8 * 8 * 8 * 4),            # 33 channels -> one 64-bit word
-    ("and", 1, 297, 10 * 10 * 8 * 1, 8 * 8 * 8 * 4),
-    ("int8", 8, 2376, 10 * 10 * 33, 8 * 8 * 8),
+    ("lut", 4, 8 * 149, 10 * 10 * 33 * 4, 8 * 8 * 8 * 4),        # 8 rows of ceil(297 * 4 / 8)
+    ("xnor", 1, 8 * 9 * 8, 10 * 10 * 33 * 4, 8 * 8 * 8 * 4),     # 33 channels -> one 64-bit word per tap
+    ("and", 1, 8 * 9 * 8, 10 * 10 * 33 * 4, 8 * 8 * 8 * 4),
+    ("int8", 8, 2376, 10 * 10 * 33 * 4, 8 * 8 * 8 * 4),          # float arena; int8 copy is a buffer
 ])
 def test_bytes_per_kind_valid_padding(kind, bits, expect_w, expect_in, expect_out):
     e = conv_entry("c", c_in=33, c_out=8, h_in=10, w_in=10, kh=3, kind=kind, weight_bits=bits,
@@ -44,7 +44,7 @@ def test_stride_and_dense():
     e = conv_entry("c", c_in=3, c_out=4, h_in=9, w_in=9, kh=3, stride=2, padding="valid")
     assert (e.h_out, e.w_out) == (4, 4)
     d = dense_entry("fc", n_in=120, n_out=84, kind="lut", weight_bits=2, codebook_len=3, per_channel=True)
-    assert d.macs == 120 * 84 and d.weight_bytes == 2520 and d.codebook_bytes == 4 * 3 * 84
+    assert d.macs == 120 * 84 and d.weight_bytes == 2520 and d.codebook_bytes == 4 * 4 * 84   # padded to 2^2
 
 
 def test_round_trip_and_json():
@@ -98,15 +98,16 @@ def test_plan_from_zoo_model_reads_quantizers_from_layers():
         assert entry.kind == layer_kind(layer.kernel_quantizer, layer.input_quantizer)
         n = int(layer.kernel.shape.num_elements()) if hasattr(layer.kernel.shape, "num_elements") else None
         assert entry.weight_count == (n or entry.weight_count)
-        if entry.kind != "f32":
-            assert entry.weight_bytes == -(-entry.weight_count * entry.weight_bits // 8)
+        words = -(-entry.c_in // 64)
+        if entry.kind == "xnor":
+            assert entry.weight_bytes == 8 * entry.c_out * entry.kh * entry.kw * words
     assert plan.layers[0].kind == "f32" and plan.layers[-1].kind == "f32"   # first/last float
     assert {e.kind for e in plan.layers[1:-1]} == {"xnor"}
     assert plan.layers[1].stride == 2 and plan.layers[1].h_out == 4
     assert LayerPlan.from_dict(plan.to_dict()) == plan
 
 
-def test_live_bytes_of_a_residual_branch():
+def test_arena_of_a_residual_branch():
     import keras
 
     from autoq.plan import plan_from_model
@@ -118,7 +119,8 @@ def test_live_bytes_of_a_residual_branch():
     c = QConv2D(4, 3, padding="same", name="c")(b)
     y = keras.layers.Add(name="add")([a, c])
     plan = plan_from_model(keras.Model(x, y))
-    live = {e.name: e.live_bytes for e in plan.layers}
-    # while c runs, a's output (8x8x4 floats) waits for the Add; b reads a directly
-    assert live == {"a": 0, "b": 0, "c": 8 * 8 * 4 * 4}
+    # while c runs, a's output (8x8x4 floats) waits for the Add and b's is c's input: three
+    # blocks; the Add reuses b's. Plus the one-element quantize/bits/int8-scale buffers.
+    assert plan.arena_bytes == 3 * 8 * 8 * 4 * 4 + 4 + 8 + 4
     assert [e.kind for e in plan.layers] == ["f32"] * 3
+    assert [(o.name, o.op) for o in plan.ops] == [("add", "add")]

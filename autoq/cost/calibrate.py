@@ -36,7 +36,7 @@ from autoq.cost.measurements import Measurement, MeasurementFile, read_measureme
 from autoq.cost.model import layer_latency_ns
 from autoq.cost.profile import HardwareProfile, KernelCost, load_profile, profiles_dir
 from autoq.errors import UserError
-from autoq.plan import KINDS
+from autoq.kinds import KINDS
 
 log = logging.getLogger(__name__)
 

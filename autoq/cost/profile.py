@@ -30,7 +30,7 @@ from typing import Any
 import yaml
 
 from autoq.errors import UserError, where
-from autoq.plan import KINDS
+from autoq.kinds import KINDS
 
 PROVENANCES = ("measured-board", "measured-host", "derived")
 # Coefficient name -> the LayerEntry feature it multiplies (see autoq.cost.model.features).

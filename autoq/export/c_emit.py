@@ -369,6 +369,13 @@ class CEmission:
     layers: list[CLayer]
     scratch_bytes: int = 0
     i8scale_floats: int = 0          # run-time epilogue scales of the int8 layers
+    copies: set = field(default_factory=set)   # flatten/identity ops that copy (not in place)
+
+    @property
+    def static_ram_bytes(self) -> int:
+        """The static buffers as declared (each at least one element), without the scratch."""
+        return (4 * (max(self.arena_floats, 1) + max(self.qtmp_floats, 1) + max(self.i8scale_floats, 1))
+                + 8 * max(self.bits_words, 1))
 
     @property
     def ram_bytes(self) -> int:
@@ -404,7 +411,7 @@ def emit_c(graph: ExportGraph, model_name: str = "model", comment: str = "", var
     def ref(t: str) -> str:
         return "input" if t == graph.input_name else f"(aq_arena + {offsets[t]})"
 
-    layers, body, arrays = [], [], []
+    layers, body, arrays, copies = [], [], [], set()
     qtmp = bits_words = i8scale = 0
     for op in graph.ops:
         if op.kind == "input":
@@ -469,6 +476,7 @@ def emit_c(graph: ExportGraph, model_name: str = "model", comment: str = "", var
             body.append(f"    aq_gap({xs[0]}, {out}, {h}, {w}, {c});")
         elif op.kind in ("flatten", "identity"):
             if out != xs[0]:
+                copies.add(op.name)
                 body.append(f"    memmove({out}, {xs[0]}, {n_out} * sizeof(float));")
         elif op.kind == "add":
             body.append(f"    aq_add({xs[0]}, {xs[1]}, {out}, {n_out});")
@@ -552,7 +560,7 @@ int main(int argc, char **argv) {{
 """
     return CEmission(header, source, main, arena, qtmp, bits_words, layers,
                      scratch_bytes=8 * ((int(scratch_bytes) + 7) // 8 + 1) if variant == "opt" else 0,
-                     i8scale_floats=i8scale)
+                     i8scale_floats=i8scale, copies=copies)
 
 
 # --- building --------------------------------------------------------------------------------

@@ -59,12 +59,12 @@ from pathlib import Path
 import numpy as np
 
 from autoq.errors import UserError
+from autoq.kinds import KINDS  # the one list of kernel kinds
 
 MAGIC = b"AUTOQBIN"
 END_MAGIC = b"AQND"
 VERSION = 1
 LITTLE_ENDIAN = 1
-KINDS = ("f32", "lut", "shift", "xnor", "and", "int8")
 OPS = ("conv2d", "dense")
 PADDINGS = ("valid", "same")
 FORM_NONE, FORM_TABLE, FORM_CHANNEL_TABLE, FORM_AFFINE = 0, 1, 2, 3

@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-KINDS = ("f32", "lut", "shift", "xnor", "and", "int8")
+from autoq.kinds import KINDS  # the one list of kernel kinds
 _REGISTRY: dict[str, type["Quantizer"]] = {}
 
 
