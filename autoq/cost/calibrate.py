@@ -504,8 +504,9 @@ def combine_min(rows: Sequence[Measurement]) -> Measurement:
 
 def calibrate_host(variant: str = "opt", quick: bool = False, save_csv: str | Path | None = None,
                    base: str | None = None, progress: ProgressFn | None = None,
-                   reps: int | None = None) -> HardwareProfile:
-    """``autoq calibrate --target host``: bench the grid here, fit every kind, return the profile."""
+                   reps: int | None = None, ops: bool = True) -> HardwareProfile:
+    """``autoq calibrate --target host``: bench the grid here, fit every kind, return the profile;
+    ``ops``: also time the non-kernel ops in exported C programs (autoq.cost.calibrate_ops)."""
     from autoq.cost.measurements import MeasurementFile, write_measurements
 
     facts = host_facts()
@@ -521,5 +522,10 @@ def calibrate_host(variant: str = "opt", quick: bool = False, save_csv: str | Pa
     if save_csv:
         write_measurements(save_csv, rows, comments)
     mfile = MeasurementFile(rows=rows, meta=meta, comments=comments)
-    return profile_from_measurements(mfile, "host", source="autoq calibrate --target host", base=base,
-                                     variant=variant, provenance="measured-host")
+    profile = profile_from_measurements(mfile, "host", source="autoq calibrate --target host", base=base,
+                                        variant=variant, provenance="measured-host")
+    if ops:
+        from autoq.cost.calibrate_ops import calibrate_ops
+
+        profile.ops = calibrate_ops(quick=quick)
+    return profile

@@ -238,41 +238,7 @@ def _input_quant_call(q, src: str, dst: str, n: int) -> str:
 
 
 _HELPERS = r"""
-/* ---- element-wise ops and input quantizers (mirror autoq.quant.quantizers) ---------------- */
-static void aq_act(const float *x, float *y, long n, float slope, int relu) {
-    long i;
-    for (i = 0; i < n; i++) { float v = (relu && x[i] < 0.0f) ? 0.0f : x[i]; y[i] = v * slope; }
-}
-static void aq_affine(const float *x, float *y, long npix, int c, const float *s, const float *t) {
-    long p; int k;
-    for (p = 0; p < npix; p++) for (k = 0; k < c; k++) y[p * c + k] = x[p * c + k] * s[k] + t[k];
-}
-static void aq_pool(const float *x, float *y, int h, int w, int c, int k, int s, int oh, int ow,
-                    int pt, int pl, int is_max) {
-    int oy, ox, ky, kx, ch;
-    for (oy = 0; oy < oh; oy++) for (ox = 0; ox < ow; ox++) for (ch = 0; ch < c; ch++) {
-        float acc = is_max ? -INFINITY : 0.0f; int cnt = 0;
-        for (ky = 0; ky < k; ky++) { int iy = oy * s - pt + ky; if (iy < 0 || iy >= h) continue;
-            for (kx = 0; kx < k; kx++) { int ix = ox * s - pl + kx; float v;
-                if (ix < 0 || ix >= w) continue;
-                v = x[((long)iy * w + ix) * c + ch]; cnt++;
-                if (is_max) { if (v > acc) acc = v; } else acc += v; } }
-        y[((long)oy * ow + ox) * c + ch] = is_max ? acc : acc / (float)cnt;
-    }
-}
-static void aq_gap(const float *x, float *y, int h, int w, int c) {
-    long p; int k; long n = (long)h * w;
-    for (k = 0; k < c; k++) y[k] = 0.0f;
-    for (p = 0; p < n; p++) for (k = 0; k < c; k++) y[k] += x[p * c + k];
-    for (k = 0; k < c; k++) y[k] /= (float)n;
-}
-static void aq_add(const float *a, const float *b, float *y, long n) {
-    long i; for (i = 0; i < n; i++) y[i] = a[i] + b[i];
-}
-static void aq_concat_part(const float *x, int cx, float *y, int cy, int offset, long npix) {
-    long p; int k;
-    for (p = 0; p < npix; p++) for (k = 0; k < cx; k++) y[p * cy + offset + k] = x[p * cx + k];
-}
+/* ---- input quantizers (mirror autoq.quant.quantizers); the other ops: kernels/src/aq_ops.c --- */
 static void aq_q_sign(const float *x, float *y, long n) {
     long i; for (i = 0; i < n; i++) y[i] = x[i] >= 0.0f ? 1.0f : -1.0f;
 }

@@ -1,0 +1,294 @@
+"""Measure the non-kernel ops of the exported C on this machine and fit their coefficients.
+
+The exported program itself is timed, not a model of it: a few zoo models (CALIBRATION_MODELS,
+untrained: latency does not depend on the weight values; other input sizes than the
+benchmark's) are exported with autoq.export.c_emit exactly as ``autoq export`` does, the
+emitted ``model.c`` gets a timer mark (clock_gettime) in front of every plan item (each op of
+LayerPlan.ops, each kernel call) and the program is built with the export's own compiler flags
+(c_emit.HOST_CFLAGS = kernels/flags.mk). It runs ``samples`` inputs ``reps`` times; per item
+the time is the minimum over the repetitions of the mean over the samples, minus the cost of
+one empty mark pair. Per op kind the coefficients of autoq.cost.ops are fitted to one point
+per distinct op size (median over the model's ops of that size) with the weighted NNLS of
+autoq.cost.fit; fit.mape is in-sample, fit.loo_mape holds out each size in turn.
+"""
+from __future__ import annotations
+
+import dataclasses
+import re
+import subprocess
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from autoq.cost.fit import relative_nnls
+from autoq.cost.ops import op_features
+from autoq.cost.profile import KernelCost
+from autoq.errors import UserError
+from autoq.plan import LayerPlan, OpEntry
+
+# (zoo model, input shape, preset): together they have every op kind the zoo's C uses
+# (affine, act, maxpool, gap, add, concat, quantize (dorefa / sign / uniform), quantize_int8, pack_bits)
+CALIBRATION_MODELS = [("squeezenet_bypass", (16, 16, 3), "int8"), ("resnet20", (16, 16, 3), "bnn"),
+                      ("vgg7", (16, 16, 3), "drf-a2"), ("tiny", (24, 24, 3), "hybrid"),
+                      ("lenet5", (28, 28, 1), "drf-a4"), ("squeezenet_bypass", (32, 32, 3), "base")]
+QUICK_MODELS = CALIBRATION_MODELS[:2]
+# coefficients fitted per op kind (the rest: per element written + a fixed cost)
+OP_FIT = {"maxpool": ("ns_per_tap", "ns_per_element", "ns_fixed"),
+          "avgpool": ("ns_per_tap", "ns_per_element", "ns_fixed"),
+          "gap": ("ns_per_input", "ns_per_element", "ns_fixed")}
+DEFAULT_FIT = ("ns_per_element", "ns_fixed")
+
+_COMMENT = re.compile(r"^\s*/\* (\S+): (\w+) -> .*\*/\s*$")
+_PROFILE_HEADER = """#define _POSIX_C_SOURCE 199309L
+#include <time.h>
+long long aq_prof_t[{n}];
+#define AQ_PROF_MARK(k) do {{ struct timespec aq_ts_; clock_gettime(CLOCK_MONOTONIC, &aq_ts_); \\
+    aq_prof_t[k] = (long long)aq_ts_.tv_sec * 1000000000LL + aq_ts_.tv_nsec; }} while (0)
+"""
+_PROFILE_MAIN = r"""/* timing driver: INPUT.f32 REPS; per plan item, min over REPS of the mean ns over the samples */
+#define _POSIX_C_SOURCE 199309L
+#include <stdio.h>
+#include <stdlib.h>
+#include "model.h"
+#define NMARK %(n)d
+extern long long aq_prof_t[NMARK];
+int main(int argc, char **argv) {
+    static float y[AUTOQ_MODEL_OUTPUT_SIZE];
+    static double acc[NMARK], best[NMARK];
+    float *x; long n = 0, cap = 64, s; int r, k, reps;
+    FILE *in;
+    if (argc < 3 || !(in = fopen(argv[1], "rb"))) return 2;
+    reps = atoi(argv[2]);
+    x = malloc(sizeof(float) * AUTOQ_MODEL_INPUT_SIZE * cap);
+    while (x && fread(x + n * AUTOQ_MODEL_INPUT_SIZE, sizeof(float), AUTOQ_MODEL_INPUT_SIZE, in) == AUTOQ_MODEL_INPUT_SIZE)
+        if (++n == cap) x = realloc(x, sizeof(float) * AUTOQ_MODEL_INPUT_SIZE * (cap *= 2));
+    if (!x || !n) return 2;
+    for (k = 0; k < NMARK; k++) best[k] = 1e300;
+    for (r = 0; r < reps; r++) {
+        for (k = 0; k < NMARK; k++) acc[k] = 0.0;
+        for (s = 0; s < n; s++) {
+            if (autoq_model_run(x + s * AUTOQ_MODEL_INPUT_SIZE, y)) return 1;
+            for (k = 0; k + 1 < NMARK; k++) acc[k] += (double)(aq_prof_t[k + 1] - aq_prof_t[k]);
+        }
+        for (k = 0; k + 1 < NMARK; k++) if (acc[k] / n < best[k]) best[k] = acc[k] / n;
+    }
+    for (k = 0; k + 1 < NMARK; k++) printf("%%.1f\n", best[k]);
+    return 0;
+}
+"""
+
+
+@dataclasses.dataclass
+class Piece:
+    """One timed item of the exported program: an op of the plan or a kernel call."""
+
+    what: str            # "op" or "kernel"
+    index: int           # into plan.ops or plan.layers
+    ns: float = 0.0      # measured (timer cost subtracted)
+
+
+def instrument(source: str, plan: LayerPlan) -> tuple[str, list[Piece]]:
+    """``source`` (c_emit's model.c) with a timer mark before every plan item and at the end.
+
+    Items are found from the per-op comments the emitter writes; a compute layer's statements
+    before its ``memset(&a`` are its input ops (``<layer>:...`` in plan.ops, in order)."""
+    lines = source.splitlines()
+    start = next(i for i, ln in enumerate(lines) if ln.startswith("int autoq_model_run("))
+    end = next(i for i in range(start, len(lines)) if lines[i].lstrip().startswith("memcpy(output,"))
+    layer_index = {e.name: i for i, e in enumerate(plan.layers)}
+    op_index = {o.name: i for i, o in enumerate(plan.ops)}
+    pieces: list[Piece] = []
+    marks: dict[int, list[int]] = {}     # line number -> piece numbers whose mark goes before it
+    i = start
+    while i < end:
+        m = _COMMENT.match(lines[i])
+        if not m:
+            i += 1
+            continue
+        name, j = m.group(1), i + 1
+        while j < end and not _COMMENT.match(lines[j]):
+            j += 1
+        body = list(range(i + 1, j))
+        if name in layer_index:
+            kernel_at = next(k for k in body if lines[k].lstrip().startswith("memset(&a"))
+            inputs = [k for k, o in enumerate(plan.ops) if o.name.startswith(name + ":")]
+            prep = [k for k in body if k < kernel_at]
+            if len(inputs) != len(prep):
+                raise UserError(f"layer {name}: plan has {len(inputs)} input ops, the C {len(prep)} statements")
+            for line_no, k in zip(prep, inputs):
+                marks.setdefault(line_no, []).append(len(pieces))
+                pieces.append(Piece("op", k))
+            marks.setdefault(kernel_at, []).append(len(pieces))
+            pieces.append(Piece("kernel", layer_index[name]))
+        elif name in op_index:
+            marks.setdefault(body[0], []).append(len(pieces))
+            pieces.append(Piece("op", op_index[name]))
+        elif any(lines[k].strip() for k in body):
+            raise UserError(f"op {name}: the C does work the plan has no entry for")
+        i = j
+    n_marks = len(pieces) + 2           # mark 0 -> 1: an empty pair (the timer's own cost)
+    out = lines[:start]
+    out.insert(next(k for k, ln in enumerate(out) if ln.startswith("#include")), _PROFILE_HEADER.format(n=n_marks))
+    for k in range(start, end):
+        if k == start + 1:
+            out.append("    AQ_PROF_MARK(0);")
+        out.extend(f"    AQ_PROF_MARK({p + 1});" for p in marks.get(k, []))
+        out.append(lines[k])
+    out.append(f"    AQ_PROF_MARK({n_marks - 1});")
+    out.extend(lines[end:])
+    return "\n".join(out) + "\n", pieces
+
+
+def write_program(graph, out: Path):
+    """The C of ``graph`` as ``autoq export`` writes it (kernels, Makefile, model.h/.c, main.c;
+    opt kernels with the scratch the kernels ask for); returns the CEmission."""
+    from autoq.export import c_emit
+    from autoq.resources import resource_dir
+
+    out.mkdir(parents=True, exist_ok=True)
+    c_emit.copy_kernels(resource_dir("kernels"), out)
+    c_emit.write_makefile(out)
+    scratch = c_emit.measure_scratch(c_emit.emit_c(graph, "model"), out, out / "probe")
+    em = c_emit.emit_c(graph, "model", scratch_bytes=scratch)
+    for name, text in (("model.h", em.header), ("model.c", em.source), ("main.c", em.main)):
+        (out / name).write_text(text)
+    return em
+
+
+def time_pieces(out: Path, plan: LayerPlan, source: str, x: np.ndarray, reps: int) -> tuple[list[Piece], float]:
+    """Build the instrumented program in ``out`` (the export's flags) and time every plan item;
+    returns the pieces and the timer cost (ns) subtracted from each."""
+    from autoq.export import c_emit
+
+    text, pieces = instrument(source, plan)
+    (out / "model_prof.c").write_text(text)
+    (out / "prof_main.c").write_text(_PROFILE_MAIN % {"n": len(pieces) + 2})
+    kdir = out / "kernels"
+    exe = out / "model_prof"
+    c_emit._run(["gcc", *c_emit.HOST_CFLAGS, f"-I{kdir / 'include'}", f"-I{kdir / 'src'}", f"-I{out}", "-o", str(exe),
+                 str(out / "model_prof.c"), str(out / "prof_main.c"), *map(str, kernel_objects(kdir)), "-lm"],
+                out, "profiling build")
+    inp = out / "inputs.f32"
+    np.ascontiguousarray(x, "<f4").tofile(inp)
+    proc = subprocess.run([str(exe), str(inp), str(reps)], capture_output=True, text=True, check=True)
+    values = [float(v) for v in proc.stdout.split()]
+    timer = values[0]
+    for piece, ns in zip(pieces, values[1:]):
+        piece.ns = max(ns - timer, 0.0)
+    return pieces, timer
+
+
+def kernel_objects(kdir: Path) -> list[Path]:
+    """The kernel sources of an export folder compiled once (c_emit.HOST_CFLAGS) into a cache
+    keyed by their text and the flags, so timing many exports rebuilds only model.c."""
+    import hashlib
+    import os
+
+    from autoq.export import c_emit
+
+    sources = c_emit.kernel_sources(kdir)
+    deps = sources + sorted((kdir / "src").glob("*.h")) + sorted((kdir / "src").glob("*.inc")) + \
+        sorted((kdir / "include").glob("*"))
+    digest = hashlib.sha256(" ".join(c_emit.HOST_CFLAGS).encode())
+    for f in deps:
+        digest.update(f.name.encode() + f.read_bytes())
+    cache = Path(tempfile.gettempdir()) / f"autoq-kobj-{os.getuid()}-{digest.hexdigest()[:16]}"
+    objects = [cache / (f.stem + ".o") for f in sources]
+    if not all(o.is_file() for o in objects):
+        cache.mkdir(parents=True, exist_ok=True)
+        for src, obj in zip(sources, objects):
+            tmp = obj.with_suffix(f".{os.getpid()}.o")
+            c_emit._run(["gcc", *c_emit.HOST_CFLAGS, f"-I{kdir / 'include'}", f"-I{kdir / 'src'}", "-c", "-o", str(tmp),
+                         str(src)], cache, "kernel build")
+            tmp.replace(obj)
+    return objects
+
+
+def samples_for(plan: LayerPlan, budget_macs: float = 2e8) -> int:
+    """Inputs per repetition: about ``budget_macs`` MACs per pass (0.1-0.5 s here), 10..2000."""
+    return int(np.clip(budget_macs / max(plan.macs, 1), 10, 2000))
+
+
+def measure_model(model_name: str, shape, preset_name: str, work: Path, reps: int = 5,
+                  seed: int = 0) -> tuple[LayerPlan, list[Piece]]:
+    """Export one zoo model (untrained) and time its plan items in the exported C."""
+    from autoq.config import preset
+    from autoq.export.graph import build_graph
+    from autoq.models.zoo import build_model
+    from autoq.plan import plan_from_emission
+
+    model = build_model(model_name, shape, 10, preset(preset_name, model_name))
+    graph = build_graph(model, fold_bn=False)
+    out = work / f"{model_name}_{'x'.join(map(str, shape))}_{preset_name}"
+    em = write_program(graph, out)
+    plan = plan_from_emission(graph, em)
+    x = np.random.default_rng(seed).uniform(0, 1, (samples_for(plan), *shape)).astype(np.float32)
+    pieces, _ = time_pieces(out, plan, em.source, x, reps)
+    return plan, pieces
+
+
+OpPoint = tuple  # (OpEntry, ns)
+
+
+def op_points(plan: LayerPlan, pieces: Sequence[Piece]) -> list[OpPoint]:
+    """One point per distinct (kind, in, out, window) of a plan: the median measured time."""
+    groups: dict[tuple, list[float]] = {}
+    for p in pieces:
+        if p.what == "op":
+            o = plan.ops[p.index]
+            groups.setdefault((o.op, o.in_elements, o.out_elements, o.window), []).append(p.ns)
+    return [(OpEntry("", k[0], k[1], k[2], k[3]), float(np.median(v))) for k, v in groups.items()]
+
+
+def fit_op_kind(points: Sequence[OpPoint], names: Sequence[str]) -> tuple[dict[str, float], float, float | None]:
+    """Coefficients, in-sample MAPE and leave-one-size-out MAPE of one op kind's points."""
+    def solve(pts):
+        x = np.array([[op_features(o)[n] for n in names] for o, _ in pts])
+        y = np.array([max(ns, 1.0) for _, ns in pts])
+        return relative_nnls(x, y)
+
+    def ape(pts, c):
+        return [abs(sum(ci * op_features(o)[n] for ci, n in zip(c, names)) - ns) / max(ns, 1.0) for o, ns in pts]
+
+    coeffs = solve(points)
+    loo = None
+    if len(points) > len(names):
+        loo = float(np.mean([ape([p], solve([q for q in points if q is not p]))[0] for p in points]))
+    return dict(zip(names, (float(v) for v in coeffs))), float(np.mean(ape(points, coeffs))), loo
+
+
+def fit_ops(points: Sequence[OpPoint], source: str) -> dict[str, KernelCost]:
+    """One KernelCost (profile ``ops`` entry) per op kind with points."""
+    result = {}
+    for kind in sorted({o.op for o, _ in points}):
+        pts = [p for p in points if p[0].op == kind]
+        names = [n for n in OP_FIT.get(kind, DEFAULT_FIT)][:max(1, len(pts) - 1)]
+        coeffs, err, loo = fit_op_kind(pts, names)
+        result[kind] = KernelCost(
+            coefficients={k: float(f"{v:.6g}") for k, v in coeffs.items()}, provenance="measured-host",
+            source=f"{source}; {len(pts)} distinct sizes; weighted NNLS on {', '.join(names)}",
+            points=len(pts), mape=round(err, 4), loo_mape=None if loo is None else round(loo, 4))
+    return result
+
+
+def calibrate_ops(quick: bool = False, work: str | Path | None = None, reps: int | None = None,
+                  models: Sequence[tuple] | None = None) -> dict[str, KernelCost]:
+    """``autoq calibrate --target host``: time the ops of the exported C of CALIBRATION_MODELS
+    (QUICK_MODELS with ``quick``) and fit every op kind seen."""
+    models = list(models or (QUICK_MODELS if quick else CALIBRATION_MODELS))
+    reps = reps or (3 if quick else 7)
+    points: list[OpPoint] = []
+    with tempfile.TemporaryDirectory(prefix="autoq-ops-") as tmp:
+        for name, shape, preset_name in models:
+            plan, pieces = measure_model(name, shape, preset_name, Path(work or tmp), reps)
+            points += op_points(plan, pieces)
+    label = ", ".join(f"{n} {'x'.join(map(str, s))} {p}" for n, s, p in models)
+    source = (f"autoq calibrate --target host: timer marks in the exported C (c_emit, flags of kernels/flags.mk) of "
+              f"{label}; min over {reps} repetitions of the mean over the inputs")
+    return fit_ops(points, source)
+
+
+__all__ = ["CALIBRATION_MODELS", "Piece", "calibrate_ops", "fit_ops", "instrument", "measure_model", "op_points",
+           "time_pieces", "write_program"]
