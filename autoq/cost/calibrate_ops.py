@@ -3,13 +3,15 @@
 The exported program itself is timed, not a model of it: a few zoo models (CALIBRATION_MODELS,
 untrained: latency does not depend on the weight values; other input sizes than the
 benchmark's) are exported with autoq.export.c_emit exactly as ``autoq export`` does, the
-emitted ``model.c`` gets a timer mark (clock_gettime) in front of every plan item (each op of
+emitted ``model.c`` gets a timer mark (x86-64: rdtsc) in front of every plan item (each op of
 LayerPlan.ops, each kernel call) and the program is built with the export's own compiler flags
 (c_emit.HOST_CFLAGS = kernels/flags.mk). It runs ``samples`` inputs ``reps`` times; per item
-the time is the minimum over the repetitions of the mean over the samples, minus the cost of
-one empty mark pair. Per op kind the coefficients of autoq.cost.ops are fitted to one point
-per distinct op size (median over the model's ops of that size) with the weighted NNLS of
-autoq.cost.fit; fit.mape is in-sample, fit.loo_mape holds out each size in turn.
+the time is the median over all those runs (robust to the preemptions of a shared machine, where
+a mean is not), minus the median cost of one empty mark pair; the programs are timed in a few
+rounds, interleaved, and each item keeps its fastest round. Per op kind the coefficients of
+autoq.cost.ops are fitted to one point per distinct op size (median over the model's ops of
+that size) with the weighted NNLS of autoq.cost.fit; fit.mape is in-sample, fit.loo_mape holds
+out each size in turn.
 """
 from __future__ import annotations
 
@@ -44,38 +46,49 @@ _COMMENT = re.compile(r"^\s*/\* (\S+): (\w+) -> .*\*/\s*$")
 _PROFILE_HEADER = """#define _POSIX_C_SOURCE 199309L
 #include <time.h>
 long long aq_prof_t[{n}];
-#define AQ_PROF_MARK(k) do {{ struct timespec aq_ts_; clock_gettime(CLOCK_MONOTONIC, &aq_ts_); \\
+#if defined(__x86_64__) && defined(__GNUC__)
+/* plain rdtsc, no fence: a serialising timer (clock_gettime's rdtscp / lfence) would stop the
+   overlap of one op's tail with the next op's start and add ~100 ns per mark */
+#include <x86intrin.h>
+#define AQ_PROF_MARK(k) do {{ __asm__ __volatile__("" ::: "memory"); aq_prof_t[k] = (long long)__rdtsc(); \
+    __asm__ __volatile__("" ::: "memory"); }} while (0)
+#else
+#define AQ_PROF_MARK(k) do {{ struct timespec aq_ts_; clock_gettime(CLOCK_MONOTONIC, &aq_ts_); \
     aq_prof_t[k] = (long long)aq_ts_.tv_sec * 1000000000LL + aq_ts_.tv_nsec; }} while (0)
+#endif
 """
-_PROFILE_MAIN = r"""/* timing driver: INPUT.f32 REPS; per plan item, min over REPS of the mean ns over the samples */
+_PROFILE_MAIN = r"""/* timing driver: INPUT.f32 REPS OUT.i64 -- per run of a sample, the ns between the marks */
 #define _POSIX_C_SOURCE 199309L
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 #include "model.h"
 #define NMARK %(n)d
 extern long long aq_prof_t[NMARK];
+%(marks)s
 int main(int argc, char **argv) {
     static float y[AUTOQ_MODEL_OUTPUT_SIZE];
-    static double acc[NMARK], best[NMARK];
-    float *x; long n = 0, cap = 64, s; int r, k, reps;
-    FILE *in;
-    if (argc < 3 || !(in = fopen(argv[1], "rb"))) return 2;
+    float *x; long long *d, t_start; long n = 0, cap = 64, s; int r, k, reps;
+    struct timespec t0, t1;
+    FILE *in, *out;
+    if (argc < 4 || !(in = fopen(argv[1], "rb")) || !(out = fopen(argv[3], "wb"))) return 2;
     reps = atoi(argv[2]);
     x = malloc(sizeof(float) * AUTOQ_MODEL_INPUT_SIZE * cap);
     while (x && fread(x + n * AUTOQ_MODEL_INPUT_SIZE, sizeof(float), AUTOQ_MODEL_INPUT_SIZE, in) == AUTOQ_MODEL_INPUT_SIZE)
         if (++n == cap) x = realloc(x, sizeof(float) * AUTOQ_MODEL_INPUT_SIZE * (cap *= 2));
-    if (!x || !n) return 2;
-    for (k = 0; k < NMARK; k++) best[k] = 1e300;
+    if (!x || !n || !(d = malloc(sizeof(long long) * (NMARK - 1) * n))) return 2;
+    AQ_PROF_MARK(0); clock_gettime(CLOCK_MONOTONIC, &t0); t_start = aq_prof_t[0];
     for (r = 0; r < reps; r++) {
-        for (k = 0; k < NMARK; k++) acc[k] = 0.0;
         for (s = 0; s < n; s++) {
             if (autoq_model_run(x + s * AUTOQ_MODEL_INPUT_SIZE, y)) return 1;
-            for (k = 0; k + 1 < NMARK; k++) acc[k] += (double)(aq_prof_t[k + 1] - aq_prof_t[k]);
+            for (k = 0; k + 1 < NMARK; k++) d[s * (NMARK - 1) + k] = aq_prof_t[k + 1] - aq_prof_t[k];
         }
-        for (k = 0; k + 1 < NMARK; k++) if (acc[k] / n < best[k]) best[k] = acc[k] / n;
+        fwrite(d, sizeof(long long), (size_t)(NMARK - 1) * n, out);
     }
-    for (k = 0; k + 1 < NMARK; k++) printf("%%.1f\n", best[k]);
-    return 0;
+    AQ_PROF_MARK(0); clock_gettime(CLOCK_MONOTONIC, &t1);
+    /* ns per timer tick over the whole run (1 for clock_gettime marks) */
+    printf("%%.9f\n", ((t1.tv_sec - t0.tv_sec) * 1e9 + (t1.tv_nsec - t0.tv_nsec)) / (double)(aq_prof_t[0] - t_start));
+    return fclose(out) != 0;
 }
 """
 
@@ -141,20 +154,37 @@ def instrument(source: str, plan: LayerPlan) -> tuple[str, list[Piece]]:
     return "\n".join(out) + "\n", pieces
 
 
-def write_program(graph, out: Path):
+def write_program(graph, out: Path, objects_from: Path | None = None):
     """The C of ``graph`` as ``autoq export`` writes it (kernels, Makefile, model.h/.c, main.c;
-    opt kernels with the scratch the kernels ask for); returns the CEmission."""
+    opt kernels with the scratch the kernels ask for), the kernel objects built by its Makefile
+    (``make objects``; or copied from ``objects_from``, an export folder of the same kernels, to
+    save the rebuild); returns the CEmission."""
+    import shutil
+
     from autoq.export import c_emit
     from autoq.resources import resource_dir
 
     out.mkdir(parents=True, exist_ok=True)
     c_emit.copy_kernels(resource_dir("kernels"), out)
     c_emit.write_makefile(out)
-    scratch = c_emit.measure_scratch(c_emit.emit_c(graph, "model"), out, out / "probe")
+    if objects_from is not None:
+        for obj in sorted((objects_from / "kernels" / "src").glob("*.o")):
+            if (obj.with_suffix(".c")).read_bytes() != (out / "kernels" / "src" / f"{obj.stem}.c").read_bytes():
+                raise UserError(f"{obj}: built from other kernel sources than {out}")
+            shutil.copy(obj, out / "kernels" / "src" / obj.name)   # newer than the sources: make keeps it
+    subprocess.run(["make", "-s", "objects"], cwd=out, check=True, capture_output=True)
+    scratch = c_emit.measure_scratch(c_emit.emit_c(graph, "model"), out, out / "probe", objects=objects(out))
     em = c_emit.emit_c(graph, "model", scratch_bytes=scratch)
     for name, text in (("model.h", em.header), ("model.c", em.source), ("main.c", em.main)):
         (out / name).write_text(text)
     return em
+
+
+def objects(out: Path) -> list[Path]:
+    """The kernel objects of an export folder (``make objects``)."""
+    from autoq.export import c_emit
+
+    return [src.with_suffix(".o") for src in c_emit.kernel_sources(out / "kernels")]
 
 
 def time_pieces(out: Path, plan: LayerPlan, source: str, x: np.ndarray, reps: int) -> tuple[list[Piece], float]:
@@ -164,56 +194,43 @@ def time_pieces(out: Path, plan: LayerPlan, source: str, x: np.ndarray, reps: in
 
     text, pieces = instrument(source, plan)
     (out / "model_prof.c").write_text(text)
-    (out / "prof_main.c").write_text(_PROFILE_MAIN % {"n": len(pieces) + 2})
+    marks = _PROFILE_HEADER.format(n=len(pieces) + 2).split("long long aq_prof_t", 1)[1].split("\n", 1)[1]
+    (out / "prof_main.c").write_text(_PROFILE_MAIN % {"n": len(pieces) + 2, "marks": marks})
     kdir = out / "kernels"
     exe = out / "model_prof"
     c_emit._run(["gcc", *c_emit.HOST_CFLAGS, f"-I{kdir / 'include'}", f"-I{kdir / 'src'}", f"-I{out}", "-o", str(exe),
-                 str(out / "model_prof.c"), str(out / "prof_main.c"), *map(str, kernel_objects(kdir)), "-lm"],
+                 str(out / "model_prof.c"), str(out / "prof_main.c"), *map(str, objects(out)), "-lm"],
                 out, "profiling build")
-    inp = out / "inputs.f32"
+    inp, raw = out / "inputs.f32", out / "marks.i64"
     np.ascontiguousarray(x, "<f4").tofile(inp)
-    proc = subprocess.run([str(exe), str(inp), str(reps)], capture_output=True, text=True, check=True)
-    values = [float(v) for v in proc.stdout.split()]
-    timer = values[0]
+    proc = subprocess.run([str(exe), str(inp), str(reps), str(raw)], capture_output=True, text=True, check=True)
+    # median over every run of a sample: robust to the preemptions of a shared machine (a mean is not)
+    values = np.median(np.fromfile(raw, "<i8").reshape(-1, len(pieces) + 1), axis=0) * float(proc.stdout)
+    raw.unlink()
+    timer = float(values[0])
     for piece, ns in zip(pieces, values[1:]):
-        piece.ns = max(ns - timer, 0.0)
+        piece.ns = max(float(ns) - timer, 0.0)
     return pieces, timer
 
 
-def kernel_objects(kdir: Path) -> list[Path]:
-    """The kernel sources of an export folder compiled once (c_emit.HOST_CFLAGS) into a cache
-    keyed by their text and the flags, so timing many exports rebuilds only model.c."""
-    import hashlib
-    import os
-
-    from autoq.export import c_emit
-
-    sources = c_emit.kernel_sources(kdir)
-    deps = sources + sorted((kdir / "src").glob("*.h")) + sorted((kdir / "src").glob("*.inc")) + \
-        sorted((kdir / "include").glob("*"))
-    digest = hashlib.sha256(" ".join(c_emit.HOST_CFLAGS).encode())
-    for f in deps:
-        digest.update(f.name.encode() + f.read_bytes())
-    cache = Path(tempfile.gettempdir()) / f"autoq-kobj-{os.getuid()}-{digest.hexdigest()[:16]}"
-    objects = [cache / (f.stem + ".o") for f in sources]
-    if not all(o.is_file() for o in objects):
-        cache.mkdir(parents=True, exist_ok=True)
-        for src, obj in zip(sources, objects):
-            tmp = obj.with_suffix(f".{os.getpid()}.o")
-            c_emit._run(["gcc", *c_emit.HOST_CFLAGS, f"-I{kdir / 'include'}", f"-I{kdir / 'src'}", "-c", "-o", str(tmp),
-                         str(src)], cache, "kernel build")
-            tmp.replace(obj)
-    return objects
+def samples_for(plan: LayerPlan, budget_macs: float = 1e8) -> int:
+    """Inputs per repetition: about ``budget_macs`` MACs per pass (0.05-0.3 s here), 10..500."""
+    return int(np.clip(budget_macs / max(plan.macs, 1), 10, 500))
 
 
-def samples_for(plan: LayerPlan, budget_macs: float = 2e8) -> int:
-    """Inputs per repetition: about ``budget_macs`` MACs per pass (0.1-0.5 s here), 10..2000."""
-    return int(np.clip(budget_macs / max(plan.macs, 1), 10, 2000))
+@dataclasses.dataclass
+class Program:
+    """An exported, built program ready to be timed."""
+
+    out: Path
+    plan: LayerPlan
+    source: str          # the emitted model.c
+    x: np.ndarray        # the inputs it runs on
 
 
-def measure_model(model_name: str, shape, preset_name: str, work: Path, reps: int = 5,
-                  seed: int = 0) -> tuple[LayerPlan, list[Piece]]:
-    """Export one zoo model (untrained) and time its plan items in the exported C."""
+def prepare_model(model_name: str, shape, preset_name: str, work: Path, seed: int = 0,
+                  objects_from: Path | None = None) -> Program:
+    """Export one zoo model (untrained) as ``autoq export`` does; its plan from the emitted C."""
     from autoq.config import preset
     from autoq.export.graph import build_graph
     from autoq.models.zoo import build_model
@@ -222,11 +239,20 @@ def measure_model(model_name: str, shape, preset_name: str, work: Path, reps: in
     model = build_model(model_name, shape, 10, preset(preset_name, model_name))
     graph = build_graph(model, fold_bn=False)
     out = work / f"{model_name}_{'x'.join(map(str, shape))}_{preset_name}"
-    em = write_program(graph, out)
+    em = write_program(graph, out, objects_from)
     plan = plan_from_emission(graph, em)
     x = np.random.default_rng(seed).uniform(0, 1, (samples_for(plan), *shape)).astype(np.float32)
-    pieces, _ = time_pieces(out, plan, em.source, x, reps)
-    return plan, pieces
+    return Program(out, plan, em.source, x)
+
+
+def time_program(prog: Program, reps: int) -> list[Piece]:
+    return time_pieces(prog.out, prog.plan, prog.source, prog.x, reps)[0]
+
+
+def fastest(runs: Sequence[Sequence[Piece]]) -> list[Piece]:
+    """Per piece the minimum over several timing runs of the same program (a busy moment of
+    the machine only adds time)."""
+    return [dataclasses.replace(group[0], ns=min(p.ns for p in group)) for group in zip(*runs)]
 
 
 OpPoint = tuple  # (OpEntry, ns)
@@ -278,17 +304,23 @@ def calibrate_ops(quick: bool = False, work: str | Path | None = None, reps: int
     """``autoq calibrate --target host``: time the ops of the exported C of CALIBRATION_MODELS
     (QUICK_MODELS with ``quick``) and fit every op kind seen."""
     models = list(models or (QUICK_MODELS if quick else CALIBRATION_MODELS))
-    reps = reps or (3 if quick else 7)
-    points: list[OpPoint] = []
+    reps = reps or (2 if quick else 3)
+    rounds = 1 if quick else 3
     with tempfile.TemporaryDirectory(prefix="autoq-ops-") as tmp:
+        programs: list[Program] = []
         for name, shape, preset_name in models:
-            plan, pieces = measure_model(name, shape, preset_name, Path(work or tmp), reps)
-            points += op_points(plan, pieces)
+            programs.append(prepare_model(name, shape, preset_name, Path(work or tmp),
+                                          objects_from=programs[0].out if programs else None))
+        runs = [[time_program(p, reps) for p in programs] for _ in range(rounds)]
+    points = [pt for k, p in enumerate(programs) for pt in op_points(p.plan, fastest([r[k] for r in runs]))]
+    return fit_ops(points, ops_source(models, reps, rounds))
+
+
+def ops_source(models: Sequence[tuple], reps: int, rounds: int) -> str:
     label = ", ".join(f"{n} {'x'.join(map(str, s))} {p}" for n, s, p in models)
-    source = (f"autoq calibrate --target host: timer marks in the exported C (c_emit, flags of kernels/flags.mk) of "
-              f"{label}; min over {reps} repetitions of the mean over the inputs")
-    return fit_ops(points, source)
+    return (f"autoq calibrate --target host: timer marks in the exported C (c_emit, flags of kernels/flags.mk) of "
+            f"{label}; per op the median over {reps} repetitions x the inputs, min over {rounds} rounds")
 
 
-__all__ = ["CALIBRATION_MODELS", "Piece", "calibrate_ops", "fit_ops", "instrument", "measure_model", "op_points",
-           "time_pieces", "write_program"]
+__all__ = ["CALIBRATION_MODELS", "Piece", "Program", "calibrate_ops", "fastest", "fit_ops", "instrument", "op_points",
+           "ops_source", "prepare_model", "time_pieces", "time_program", "write_program"]

@@ -562,15 +562,21 @@ include kernels/{FLAGS_FILE}
 ifeq ($(shell uname -m),x86_64)
 HOST_ARCH_CFLAGS = $(AQ_X86_64_CFLAGS)
 endif
+HOST_CFLAGS = $(AQ_CFLAGS) $(HOST_ARCH_CFLAGS) {' '.join(WARN_CFLAGS)}
 KSRC = $(filter-out kernels/src/aq_bench.c,$(wildcard kernels/src/*.c))
+KOBJ = $(KSRC:.c=.o)
+KDEPS = $(wildcard kernels/include/* kernels/src/*.h kernels/src/*.inc) kernels/{FLAGS_FILE}
 INC = -Ikernels/include -Ikernels/src
 host: {model_name}_host
-{model_name}_host: {model_name}.c main.c $(KSRC)
-\tcc $(AQ_CFLAGS) $(HOST_ARCH_CFLAGS) {' '.join(WARN_CFLAGS)} $(INC) -o $@ {model_name}.c main.c $(KSRC) -lm
+objects: $(KOBJ)
+kernels/src/%.o: kernels/src/%.c $(KDEPS)
+\tcc $(HOST_CFLAGS) $(INC) -c -o $@ $<
+{model_name}_host: {model_name}.c main.c {model_name}.h $(KOBJ)
+\tcc $(HOST_CFLAGS) $(INC) -o $@ {model_name}.c main.c $(KOBJ) -lm
 # object files for a Cortex-M4F firmware (link them with your startup code and linker script)
 m4:
 \tmkdir -p build_m4 && cd build_m4 && arm-none-eabi-gcc $(AQ_CFLAGS) $(AQ_M4_CFLAGS) $(addprefix -I../,kernels/include kernels/src) -c $(addprefix ../,{model_name}.c $(KSRC))
-.PHONY: host m4
+.PHONY: host objects m4
 """
     path = out / "Makefile"
     path.write_text(text)
@@ -656,10 +662,11 @@ def _stack_estimate(build_dir: Path, elf: Path) -> int | None:
     return frames["autoq_model_run"] + sum(others[:2])
 
 
-def measure_scratch(em: CEmission, out: Path, work: Path, cc: str = "gcc") -> int:
+def measure_scratch(em: CEmission, out: Path, work: Path, cc: str = "gcc", objects: list[Path] | None = None) -> int:
     """Largest ``aq_scratch_bytes(kind, "opt", geom)`` over the layers, computed by the kernels
     themselves in a small program built and run here (the kernels' block sizes are
-    compile-time constants; another architecture may need more and then uses ref kernels)."""
+    compile-time constants; another architecture may need more and then uses ref kernels).
+    ``objects``: the kernels already compiled with HOST_CFLAGS (e.g. by the export Makefile)."""
     out, work = Path(out).resolve(), Path(work).resolve()
     work.mkdir(parents=True, exist_ok=True)
     kdir = out / "kernels"
@@ -673,5 +680,5 @@ def measure_scratch(em: CEmission, out: Path, work: Path, cc: str = "gcc") -> in
     (work / "probe.c").write_text("\n".join(lines))
     exe = work / "probe"
     _run([cc, *HOST_CFLAGS, f"-I{kdir / 'include'}", f"-I{kdir / 'src'}", "-o", str(exe), str(work / "probe.c"),
-          *map(str, kernel_sources(kdir)), "-lm"], work, "kernel scratch probe build")
+          *map(str, objects or kernel_sources(kdir)), "-lm"], work, "kernel scratch probe build")
     return int(_run([str(exe)], work, "kernel scratch probe").stdout.strip())
