@@ -121,13 +121,17 @@ def test_cost_of_a_small_plan_by_hand(tmp_path):
     t_fc = 2.0 * (1024 * 10) + 10.0 * 10 + 1000.0
     assert report.latency_ms == pytest.approx((t_conv + t_xnor + t_fc + 500.0) / 1e6)
     assert [x.latency_ms for x in report.per_layer] == pytest.approx([t_conv / 1e6, t_xnor / 1e6, t_fc / 1e6])
-    flash = (27 * 8 * 4 + 8 * 4) + (math.ceil(8 * 9 * 16 / 8) + 4 + 16 * 4) + (10240 * 4 + 40)
-    assert report.flash_bytes == flash
+    # xnor: one 64-bit word of 8 channels per tap, + per-channel scale and bias; no deploy section: no code
+    flash = (27 * 8 * 4 + 8 * 4) + (16 * 9 * 8 + 2 * 16 * 4) + (10240 * 4 + 40)
+    assert report.flash_bytes == report.const_bytes == flash and report.code_bytes == 0
     ram_c1 = 10 * 10 * 3 * 4 + 8 * 8 * 8 * 4
-    ram_c2 = 8 * 8 * 8 + 8 * 8 * 16 * 4 + 100
+    ram_c2 = 8 * 8 * 8 * 4 + 8 * 8 * 16 * 4 + 100
     ram_fc = 1024 * 4 + 10 * 4
-    assert report.peak_ram_bytes == max(ram_c1, ram_c2, ram_fc) == ram_c2
-    assert report.fits_ram is False and report.fits_flash is True and report.fits is False  # 4596 > 4096
+    # shapes-only plan: largest layer + the x86_64 opt scratch (fc's f32 weight block: 1024 x 16 floats)
+    scratch = 8 * ((1024 * 16 * 4 + 7) // 8 + 1)
+    assert report.scratch_bytes == scratch
+    assert report.peak_ram_bytes == max(ram_c1, ram_c2, ram_fc) + scratch == ram_c2 + scratch
+    assert report.fits_ram is False and report.fits_flash is True and report.fits is False
 
 
 def test_estimate_of_a_built_model_equals_the_sum_of_its_layers():
@@ -141,7 +145,8 @@ def test_estimate_of_a_built_model_equals_the_sum_of_its_layers():
     report = estimate(plan, profile)
     by_hand = sum(layer_latency_ns(e, profile) for e in plan.layers) + profile.overhead_ns
     assert report.latency_ms == pytest.approx(by_hand / 1e6)
-    assert report.flash_bytes == sum(e.weight_bytes + e.codebook_bytes + e.bias_bytes for e in plan.layers)
+    assert report.flash_bytes == plan.const_bytes + report.code_bytes
+    assert plan.const_bytes >= sum(e.weight_bytes + e.codebook_bytes + e.bias_bytes for e in plan.layers)
     assert [x.kind for x in report.per_layer] == [e.kind for e in plan.layers]
     assert report.per_layer[0].kind == "f32" and report.per_layer[1].kind != "f32"
 

@@ -107,14 +107,16 @@ def test_onnx_check_allows_only_counted_level_flips(case, tmp_path):
 
 @pytest.mark.parametrize("variant", ["ref", "opt"])
 def test_c_equals_keras(case, tmp_path, variant):
+    from autoq.cost.deploy import scratch_need
     from autoq.export import c_emit
+    from autoq.plan import plan_from_emission
     from autoq.resources import resource_dir
 
     if shutil.which("gcc") is None:
         pytest.skip("gcc not installed")
     _, graph, x, ref = case
     c_emit.copy_kernels(resource_dir("kernels"), tmp_path)
-    scratch = c_emit.measure_scratch(c_emit.emit_c(graph), tmp_path, tmp_path / "probe") if variant == "opt" else 0
+    scratch = scratch_need(plan_from_emission(graph, c_emit.emit_c(graph)), "x86_64") if variant == "opt" else 0
     if variant == "opt":
         assert scratch > 0
     em = c_emit.emit_c(graph, variant=variant, scratch_bytes=scratch)

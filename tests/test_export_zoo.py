@@ -15,7 +15,9 @@ pytest.importorskip("onnxruntime")
 @pytest.mark.parametrize("model_name,preset_name", [("resnet20", "bnn"), ("squeezenet_bypass", "twn")])
 def test_zoo_model_exports(model_name, preset_name, tmp_path):
     from autoq.config import preset
+    from autoq.cost.deploy import scratch_need
     from autoq.export import c_emit
+    from autoq.plan import plan_from_emission
     from autoq.export.exporter import keras_logits
     from autoq.export.graph import build_graph
     from autoq.export.onnx import export_onnx
@@ -33,7 +35,7 @@ def test_zoo_model_exports(model_name, preset_name, tmp_path):
     if shutil.which("gcc") is None:
         pytest.skip("gcc not installed")
     c_emit.copy_kernels(resource_dir("kernels"), tmp_path)
-    scratch = c_emit.measure_scratch(c_emit.emit_c(graph), tmp_path, tmp_path / "probe")
+    scratch = scratch_need(plan_from_emission(graph, c_emit.emit_c(graph)), "x86_64")
     em = c_emit.emit_c(graph, scratch_bytes=scratch)
     for name, text in (("model.h", em.header), ("model.c", em.source), ("main.c", em.main)):
         (tmp_path / name).write_text(text)

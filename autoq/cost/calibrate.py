@@ -336,7 +336,7 @@ def profile_from_measurements(mfile: MeasurementFile, target: str, *, source: st
     return HardwareProfile(id=target, board=facts["board"], cpu=facts["cpu"], clock_hz=facts["clock_hz"],
                            word_bits=facts["word_bits"], memory=facts["memory"],
                            overhead_ns=facts["overhead_ns"], kernels={k: kernels[k] for k in KINDS if k in kernels},
-                           notes=notes)
+                           notes=notes, **({"deploy": facts["deploy"]} if facts["deploy"] else {}))
 
 
 def load_base(base: HardwareProfile | str | Path) -> HardwareProfile:
@@ -367,7 +367,8 @@ def _board_facts(meta: dict[str, str], target: str, base: HardwareProfile | None
               if k in meta}
     facts["memory"] = memory or (dict(fallback.memory) if fallback else None)
     facts["overhead_ns"] = float(meta.get("overhead_ns", fallback.overhead_ns if fallback else 0.0))
-    missing = [k for k, v in facts.items() if v is None]
+    facts["deploy"] = existing.deploy if existing else None   # measured from links: kept across refits
+    missing = [k for k, v in facts.items() if v is None and k != "deploy"]
     if missing:
         raise UserError(f"{source}: board facts {', '.join(missing)} unknown for target {target!r}: add comment "
                         f"lines like '# clock_hz: 80000000' to the CSV (keys: board, cpu, clock_hz, word_bits, "

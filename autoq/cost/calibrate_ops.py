@@ -156,12 +156,15 @@ def instrument(source: str, plan: LayerPlan) -> tuple[str, list[Piece]]:
 
 def write_program(graph, out: Path, objects_from: Path | None = None):
     """The C of ``graph`` as ``autoq export`` writes it (kernels, Makefile, model.h/.c, main.c;
-    opt kernels with the scratch the kernels ask for), the kernel objects built by its Makefile
+    opt kernels with the plan's scratch for this machine), the kernel objects built by its Makefile
     (``make objects``; or copied from ``objects_from``, an export folder of the same kernels, to
     save the rebuild); returns the CEmission."""
     import shutil
 
+    from autoq.cost.deploy import scratch_need
     from autoq.export import c_emit
+    from autoq.kernel_flags import is_x86_64
+    from autoq.plan import plan_from_emission
     from autoq.resources import resource_dir
 
     out.mkdir(parents=True, exist_ok=True)
@@ -173,7 +176,9 @@ def write_program(graph, out: Path, objects_from: Path | None = None):
                 raise UserError(f"{obj}: built from other kernel sources than {out}")
             shutil.copy(obj, out / "kernels" / "src" / obj.name)   # newer than the sources: make keeps it
     subprocess.run(["make", "-s", "objects"], cwd=out, check=True, capture_output=True)
-    scratch = c_emit.measure_scratch(c_emit.emit_c(graph, "model"), out, out / "probe", objects=objects(out))
+    # as the exporter: the opt kernels' scratch for this machine's build, from the plan
+    plan = plan_from_emission(graph, c_emit.emit_c(graph, "model"))
+    scratch = scratch_need(plan, "x86_64" if is_x86_64() else "aarch64")
     em = c_emit.emit_c(graph, "model", scratch_bytes=scratch)
     for name, text in (("model.h", em.header), ("model.c", em.source), ("main.c", em.main)):
         (out / name).write_text(text)

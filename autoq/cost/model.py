@@ -15,11 +15,15 @@ Per layer (kernel kind k, coefficients c_k from the profile)::
                                              taps each, i.e. the inner loop's start-up cost)
 
     latency   = (sum_layers t_layer + overhead_ns) / 1e6                      [ms]
-    flash     = sum_layers (weight_bytes + codebook_bytes + bias_bytes)     [bytes]
-    peak RAM  = max_layers (in_bytes + out_bytes + live_bytes)              [bytes]
-    fits      = flash <= flash limit and peak RAM <= RAM limit of the profile
+    flash     = plan.const_bytes (every const array of the emitted C) + code    [bytes]
+    RAM       = plan.arena_bytes (the emitted C's static buffers) + scratch
+                + stack + the C library's static RAM                           [bytes]
+    fits      = flash <= flash limit and RAM <= RAM limit of the profile
 
-Code size and stack are not counted (the kernels are a few KB of code, shared by all layers).
+code, scratch (the target build's aq_scratch_bytes), stack and library RAM come from the
+profile's ``deploy`` section (autoq/cost/deploy.py), measured from links of the exported C.
+A plan built from shapes alone (arena_bytes 0) bounds RAM by the largest layer's
+in_bytes + out_bytes + live_bytes instead.
 """
 from __future__ import annotations
 
@@ -27,6 +31,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from autoq.cost.deploy import code_bytes, library_ram_bytes, scratch_bytes, stack_bytes
 from autoq.cost.profile import COEFFICIENTS, HardwareProfile, load_profile
 from autoq.plan import LayerEntry, LayerPlan
 
@@ -72,6 +77,11 @@ class CostReport:
     ram_limit_bytes: int
     macs: int
     per_layer: list[LayerCost] = field(default_factory=list)
+    const_bytes: int = 0      # flash: the arrays of the emitted C
+    code_bytes: int = 0       # flash: kernel + model code (profile deploy section)
+    arena_bytes: int = 0      # RAM: the emitted C's static activation buffers
+    scratch_bytes: int = 0    # RAM: the opt kernels' scratch on this target's build
+    stack_bytes: int = 0      # RAM: stack + C library data (profile deploy section)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -93,14 +103,22 @@ def estimate(plan: LayerPlan, profile: HardwareProfile | str) -> CostReport:
                   flash_bytes=e.flash_bytes, ram_bytes=e.ram_bytes, provenance=profile.kernel(e.kind).provenance)
         for e in plan.layers]
     latency_ms = sum(x.latency_ms for x in per_layer) + profile.overhead_ns / 1e6
-    flash = sum(x.flash_bytes for x in per_layer)
-    peak_ram = max((x.ram_bytes for x in per_layer), default=0)
+    deploy = profile.deploy
+    const, code = plan.const_bytes, code_bytes(plan, deploy)
+    scratch = scratch_bytes(plan, deploy.arch)
+    stack = stack_bytes(plan, deploy) + library_ram_bytes(plan, deploy)
+    flash = const + code
+    if plan.arena_bytes:
+        peak_ram = plan.arena_bytes + scratch + stack
+    else:   # shapes only: no emitted buffers to count
+        peak_ram = max((x.ram_bytes for x in per_layer), default=0) + scratch + stack
     fits_flash = flash <= profile.flash_limit_bytes
     fits_ram = peak_ram <= profile.ram_limit_bytes
     return CostReport(target=profile.id, latency_ms=latency_ms, flash_bytes=flash, peak_ram_bytes=peak_ram,
                       fits=fits_flash and fits_ram, fits_flash=fits_flash, fits_ram=fits_ram,
                       flash_limit_bytes=profile.flash_limit_bytes, ram_limit_bytes=profile.ram_limit_bytes,
-                      macs=plan.macs, per_layer=per_layer)
+                      macs=plan.macs, per_layer=per_layer, const_bytes=const, code_bytes=code,
+                      arena_bytes=plan.arena_bytes, scratch_bytes=scratch, stack_bytes=stack)
 
 
 __all__ = ["COEFFICIENTS", "CostReport", "LayerCost", "estimate", "features", "layer_latency_ns"]

@@ -37,6 +37,7 @@ from typing import Any
 
 import yaml
 
+from autoq.cost.deploy import DeployCost
 from autoq.errors import UserError, where
 from autoq.kinds import KINDS
 from autoq.plan import OP_KINDS
@@ -51,7 +52,7 @@ OP_COEFFICIENTS = ("ns_per_element", "ns_per_input", "ns_per_tap", "ns_fixed")
 MEMORY_LAYOUTS = ({"sram_bytes", "flash_bytes"}, {"ram_bytes", "storage_bytes"})
 
 _TOP_REQUIRED = {"id", "board", "cpu", "clock_hz", "word_bits", "memory", "overhead_ns", "kernels"}
-_TOP_OPTIONAL = {"notes", "ops"}
+_TOP_OPTIONAL = {"notes", "deploy", "ops"}   # deploy: autoq/cost/deploy.py; ops: autoq/cost/ops.py
 _KERNEL_REQUIRED = {"coefficients", "provenance", "source", "fit"}
 _KERNEL_OPTIONAL = {"c_out_block"}
 _FIT_REQUIRED = {"points", "mape"}
@@ -93,6 +94,7 @@ class HardwareProfile:
     kernels: dict[str, KernelCost]
     notes: str | None = None
     path: str | None = field(default=None, compare=False)
+    deploy: DeployCost = field(default_factory=DeployCost)   # code, scratch rule, stack, library RAM
     ops: dict[str, KernelCost] = field(default_factory=dict)   # non-kernel op kind -> coefficients
 
     @property
@@ -118,6 +120,8 @@ class HardwareProfile:
         if self.notes:
             data["notes"] = self.notes
         data["kernels"] = {kind: k.to_dict() for kind, k in self.kernels.items()}
+        if self.deploy != DeployCost():
+            data["deploy"] = self.deploy.to_dict()
         if self.ops:
             data["ops"] = {kind: k.to_dict() for kind, k in self.ops.items()}
         return data
@@ -153,7 +157,8 @@ class HardwareProfile:
         return cls(ops=ops, id=data["id"], board=data["board"], cpu=data["cpu"], clock_hz=int(data["clock_hz"]),
                    word_bits=int(data["word_bits"]), memory={k: int(v) for k, v in memory.items()},
                    overhead_ns=float(data["overhead_ns"]), kernels=parsed, notes=data.get("notes"),
-                   path=source)
+                   path=source, deploy=DeployCost.from_dict(data["deploy"], source) if "deploy" in data
+                   else DeployCost())
 
 
 def _ops_from_dict(ops: Any, source: str | None) -> dict[str, KernelCost]:

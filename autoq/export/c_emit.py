@@ -339,9 +339,9 @@ class CEmission:
 
     @property
     def static_ram_bytes(self) -> int:
-        """The static buffers as declared (each at least one element), without the scratch."""
-        return (4 * (max(self.arena_floats, 1) + max(self.qtmp_floats, 1) + max(self.i8scale_floats, 1))
-                + 8 * max(self.bits_words, 1))
+        """The static buffers the linked program keeps, without the scratch (an unused
+        one-element buffer is dropped by the compiler)."""
+        return 4 * (max(self.arena_floats, 1) + self.qtmp_floats + self.i8scale_floats) + 8 * self.bits_words
 
     @property
     def ram_bytes(self) -> int:
@@ -365,7 +365,8 @@ def _geom(op: Op, shapes: dict) -> tuple:
 def emit_c(graph: ExportGraph, model_name: str = "model", comment: str = "", variant: str = "opt",
            scratch_bytes: int = 0) -> CEmission:
     """C source for ``graph``. variant "opt" calls the optimised kernels with a static scratch
-    buffer of ``scratch_bytes`` (see :func:`measure_scratch`; ``-DAUTOQ_SCRATCH_BYTES=N``
+    buffer of ``scratch_bytes`` (the target build's need: autoq.cost.deploy.scratch_need of the
+    plan; ``-DAUTOQ_SCRATCH_BYTES=N``
     overrides it) and falls back to the reference kernel for any layer whose scratch need, as
     computed by ``aq_scratch_bytes`` on the machine it runs on, is larger; "ref" uses the
     reference kernels only (no scratch)."""
@@ -660,25 +661,3 @@ def _stack_estimate(build_dir: Path, elf: Path) -> int | None:
         return None
     others = sorted((v for k, v in frames.items() if k != "autoq_model_run"), reverse=True)
     return frames["autoq_model_run"] + sum(others[:2])
-
-
-def measure_scratch(em: CEmission, out: Path, work: Path, cc: str = "gcc", objects: list[Path] | None = None) -> int:
-    """Largest ``aq_scratch_bytes(kind, "opt", geom)`` over the layers, computed by the kernels
-    themselves in a small program built and run here (the kernels' block sizes are
-    compile-time constants; another architecture may need more and then uses ref kernels).
-    ``objects``: the kernels already compiled with HOST_CFLAGS (e.g. by the export Makefile)."""
-    out, work = Path(out).resolve(), Path(work).resolve()
-    work.mkdir(parents=True, exist_ok=True)
-    kdir = out / "kernels"
-    lines = ['#include <stdio.h>', '#include "autoq_kernels.h"', "int main(void) {",
-             "    aq_geom g; size_t s, m = 0;"]
-    for cl in em.layers:
-        h, w, c_in, c_out, kh, kw, stride, pad = cl.geom
-        lines.append(f"    if (aq_geom_init(&g, {h}, {w}, {c_in}, {c_out}, {kh}, {kw}, {stride}, {pad})) return 1;")
-        lines.append(f'    s = aq_scratch_bytes(AQ_{cl.kind.upper()}, "opt", &g); if (s > m) m = s;')
-    lines += ['    printf("%lu\\n", (unsigned long)m);', "    return 0;", "}", ""]
-    (work / "probe.c").write_text("\n".join(lines))
-    exe = work / "probe"
-    _run([cc, *HOST_CFLAGS, f"-I{kdir / 'include'}", f"-I{kdir / 'src'}", "-o", str(exe), str(work / "probe.c"),
-          *map(str, objects or kernel_sources(kdir)), "-lm"], work, "kernel scratch probe build")
-    return int(_run([str(exe)], work, "kernel scratch probe").stdout.strip())

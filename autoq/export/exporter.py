@@ -236,14 +236,18 @@ def export_trial(run: str, trial_number: int, target: str, out: str | Path, forc
     lines.append(f"model.qbin: {checks['qbin']['layers']} layers, {checks['qbin']['bytes']:,} bytes, read back and CRCs ok")
 
     if emit_c:
+        from autoq.cost.deploy import scratch_need
+        from autoq.cost.model import estimate
         from autoq.export import c_emit
+        from autoq.plan import plan_from_emission
         from autoq.resources import resource_dir
 
         c_emit.copy_kernels(resource_dir("kernels"), out)
         c_emit.write_makefile(out)
         with tempfile.TemporaryDirectory(prefix="autoq-export-") as tmp:
-            scratch = c_emit.measure_scratch(c_emit.emit_c(graph, "model"), out, Path(tmp) / "probe") \
-                if c_variant == "opt" else 0
+            # the plan of this export: the target build's scratch, and what the cost model prices
+            plan = plan_from_emission(graph, c_emit.emit_c(graph, "model"))
+            scratch = scratch_need(plan, profile.deploy.arch) if c_variant == "opt" else 0
             em = c_emit.emit_c(graph, "model", comment=f"trial {trial_number}, target {target}",
                                variant=c_variant, scratch_bytes=scratch)
             (out / "model.h").write_text(em.header)
@@ -261,7 +265,7 @@ def export_trial(run: str, trial_number: int, target: str, out: str | Path, forc
                          f"flips); {c_variant} kernels, static RAM {em.ram_bytes:,} B (scratch {em.scratch_bytes:,} B), "
                          f"weights {em.weight_bytes:,} B")
             if "sram_bytes" in profile.memory:
-                checks["c_m4"] = _check_m4(out, Path(tmp), profile, force, lines)
+                checks["c_m4"] = _check_m4(out, Path(tmp), profile, force, lines, estimate(plan, profile))
 
     shutil.copy2(attrs["weights_path"], out / "model.keras")
     manifest = {
@@ -279,7 +283,7 @@ def export_trial(run: str, trial_number: int, target: str, out: str | Path, forc
     return ExportResult(out, manifest, lines)
 
 
-def _check_m4(out: Path, work: Path, profile, force: bool, lines: list[str]) -> dict:
+def _check_m4(out: Path, work: Path, profile, force: bool, lines: list[str], predicted) -> dict:
     from autoq.export import c_emit
 
     sizes = c_emit.build_m4(out, work / "m4")
@@ -288,16 +292,23 @@ def _check_m4(out: Path, work: Path, profile, force: bool, lines: list[str]) -> 
     ram_used = sizes["sram_bytes"] + stack          # static data + bss + estimated stack
     result = {"flash_bytes": sizes["flash_bytes"], "sram_bytes": sizes["sram_bytes"], "stack_bytes_estimate": stack,
               "sram_with_stack_bytes": ram_used, "sections": sizes["sections"], "flash_limit": flash_limit,
-              "sram_limit": ram_limit, "fits": sizes["flash_bytes"] <= flash_limit and ram_used <= ram_limit}
+              "sram_limit": ram_limit, "fits": sizes["flash_bytes"] <= flash_limit and ram_used <= ram_limit,
+              "predicted_flash_bytes": predicted.flash_bytes, "predicted_ram_bytes": predicted.peak_ram_bytes}
     over = [f"{what} over by {used - limit:,} B" for what, used, limit in
             (("flash", sizes["flash_bytes"], flash_limit), ("SRAM", ram_used, ram_limit)) if used > limit]
     lines.append(f"{profile.id} build (arm-none-eabi-gcc, --gc-sections): flash {sizes['flash_bytes']:,} / "
                  f"{flash_limit:,} B, SRAM {ram_used:,} / {ram_limit:,} B (static {sizes['sram_bytes']:,} + stack "
-                 f"estimate {stack:,}): " + ("fits" if result["fits"] else "DOES NOT FIT, " + "; ".join(over)))
+                 f"estimate {stack:,}): " + ("fits" if result["fits"] else "DOES NOT FIT, " + "; ".join(over))
+                 + f"; the plan predicted flash {predicted.flash_bytes:,} B ({_pct(predicted.flash_bytes, sizes['flash_bytes'])}),"
+                 f" SRAM {predicted.peak_ram_bytes:,} B ({_pct(predicted.peak_ram_bytes, ram_used)})")
     if not result["fits"] and not force:
         raise UserError(f"the {profile.id} build does not fit: {'; '.join(over)} (flash {sizes['flash_bytes']:,} B, "
                         f"SRAM {ram_used:,} B incl. stack); pass --force to keep the export anyway")
     return result
+
+
+def _pct(predicted: int, measured: int) -> str:
+    return f"{100.0 * (predicted - measured) / measured:+.1f} %" if measured else "n/a"
 
 
 def _versions() -> dict:
