@@ -32,7 +32,7 @@ def test_extension_built_with_the_kernel_flags():
 def test_exported_makefile_uses_the_kernel_flags(tmp_path):
     c_emit.copy_kernels(resource_dir("kernels"), tmp_path)
     c_emit.write_makefile(tmp_path)
-    for name in ("model.c", "main.c"):
+    for name in ("model.c", "model.h", "main.c"):
         (tmp_path / name).write_text("")
     cmd = subprocess.run(["make", "-n", "host"], cwd=tmp_path, capture_output=True, text=True, check=True).stdout
     switches = cmd.split()

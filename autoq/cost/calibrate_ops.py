@@ -25,20 +25,23 @@ from pathlib import Path
 import numpy as np
 
 from autoq.cost.fit import relative_nnls
-from autoq.cost.ops import op_features
+from autoq.cost.ops import op_features, op_keys
 from autoq.cost.profile import KernelCost
 from autoq.errors import UserError
 from autoq.plan import LayerPlan, OpEntry
 
 # (zoo model, input shape, preset): together they have every op kind the zoo's C uses
-# (affine, act, maxpool, gap, add, concat, quantize (dorefa / sign / uniform), quantize_int8, pack_bits)
+# (affine, act, maxpool, gap, add, concat, quantize (dorefa / sign), quantize_int8, pack_bits) at
+# large and small sizes
 CALIBRATION_MODELS = [("squeezenet_bypass", (16, 16, 3), "int8"), ("resnet20", (16, 16, 3), "bnn"),
                       ("vgg7", (16, 16, 3), "drf-a2"), ("tiny", (24, 24, 3), "hybrid"),
-                      ("lenet5", (28, 28, 1), "drf-a4"), ("squeezenet_bypass", (32, 32, 3), "base")]
+                      ("lenet5", (28, 28, 1), "drf-a4"), ("squeezenet_bypass", (32, 32, 3), "base"),
+                      # small tensors (a few hundred values): the fixed cost per op
+                      ("lenet5", (12, 12, 1), "bnn"), ("lenet5", (16, 16, 1), "hybrid"), ("vgg7", (8, 8, 3), "int8"),
+                      ("tiny", (8, 8, 3), "drf-a2")]
 QUICK_MODELS = CALIBRATION_MODELS[:2]
 # coefficients fitted per op kind (the rest: per element written + a fixed cost)
-OP_FIT = {"maxpool": ("ns_per_tap", "ns_per_element", "ns_fixed"),
-          "avgpool": ("ns_per_tap", "ns_per_element", "ns_fixed"),
+OP_FIT = {"maxpool": ("ns_per_tap", "ns_fixed"), "avgpool": ("ns_per_tap", "ns_fixed"),
           "gap": ("ns_per_input", "ns_per_element", "ns_fixed")}
 DEFAULT_FIT = ("ns_per_element", "ns_fixed")
 
@@ -265,11 +268,12 @@ OpPoint = tuple  # (OpEntry, ns)
 
 def op_points(plan: LayerPlan, pieces: Sequence[Piece]) -> list[OpPoint]:
     """One point per distinct (kind, in, out, window) of a plan: the median measured time."""
+    keys = op_keys(plan)
     groups: dict[tuple, list[float]] = {}
     for p in pieces:
         if p.what == "op":
             o = plan.ops[p.index]
-            groups.setdefault((o.op, o.in_elements, o.out_elements, o.window), []).append(p.ns)
+            groups.setdefault((keys[p.index], o.in_elements, o.out_elements, o.window), []).append(p.ns)
     return [(OpEntry("", k[0], k[1], k[2], k[3]), float(np.median(v))) for k, v in groups.items()]
 
 

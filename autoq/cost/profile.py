@@ -49,6 +49,9 @@ COEFFICIENTS = ("ns_per_mac", "ns_per_word_op", "ns_per_row", "ns_per_output", "
 # Op coefficient -> what it multiplies (autoq.cost.ops.op_features): out_elements, in_elements,
 # out_elements * window (pooling taps), 1.
 OP_COEFFICIENTS = ("ns_per_element", "ns_per_input", "ns_per_tap", "ns_fixed")
+# Priced op kinds: OP_KINDS, and the input quantizer of an xnor layer (sign: one compare per
+# value) apart from the k-level ones (clip, scale, round): their costs differ 5x.
+PRICED_OPS = OP_KINDS + ("quantize_sign",)
 MEMORY_LAYOUTS = ({"sram_bytes", "flash_bytes"}, {"ram_bytes", "storage_bytes"})
 
 _TOP_REQUIRED = {"id", "board", "cpu", "clock_hz", "word_bits", "memory", "overhead_ns", "kernels"}
@@ -164,8 +167,8 @@ class HardwareProfile:
 def _ops_from_dict(ops: Any, source: str | None) -> dict[str, KernelCost]:
     _require_mapping(ops, source, "ops")
     for kind in ops:
-        if kind not in OP_KINDS:
-            raise UserError(f"{where(source, f'ops.{kind}')}unknown op kind; allowed: {', '.join(OP_KINDS)}")
+        if kind not in PRICED_OPS:
+            raise UserError(f"{where(source, f'ops.{kind}')}unknown op kind; allowed: {', '.join(PRICED_OPS)}")
     return {kind: _kernel_from_dict(raw, source, f"ops.{kind}", OP_COEFFICIENTS) for kind, raw in ops.items()}
 
 
