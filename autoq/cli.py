@@ -11,7 +11,10 @@ from typing import Optional
 
 import typer
 
+from pathlib import Path
+
 from autoq.errors import UserError
+from autoq.limits import MAX_CLASSES, MAX_EPOCHS, MAX_INPUT_SIDE, MAX_SEED, MAX_THREADS, MAX_WORKERS
 from autoq.tf_env import set_quiet_env
 
 set_quiet_env()
@@ -42,14 +45,33 @@ def _print_json(obj) -> None:
 
 
 def _parse_shape(text: str) -> tuple[int, int, int]:
-    """--input-shape H,W,C (or HxWxC), positive integers."""
+    """--input-shape H,W,C (or HxWxC), integers 1..4096."""
     try:
         shape = tuple(int(v) for v in text.replace("x", ",").split(","))
     except ValueError:
         shape = ()
-    if len(shape) != 3 or min(shape) < 1:
-        raise UserError(f"--input-shape: expected H,W,C such as 32,32,3, got {text!r}")
+    if len(shape) != 3 or min(shape) < 1 or max(shape) > MAX_INPUT_SIDE:
+        raise UserError(f"--input-shape: got {text!r}; allowed: H,W,C, integers 1..{MAX_INPUT_SIDE}, such as "
+                        "32,32,3")
     return shape  # type: ignore[return-value]
+
+
+def _check_range(option: str, value: int | None, low: int, high: int) -> None:
+    """A numeric option in [low, high] (None = not given)."""
+    if value is not None and not low <= value <= high:
+        raise UserError(f"{option}: got {value}; allowed: an integer {low}..{high}")
+
+
+def _check_output(option: str, path: str | None) -> None:
+    """An output file path whose folder exists (checked before any work, so nothing is half-written)."""
+    if path is None:
+        return
+    p = Path(path)
+    if p.is_dir():
+        raise UserError(f"{option}: {path!r} is a folder; allowed: a file path in an existing folder")
+    if not (p.parent if str(p.parent) else Path(".")).is_dir():
+        raise UserError(f"{option}: {path!r}: the folder {str(p.parent)!r} does not exist; allowed: a file path in "
+                        "an existing folder")
 
 
 # --- quantizers (foundation) -------------------------------------------------------------
@@ -100,9 +122,11 @@ def targets_cmd(
     from rich.console import Console
     from rich.table import Table
 
+    from rich.markup import escape
+
     console = Console()
     for p in profiles:
-        console.print(f"[bold]{p.id}[/bold]: {p.board}, {p.cpu}, {p.clock_hz / 1e6:g} MHz, "
+        console.print(f"[bold]{escape(p.id)}[/bold]: {escape(p.board)}, {escape(p.cpu)}, {p.clock_hz / 1e6:g} MHz, "
                       f"RAM {_kib(p.ram_limit_bytes)}, flash/storage {_kib(p.flash_limit_bytes)}")
     table = Table(title="latency coefficients per kernel kind (MAPE of the fit; LOO: leave out one shape, "
                         "for count-derived kinds + one filter size of the board scale)")
@@ -160,6 +184,7 @@ def cost_cmd(
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output (plan + cost report)."),
 ) -> None:
     """Predict latency, flash and peak RAM of a model + quantization on a target, per layer."""
+    _check_range("--num-classes", num_classes, 1, MAX_CLASSES)
     from autoq.cost.model import estimate
     from autoq.cost.profile import load_profile
     from autoq.plan import LayerPlan
@@ -176,11 +201,13 @@ def cost_cmd(
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"cost on {profile.id} ({profile.board}, {profile.cpu})")
+    from rich.markup import escape
+
+    table = Table(title=escape(f"cost on {profile.id} ({profile.board}, {profile.cpu})"))
     for col in ("layer", "kind", "w bits", "MACs", "latency ms", "flash B", "RAM B", "provenance"):
         table.add_column(col, justify="left" if col in ("layer", "kind", "provenance") else "right")
     for entry, lc in zip(layer_plan.layers, report.per_layer):
-        table.add_row(lc.name, lc.kind, str(entry.weight_bits), f"{lc.macs:,}", f"{lc.latency_ms:.4g}",
+        table.add_row(escape(lc.name), escape(lc.kind), str(entry.weight_bits), f"{lc.macs:,}", f"{lc.latency_ms:.4g}",
                       f"{lc.flash_bytes:,}", f"{lc.ram_bytes:,}", lc.provenance)
     console = Console()
     console.print(table)
@@ -194,14 +221,9 @@ def cost_cmd(
 
 
 def _read_json(path: str):
-    from pathlib import Path
+    from autoq.fileio import read_json
 
-    try:
-        return json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise UserError(f"{path}: file not found") from None
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{path}: not valid JSON: {exc}") from None
+    return read_json(path, "LayerPlan JSON file")
 
 
 def _plan_for(model, preset, config, input_shape, num_classes):
@@ -211,7 +233,7 @@ def _plan_for(model, preset, config, input_shape, num_classes):
     if (preset is None) == (config is None):
         raise UserError("cost: give exactly one of --preset NAME or --config FILE (or --plan FILE)")
     if config is not None:
-        qconfig = QuantConfig.from_json(_read_text(config), source=config)
+        qconfig = QuantConfig.from_json(_read_text(config, "QuantConfig JSON file"), source=config)
         model = model or getattr(qconfig, "model", None)
     if not model:
         raise UserError("cost: --model is required (the config names no model)")
@@ -224,13 +246,10 @@ def _plan_for(model, preset, config, input_shape, num_classes):
     return plan_from_model(build_model(model, shape, num_classes, qconfig))
 
 
-def _read_text(path: str) -> str:
-    from pathlib import Path
+def _read_text(path: str, what: str = "file") -> str:
+    from autoq.fileio import read_text
 
-    try:
-        return Path(path).read_text()
-    except FileNotFoundError:
-        raise UserError(f"{path}: file not found") from None
+    return read_text(path, what)
 
 
 @app.command("calibrate")
@@ -246,8 +265,10 @@ def calibrate_cmd(
     ops: bool = typer.Option(True, "--ops/--no-ops", help="Host: also time the non-kernel ops (BatchNorm, ReLU, pooling, adds, input quantize/pack) in exported C programs (needs gcc and TensorFlow)."),
 ) -> None:
     """Measure the kernels here (or read a board's CSV), fit the cost model, write a profile."""
+    for option, value in (("--out", out), ("--save-csv", save_csv)):
+        if value is not None and Path(value).is_dir():
+            raise UserError(f"{option}: {value!r} is a folder; allowed: a file path")
     import os
-    from pathlib import Path
 
     from autoq.cost import calibrate as cal
     from autoq.cost.profile import dump_profile, profiles_dir
@@ -271,7 +292,9 @@ def calibrate_cmd(
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"fit quality of {profile.id} ({profile.cpu})")
+    from rich.markup import escape
+
+    table = Table(title=escape(f"fit quality of {profile.id} ({profile.cpu})"))
     for col in ("kind", "provenance", "points", "MAPE", "LOO", "coefficients"):
         table.add_column(col)
     for kind, k in profile.kernels.items():
@@ -298,6 +321,8 @@ def pareto_cmd(
     recost: bool = typer.Option(False, "--recost", help="Ignore stored costs; re-estimate every trial from its LayerPlan."),
 ) -> None:
     """The Pareto front (accuracy, latency, flash, peak RAM, fits) with per-layer configs and hypervolume."""
+    _check_output("--csv", csv_path)
+    _check_output("--html", html_path)
     from autoq import pareto
 
     pf = pareto.pareto_front(run, target=target, only_fitting=only_fitting, recost=recost)
@@ -330,6 +355,7 @@ def export_cmd(
                                   help="opt: optimised kernels + static scratch; ref: reference kernels, no scratch (least RAM)."),
 ) -> None:
     """Write model.onnx, model.qbin, model.h/model.c, manifest.json and the .keras model, verified against Keras."""
+    _check_range("--trial", trial, 0, 10**9)
     from autoq.export.exporter import export_trial
 
     result = export_trial(run, trial, target, out, force=force, data_path=data_path, emit_c=not skip_c,
@@ -354,12 +380,14 @@ def inspect_cmd(
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"{qf.path}: .qbin v{qf.version}, {qf.size:,} bytes, {len(rows)} layers, CRCs ok")
+    from rich.markup import escape
+
+    table = Table(title=escape(f"{qf.path}: .qbin v{qf.version}, {qf.size:,} bytes, {len(rows)} layers, CRCs ok"))
     for col in ("layer", "op", "kind", "bits w/a", "shape OHWI", "stride pad", "codebook", "bias scale"):
         table.add_column(col, no_wrap=True)
     for r in rows:
         book = r["codebook"] if r["codebook"] == "float" else f"{r['codebook']} ({r['levels']})"
-        table.add_row(r["name"], r["op"], r["kind"], f"{r['weight_bits']}/{r['act_bits']}",
+        table.add_row(escape(str(r["name"])), r["op"], r["kind"], f"{r['weight_bits']}/{r['act_bits']}",
                       "x".join(map(str, r["shape_ohwi"])), f"{r['stride']} {r['padding']}", book,
                       f"{'yes' if r['bias'] else '-'} {'yes' if r['scale'] else '-'}")
     Console(width=max(Console().width, 120)).print(table)   # piped output: do not truncate the columns
@@ -391,6 +419,9 @@ def search_cmd(
     no_progress: bool = typer.Option(False, "--no-progress", help="No live display (logs only)."),
 ) -> None:
     """Search per-layer quantization: Optuna study in OUT/study.db, thesis presets first, Pareto front at the end."""
+    _check_range("--workers", workers, 1, MAX_WORKERS)
+    _check_range("--seed", seed, 0, MAX_SEED)
+    _check_range("--epochs", epochs, 1, MAX_EPOCHS)
     from rich.console import Console
 
     from autoq.search import run_search
@@ -399,10 +430,12 @@ def search_cmd(
 
     opts = options_from_cli(space, budget, target, targets, sampler, backend, workers, address, out,
                             resume, force, seed, epochs, data)
+    from rich.markup import escape
+
     console = Console()
-    console.print(f"search {opts.space.name}: {opts.space.model} on {opts.space.dataset}, targets "
-                  f"{', '.join(opts.targets)}, budget {opts.budget}, sampler {opts.sampler}, backend "
-                  f"{opts.backend}, run folder {opts.out_dir}")
+    console.print(escape(f"search {opts.space.name}: {opts.space.model} on {opts.space.dataset}, targets "
+                         f"{', '.join(opts.targets)}, budget {opts.budget}, sampler {opts.sampler}, backend "
+                         f"{opts.backend}, run folder {opts.out_dir}"))
     if no_progress:
         result = run_search(opts)
     else:
@@ -413,9 +446,10 @@ def search_cmd(
     if result.done:
         for table in front_tables(opts.out_dir, opts.targets):
             console.print(table)
-        console.print(f"per-layer configs, CSV, HTML: autoq pareto {opts.out_dir}")
+        console.print(escape(f"per-layer configs, CSV, HTML: autoq pareto {opts.out_dir}"))
     if result.interrupted:
-        console.print(f"continue with: autoq search --space {space} --budget {budget} --out {opts.out_dir} --resume")
+        console.print(escape(f"continue with: autoq search --space {space} --budget {budget} --out {opts.out_dir} "
+                             "--resume"))
         raise typer.Exit(130)
 
 
@@ -429,6 +463,7 @@ def models_cmd(
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """List the model zoo: parameters (conv/dense weights + biases), MACs, compute layers."""
+    _check_range("--classes", classes, 1, MAX_CLASSES)
     from autoq.models import MODELS, PUBLISHED_PARAMS, build_model, model_stats
 
     shape = _parse_shape(input_shape)
@@ -476,6 +511,9 @@ def train_cmd(
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Fine-tune a quantized model from its cached float baseline; report accuracy and size."""
+    _check_range("--threads", threads, 1, MAX_THREADS)
+    _check_range("--epochs", epochs, 1, MAX_EPOCHS)
+    _check_range("--seed", seed, 0, MAX_SEED)
     from autoq.config import QuantConfig, preset
     from autoq.data import load_dataset
     from autoq.train import finetune
@@ -528,8 +566,13 @@ def bench_kernels_cmd(
 ) -> None:
     """Time the compiled C kernels here (single thread); prints the measurements CSV
     (kind,bits,variant,c_in,c_out,h,w,f,stride,pad,macs,ns_median,ns_min)."""
+    _check_range("--reps", reps, 1, 100_000)
     from autoq import kernels
 
+    known = sorted({v for _, v in kernels.VARIANTS})
+    for v in variants.split(","):
+        if v not in known:
+            raise UserError(f"--variants: got {v!r}; allowed: {', '.join(known)} (comma-separated)")
     shapes = [kernels.parse_shape(s) for s in shape] if shape else None
     records = kernels.run_bench(shapes, kinds.split(",") if kinds else None,
                                 tuple(variants.split(",")), reps=reps)
@@ -542,16 +585,33 @@ def bench_kernels_cmd(
         typer.echo(",".join(f"{r[f]:.0f}" if f.startswith("ns_") else str(r[f]) for f in kernels.BenchRecord.FIELDS))
 
 
-def main() -> None:
-    """Console-script entry point: user errors print one clear line and exit with code 2."""
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point: every expected failure (bad input, a missing or unreadable
+    file, input nested too deeply, out of memory) prints one line ``error: ...`` and exits
+    with code 2; anything else is a bug and keeps its traceback."""
     try:
-        app()
-    except UserError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        sys.exit(2)
+        app(args=argv, prog_name="autoq")
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         sys.exit(130)
+    except (UserError, OSError, UnicodeError, RecursionError, MemoryError) as exc:
+        typer.echo(f"error: {_error_line(exc)}", err=True)
+        sys.exit(2)
+
+
+def _error_line(exc: BaseException) -> str:
+    """The one-line message of an expected failure."""
+    if isinstance(exc, UserError):
+        text = str(exc)
+    elif isinstance(exc, OSError):
+        text = f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": ")
+    elif isinstance(exc, RecursionError):
+        text = "input nested too deeply (allowed: at most 32 levels)"
+    elif isinstance(exc, MemoryError):
+        text = "out of memory (check the input's sizes and label range)"
+    else:
+        text = f"{type(exc).__name__}: {exc}"
+    return " ".join(text.split())
 
 
 if __name__ == "__main__":

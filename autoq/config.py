@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from autoq.errors import UserError, where
+from autoq.fileio import atomic_write_text, check_depth, load_json, read_text
 from autoq.models.names import MODEL_NAMES, first_last, is_shortcut, quant_layer_names
 
 SHORTCUT_POLICIES = ("quantized", "float", "removed")
@@ -58,6 +59,10 @@ def _normalise_quantizer(spec: Any, role: str, key: str, source: str | None) -> 
                         f"{{'name': ...}} mapping, got {spec!r}")
     if isinstance(spec, dict) and "name" not in spec:
         raise UserError(f"{where(source, key)}quantizer mapping needs a 'name', got {spec!r}")
+    if isinstance(spec, dict):
+        for param, value in spec.items():
+            if isinstance(value, float) and not math.isfinite(value):
+                raise UserError(f"{where(source, f'{key}.{param}')}got {value!r}; allowed: a finite number")
     try:
         q = quant.for_role(spec, role)  # also rejects a quantizer of the other role
     except UserError as exc:
@@ -70,7 +75,7 @@ def _normalise_quantizer(spec: Any, role: str, key: str, source: str | None) -> 
 def _check_slope(value: Any, key: str, source: str | None) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
             or value <= 0:
-        raise UserError(f"{where(source, key)}relu_slope must be a positive number, got {value!r}")
+        raise UserError(f"{where(source, key)}got {value!r}; allowed: relu_slope, a finite number > 0")
     return float(value)
 
 
@@ -197,6 +202,7 @@ class QuantConfig:
         if not isinstance(d, dict):
             raise UserError(f"{where(source, None)}a QuantConfig must be a JSON object, got "
                             f"{type(d).__name__}")
+        check_depth(d, source or "<config>")
         unknown = sorted(set(d) - set(TOP_KEYS))
         if unknown:
             raise UserError(f"{where(source, unknown[0])}unknown key; allowed: {list(TOP_KEYS)}")
@@ -213,21 +219,14 @@ class QuantConfig:
 
     @classmethod
     def from_json(cls, text: str, source: str | None = None) -> "QuantConfig":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise UserError(f"{where(source, None)}not valid JSON: {exc}") from None
-        return cls.from_dict(data, source)
+        return cls.from_dict(load_json(text, source or "<json>"), source)
 
     @classmethod
     def load(cls, path: str | Path) -> "QuantConfig":
-        path = Path(path)
-        if not path.is_file():
-            raise UserError(f"{path}: QuantConfig file not found")
-        return cls.from_json(path.read_text(), str(path))
+        return cls.from_json(read_text(path, "QuantConfig JSON file"), str(path))
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(self.to_json() + "\n")
+        atomic_write_text(path, self.to_json() + "\n")
 
     def with_model(self, model: str) -> "QuantConfig":
         """A copy bound to ``model`` (validates override names against it)."""

@@ -25,6 +25,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import html
+import io
 import json
 import logging
 from dataclasses import dataclass, field
@@ -138,21 +139,50 @@ def resolve_study_path(run: str | Path) -> Path:
     for cand in candidates:
         if cand.is_file():
             return cand
+        if cand.suffix == ".db" and cand.is_dir():
+            raise UserError(f"{cand}: is a folder; allowed: the study.db file that `autoq search` wrote")
     raise UserError(f"{run}: no study found (looked for {', '.join(str(c) for c in candidates)}); "
                     "pass the folder `autoq search` wrote (runs/NAME) or its study.db")
 
 
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
 def _load_study(study_path: Path):
+    """Open the run's study READ-ONLY (pareto and export never change a study): the file must
+    start with the SQLite header (a 0-byte or foreign file is refused before SQLite could turn
+    it into an empty database), and any database error is a UserError naming the file."""
+    import urllib.parse
+
     import optuna  # lazy: optuna pulls in sqlalchemy
+    import sqlalchemy.exc
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = f"sqlite:///{study_path.resolve()}"
-    names = optuna.study.get_all_study_names(storage)
-    if not names:
-        raise UserError(f"{study_path}: the database holds no Optuna study")
-    if len(names) > 1:
-        log.warning("%s holds %d studies %s; using the first", study_path, len(names), names)
-    return optuna.load_study(study_name=names[0], storage=storage)
+    try:
+        with open(study_path, "rb") as fh:
+            head = fh.read(len(SQLITE_HEADER))
+    except OSError as exc:
+        raise UserError(f"{study_path}: cannot read the study: {exc.strerror or exc}") from None
+    if head != SQLITE_HEADER:
+        raise UserError(f"{study_path}: not an SQLite database ({'empty file' if not head else 'wrong header'}); "
+                        "allowed: the study.db that `autoq search` wrote")
+    uri = urllib.parse.quote(str(study_path.resolve()), safe="/")
+    storage_url = f"sqlite:///file:{uri}?mode=ro&uri=true"
+    try:
+        storage = optuna.storages.RDBStorage(storage_url)
+        names = optuna.study.get_all_study_names(storage)
+        if not names:
+            raise UserError(f"{study_path}: the database holds no Optuna study")
+        if len(names) > 1:
+            log.warning("%s holds %d studies %s; using the first", study_path, len(names), names)
+        study = optuna.load_study(study_name=names[0], storage=storage)
+        study.trials  # noqa: B018 - read the trials now, so a damaged table fails here
+        return study
+    except (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.OptunaError, ValueError, KeyError, TypeError) as exc:
+        if isinstance(exc, UserError):
+            raise
+        detail = " ".join(str(getattr(exc, "orig", None) or exc).split())[:200]
+        raise UserError(f"{study_path}: not a readable autoq study ({type(exc).__name__}: {detail})") from None
 
 
 def _quantizer_label(q: Any) -> str:
@@ -380,13 +410,14 @@ def front_to_dict(pf: ParetoFront, all_trials: bool = False) -> dict:
 
 def write_csv(pf: ParetoFront, path: str | Path) -> Path:
     """Every considered trial, one row each, with its rank (0 = front) and a config summary."""
-    path = Path(path)
-    with path.open("w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow([*_COLUMNS, "rank", "on_front", "layers"])
-        for p in sorted(pf.points, key=lambda p: (p.rank, -p.val_acc)):
-            writer.writerow([*_row(p).values(), p.rank, p.on_front, _layers_summary(p)])
-    return path
+    from autoq.fileio import atomic_write_text
+
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow([*_COLUMNS, "rank", "on_front", "layers"])
+    for p in sorted(pf.points, key=lambda p: (p.rank, -p.val_acc)):
+        writer.writerow([*_row(p).values(), p.rank, p.on_front, _layers_summary(p)])
+    return atomic_write_text(path, buf.getvalue())
 
 
 def _layers_summary(p: TrialPoint) -> str:
@@ -396,9 +427,10 @@ def _layers_summary(p: TrialPoint) -> str:
 
 def render_table(pf: ParetoFront):
     """Rich renderables: the front table and one per-layer table per front point."""
+    from rich.markup import escape
     from rich.table import Table
 
-    title = (f"Pareto front of {pf.study_name} on {pf.target}: {len(pf.front)} of {len(pf.points)} "
+    title = (f"Pareto front of {escape(pf.study_name)} on {escape(pf.target)}: {len(pf.front)} of {len(pf.points)} "
              f"trials, hypervolume {pf.hypervolume:.4f}")
     table = Table(title=title)
     for col in ("trial", "val acc", "test acc", "latency ms", "flash B", "peak RAM B", "fits", "costs"):
@@ -413,8 +445,8 @@ def render_table(pf: ParetoFront):
         for col in ("layer", "op", "kind", "w bits", "a bits", "weight quantizer", "input quantizer"):
             lt.add_column(col)
         for r in p.layers:
-            lt.add_row(str(r["name"]), str(r["op"]), str(r["kind"]), str(r["weight_bits"]),
-                       str(r["act_bits"]), r["weight"], r["activation"])
+            lt.add_row(*(escape(str(r[k])) for k in ("name", "op", "kind", "weight_bits", "act_bits", "weight",
+                                                      "activation")))
         out.append(lt)
     return out
 
@@ -483,9 +515,9 @@ def write_html(pf: ParetoFront, path: str | Path) -> Path:
                                    r["activation"]] for r in p.layers], left=(0, 1, 2, 5, 6)))
     doc = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>autoq pareto {html.escape(pf.study_name)}"
            f"</title><style>{_HTML_STYLE}</style></head><body>{''.join(parts)}</body></html>")
-    path = Path(path)
-    path.write_text(doc, encoding="utf-8")
-    return path
+    from autoq.fileio import atomic_write_text
+
+    return atomic_write_text(path, doc)
 
 
 def dumps(pf: ParetoFront, all_trials: bool = False) -> str:

@@ -170,6 +170,7 @@ def _check_keys(data: dict, required: set[str], optional: set[str], source: str 
 
 
 _CHOICES = {"op": OPS, "kind": KINDS, "padding": PADDINGS}
+_POSITIVE = ("c_in", "c_out", "h_in", "w_in", "h_out", "w_out", "kh", "kw", "stride")
 
 
 def _from_dict(cls, raw: Any, source: str | None, path: str):
@@ -186,6 +187,10 @@ def _from_dict(cls, raw: Any, source: str | None, path: str):
         if not ok:
             allowed = "a non-negative integer" if expected == "int" else f"a {expected}"
             raise UserError(f"{where(source, f'{path}.{key}')}got {value!r}; expected {allowed}")
+    if cls is LayerEntry:
+        for key in _POSITIVE:
+            if raw[key] < 1:
+                raise UserError(f"{where(source, f'{path}.{key}')}got {raw[key]!r}; expected an integer >= 1")
     choices = dict(_CHOICES, op=OP_KINDS) if cls is OpEntry else _CHOICES
     for key, allowed in choices.items():
         if key in raw and raw[key] not in allowed:

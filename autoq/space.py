@@ -62,13 +62,15 @@ import hashlib
 import itertools
 import json
 import logging
+import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from autoq.errors import UserError
+from autoq.fileio import MAX_FREE_TEXT, finite_number, free_text, load_yaml, read_text
+from autoq.limits import MAX_EPOCHS, MAX_INPUT_SIDE, MAX_SEED
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +85,8 @@ TRAINING_KEYS = ("recipe", "epochs", "baseline_epochs", "seed", "skip_infeasible
 RULE_KEYS = ("select", "share", "weight", "activation", "relu_slope")
 FLOAT_LABEL = "float"
 DIMS = ("weight", "activation", "relu_slope")
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")  # a run label and folder name
+MAX_CHOICES = 1000          # values of one list-valued key (and expanded quantizer choices)
 
 
 # --- data ---------------------------------------------------------------------------------
@@ -397,7 +401,9 @@ class _Ctx:
         self.source = source
 
     def fail(self, key: str, value, allowed: str) -> UserError:
-        return UserError(f"{self.source}: {key}: got {value!r}; allowed: {allowed}")
+        text = repr(value)
+        text = text if len(text) <= 200 else text[:200] + "..."
+        return UserError(f"{self.source}: {key}: got {text}; allowed: {allowed}")
 
 
 def resolve_space_path(space: str | Path) -> Path:
@@ -407,6 +413,9 @@ def resolve_space_path(space: str | Path) -> Path:
     path = Path(space)
     if path.is_file():
         return path
+    if path.is_dir():
+        raise UserError(f"search space {str(space)!r}: is a folder; allowed: a search-space .yaml file "
+                        "or the name of a shipped space")
     shipped = resource_dir("search_spaces")
     for candidate in (shipped / f"{space}.yaml", shipped / str(space)):
         if candidate.is_file():
@@ -421,15 +430,10 @@ def load_space(space: str | Path | dict, source: str | None = None) -> SearchSpa
     if isinstance(space, dict):
         return parse_space(space, source or "<dict>")
     path = resolve_space_path(space)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise UserError(f"{path}: not valid YAML: {exc}") from None
-    except OSError as exc:
-        raise UserError(f"{path}: cannot read: {exc}") from None
+    raw = load_yaml(read_text(path, "search-space YAML file"), str(path))
     space_obj = parse_space(raw, str(path))
     if "name" not in (raw or {}):
-        space_obj.name = path.stem
+        space_obj.name = re.sub(r"[^A-Za-z0-9._-]", "_", path.stem)[:64] or "space"
     return space_obj
 
 
@@ -443,8 +447,14 @@ def parse_space(raw, source: str = "<dict>") -> SearchSpace:
             raise ctx.fail(key, raw[key], f"top-level keys {', '.join(TOP_KEYS)} (unknown key {key!r})")
     from autoq.models.names import MODEL_NAMES, quant_layer_names
 
+    name = raw.get("name")
+    if name is not None and not (isinstance(name, str) and NAME_PATTERN.match(name)):
+        raise ctx.fail("name", name, "1-64 characters: letters, digits, '.', '_', '-' (it names the run "
+                       "folder), starting with a letter or digit")
+    if "description" in raw:
+        free_text(raw["description"], ctx.source, "description", MAX_FREE_TEXT)
     model = raw.get("model")
-    if model not in MODEL_NAMES:
+    if not isinstance(model, str) or model not in MODEL_NAMES:
         raise ctx.fail("model", model, ", ".join(MODEL_NAMES))
     layer_names = quant_layer_names(model)
     dataset = raw.get("dataset", "digits")
@@ -478,14 +488,15 @@ def _parse_input(ctx: _Ctx, value):
     if value is None:
         return None
     if (not isinstance(value, list) or len(value) != 3
-            or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)):
-        raise ctx.fail("input", value, "[height, width, channels], positive integers")
+            or not all(isinstance(v, int) and not isinstance(v, bool) and 0 < v <= MAX_INPUT_SIDE
+                       for v in value)):
+        raise ctx.fail("input", value, f"[height, width, channels], integers 1..{MAX_INPUT_SIDE}")
     return tuple(value)
 
 
-def _positive_int(ctx, key, value):
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ctx.fail(key, value, "an integer >= 1")
+def _positive_int(ctx, key, value, maximum: int = MAX_EPOCHS):
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= maximum:
+        raise ctx.fail(key, value, f"an integer 1..{maximum}")
     return value
 
 
@@ -507,16 +518,16 @@ def _parse_training(ctx: _Ctx, value) -> dict:
         if not isinstance(screen, dict) or set(screen) - {"epochs", "margin"}:
             raise ctx.fail("training.screen", screen, "{epochs: int >= 1, margin: float >= 0}")
         margin = screen.get("margin", 0.02)
-        if not isinstance(margin, (int, float)) or isinstance(margin, bool) or margin < 0:
-            raise ctx.fail("training.screen.margin", margin, "a number >= 0 (accuracy, 0..1)")
+        if not finite_number(margin) or not 0 <= margin <= 1:
+            raise ctx.fail("training.screen.margin", margin, "a number 0..1 (accuracy)")
         screen = Screen(_positive_int(ctx, "training.screen.epochs", screen.get("epochs", 1)),
                         float(margin))
     skip = value.get("skip_infeasible", True)
     if not isinstance(skip, bool):
         raise ctx.fail("training.skip_infeasible", skip, "true or false")
     seed = value.get("seed", 0)
-    if not isinstance(seed, int) or isinstance(seed, bool):
-        raise ctx.fail("training.seed", seed, "an integer")
+    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed <= MAX_SEED:
+        raise ctx.fail("training.seed", seed, f"an integer 0..{MAX_SEED}")
     epochs = _positive_int(ctx, "training.epochs", value.get("epochs", 3))
     if screen is not None and screen.epochs >= epochs:
         raise ctx.fail("training.screen.epochs", screen.epochs,
@@ -586,8 +597,8 @@ def _parse_constraints(ctx: _Ctx, value) -> dict:
                 raise ctx.fail("constraints.fits", v, "true, false or a list of sram, flash")
             out[key] = list(v)
         else:
-            if not isinstance(v, (int, float)) or isinstance(v, bool) or v <= 0:
-                raise ctx.fail(f"constraints.{key}", v, "a positive number")
+            if not finite_number(v) or v <= 0:
+                raise ctx.fail(f"constraints.{key}", v, "a finite number > 0")
             out[key] = float(v)
     return out
 
@@ -646,9 +657,17 @@ def _expand_spec(ctx: _Ctx, key: str, item) -> list[dict | None]:
         raise ctx.fail(key, item, "null (float), a quantizer name, or {name: ..., param: value}")
     fixed = {k: v for k, v in item.items() if not isinstance(v, list)}
     varying = {k: v for k, v in item.items() if isinstance(v, list)}
-    for k, v in varying.items():
-        if not v:
-            raise ctx.fail(f"{key}.{k}", v, "a non-empty list of values")
+    combinations = 1
+    for k, v in item.items():
+        for value in (v if isinstance(v, list) else [v]):
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ctx.fail(f"{key}.{k}", v, "finite numbers")
+        if isinstance(v, list):
+            if not v:
+                raise ctx.fail(f"{key}.{k}", v, "a non-empty list of values")
+            combinations *= len(v)
+            if combinations > MAX_CHOICES:
+                raise ctx.fail(f"{key}.{k}", v, f"lists whose combinations number at most {MAX_CHOICES}")
     out = []
     for combo in itertools.product(*varying.values()):
         out.append({**fixed, **dict(zip(varying, combo))})
@@ -673,8 +692,8 @@ def _parse_choices(ctx: _Ctx, key: str, value, role: str) -> list[Choice] | None
     if value is None:
         return None
     items = value if isinstance(value, list) else [value]
-    if not items:
-        raise ctx.fail(key, value, "a non-empty list of quantizer choices")
+    if not items or len(items) > MAX_CHOICES:
+        raise ctx.fail(key, value, f"a non-empty list of at most {MAX_CHOICES} quantizer choices")
     choices: list[Choice] = []
     for i, item in enumerate(items):
         for spec in _expand_spec(ctx, f"{key}[{i}]", item):
@@ -703,9 +722,9 @@ def _parse_rules(ctx: _Ctx, value, layer_names: list[str]) -> list[Rule]:
         slopes = rule.get("relu_slope")
         if slopes is not None:
             slopes = slopes if isinstance(slopes, list) else [slopes]
-            if not slopes or any(not isinstance(s, (int, float)) or isinstance(s, bool) or s <= 0
-                                 for s in slopes):
-                raise ctx.fail(f"{key}.relu_slope", rule["relu_slope"], "positive numbers, e.g. [1.0, 0.125]")
+            if not slopes or len(slopes) > MAX_CHOICES or any(not finite_number(s) or s <= 0 for s in slopes):
+                raise ctx.fail(f"{key}.relu_slope", rule["relu_slope"],
+                               f"finite numbers > 0, e.g. [1.0, 0.125] (at most {MAX_CHOICES})")
             slopes = list(dict.fromkeys(float(s) for s in slopes))
         weight = _parse_choices(ctx, f"{key}.weight", rule.get("weight"), "weight")
         activation = _parse_choices(ctx, f"{key}.activation", rule.get("activation"), "activation")

@@ -62,6 +62,7 @@ def test_round_trip_and_json():
     (lambda d: d["layers"][0].pop("macs"), "layers[0].macs: missing"),
     (lambda d: d["layers"][0].update(colour=1), "layers[0].colour: unknown key"),
     (lambda d: d["layers"][0].update(c_in=-1), "layers[0].c_in: got -1"),
+    (lambda d: d["layers"][0].update(stride=0), "layers[0].stride: got 0; expected an integer >= 1"),
     (lambda d: d.update(input_shape="8x8"), "input_shape"),
 ])
 def test_from_dict_errors_name_the_key(mutate, fragment):

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import os
 import platform
 from collections.abc import Callable, Sequence
@@ -117,10 +118,13 @@ def read_counts(path: str | Path) -> dict[tuple, int]:
     {(target, kind, bits, variant, shape): instructions}."""
     import csv
 
+    from autoq.fileio import MAX_CSV_BYTES, read_text
+
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise UserError(f"instruction-count file {str(path)!r} does not exist")
-    lines = [ln for ln in path.read_text().splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+    text = read_text(path, "instruction-count CSV", MAX_CSV_BYTES)
+    lines = [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
     reader = csv.DictReader(lines)
     missing = [c for c in COUNT_FIELDS if c not in (reader.fieldnames or [])]
     if missing:
@@ -132,8 +136,9 @@ def read_counts(path: str | Path) -> dict[tuple, int]:
                      int(row["stride"]), row["pad"].strip())
             counts[(row["target"].strip(), row["kind"].strip(), int(row["bits"]), row["variant"].strip(), shape)] = \
                 int(row["instructions"])
-        except ValueError:
-            raise UserError(f"{path}: data row {number - 1}: expected integers, got {dict(row)}") from None
+        except (ValueError, TypeError, AttributeError):
+            raise UserError(f"{path}: data row {number - 1}: expected integers in c_in..stride, bits and "
+                            f"instructions, got {str(dict(row))[:200]}") from None
     return counts
 
 
@@ -366,21 +371,58 @@ def _board_facts(meta: dict[str, str], target: str, base: HardwareProfile | None
     memory = {k: _int_meta(meta[k], k, source) for k in ("sram_bytes", "flash_bytes", "ram_bytes", "storage_bytes")
               if k in meta}
     facts["memory"] = memory or (dict(fallback.memory) if fallback else None)
-    facts["overhead_ns"] = float(meta.get("overhead_ns", fallback.overhead_ns if fallback else 0.0))
+    raw = meta.get("overhead_ns")
+    facts["overhead_ns"] = _float_meta(raw, "overhead_ns", source) if raw is not None else \
+        (fallback.overhead_ns if fallback else 0.0)
     facts["deploy"] = existing.deploy if existing else None   # measured from links: kept across refits
     missing = [k for k, v in facts.items() if v is None and k != "deploy"]
     if missing:
         raise UserError(f"{source}: board facts {', '.join(missing)} unknown for target {target!r}: add comment "
                         f"lines like '# clock_hz: 80000000' to the CSV (keys: board, cpu, clock_hz, word_bits, "
                         f"sram_bytes + flash_bytes or ram_bytes + storage_bytes), or give --base PROFILE")
+    _check_facts(facts, meta, source)
     return facts
 
 
-def _int_meta(raw: str, key: str, source: str) -> int:
+def _check_facts(facts: dict, meta: dict[str, str], source: str) -> None:
+    """The profile schema's checks (autoq.cost.profile) on the board facts, reported against the
+    CSV comment they came from."""
+    skeleton = {"id": "check", **{k: facts[k] for k in ("board", "cpu", "clock_hz", "word_bits", "memory",
+                                                         "overhead_ns")},
+                "kernels": {"f32": {"coefficients": {"ns_fixed": 0.0}, "provenance": "derived", "source": "",
+                                    "fit": {"points": 0, "mape": None}}}}
     try:
-        return int(float(raw))
+        HardwareProfile.from_dict(skeleton, source=None)
+    except UserError as exc:
+        key = str(exc).split(":", 1)[0].strip()
+        key = key.split(".")[-1]
+        origin = f"comment '# {key}: {meta[key]}'" if key in meta else f"board fact {key}"
+        raise UserError(f"{source}: {origin}: {str(exc).split(':', 1)[1].strip()}") from None
+
+
+def _int_meta(raw: str, key: str, source: str) -> int:
+    text = raw.strip().replace("_", "")
+    try:
+        return int(text)
     except ValueError:
-        raise UserError(f"{source}: comment '# {key}: {raw}': expected an integer") from None
+        pass
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value != int(value):
+        raise UserError(f"{source}: comment '# {key}: {raw}': got {raw!r}; expected an integer") from None
+    return int(value)
+
+
+def _float_meta(raw: str, key: str, source: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise UserError(f"{source}: comment '# {key}: {raw}': got {raw!r}; expected a finite number")
+    return value
 
 
 def _round(value: float, digits: int = 6) -> float:

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from autoq.errors import UserError
+from autoq.fileio import MAX_CSV_BYTES, atomic_write_text, free_text, read_text
 from autoq.plan import KINDS, LayerEntry, conv_entry
 
 CSV_FIELDS = ("kind", "bits", "variant", "c_in", "c_out", "h", "w", "f", "stride", "pad", "macs",
@@ -25,6 +26,9 @@ CSV_FIELDS = ("kind", "bits", "variant", "c_in", "c_out", "h", "w", "f", "stride
 META_KEYS = ("id", "board", "cpu", "clock_hz", "word_bits", "sram_bytes", "flash_bytes", "ram_bytes",
              "storage_bytes", "overhead_ns", "source")
 _INT_FIELDS = ("bits", "c_in", "c_out", "h", "w", "f", "stride", "macs")
+MAX_DIM = 1 << 20          # c_in, c_out, h, w, f, stride of one measured call
+MAX_MACS = 10**15
+MAX_BITS = 32
 
 
 @dataclass(frozen=True)
@@ -82,9 +86,9 @@ def parse_pad(value: str, where: str) -> str:
 def read_measurements(path: str | Path) -> MeasurementFile:
     """Parse a measurement CSV; errors name the file, the line and the column."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise UserError(f"measurement file {str(path)!r} does not exist")
-    return parse_measurements(path.read_text(), str(path))
+    return parse_measurements(read_text(path, "measurement CSV", MAX_CSV_BYTES), str(path))
 
 
 def parse_measurements(text: str, source: str = "<csv>") -> MeasurementFile:
@@ -96,7 +100,8 @@ def parse_measurements(text: str, source: str = "<csv>") -> MeasurementFile:
             comments.append(comment)
             key, sep, value = comment.partition(":")
             if sep and key.strip() in META_KEYS:
-                meta[key.strip()] = value.strip()
+                meta[key.strip()] = free_text(value.strip(), f"{source}:{number}", f"comment '# {key.strip()}'",
+                                              200 if key.strip() != "source" else 2000)
         elif stripped:
             body.append((number, line))
     if not body:
@@ -109,7 +114,11 @@ def parse_measurements(text: str, source: str = "<csv>") -> MeasurementFile:
                         f"expected columns {','.join(CSV_FIELDS)}")
     rows = []
     for number, line in body[1:]:
-        values = dict(zip(header, next(csv.reader([line]))))
+        cells = next(csv.reader([line]))
+        if len(cells) != len(header):
+            raise UserError(f"{source}:{number}: {len(cells)} columns; expected {len(header)} as in the header "
+                            f"({','.join(header)})")
+        values = dict(zip(header, cells))
         rows.append(_row(values, f"{source}:{number}"))
     if not rows:
         raise UserError(f"{source}: no measurement rows")
@@ -120,7 +129,7 @@ def _row(values: dict[str, str], where: str) -> Measurement:
     out: dict = {}
     kind = values.get("kind", "").strip()
     if kind not in KINDS:
-        raise UserError(f"{where}: column kind: got {kind!r}; allowed: {', '.join(KINDS)}")
+        raise UserError(f"{where}: column kind: got {_short(kind)}; allowed: {', '.join(KINDS)}")
     out["kind"] = kind
     out["variant"] = values.get("variant", "").strip()
     for name in _INT_FIELDS:
@@ -128,9 +137,10 @@ def _row(values: dict[str, str], where: str) -> Measurement:
         try:
             out[name] = int(raw)
         except ValueError:
-            raise UserError(f"{where}: column {name}: got {raw!r}; expected an integer") from None
-        if out[name] < 1:
-            raise UserError(f"{where}: column {name}: got {raw!r}; expected an integer >= 1")
+            raise UserError(f"{where}: column {name}: got {_short(raw)}; expected an integer") from None
+        top = MAX_MACS if name == "macs" else MAX_BITS if name == "bits" else MAX_DIM
+        if not 1 <= out[name] <= top:
+            raise UserError(f"{where}: column {name}: got {raw!r}; expected an integer 1..{top}")
     out["pad"] = parse_pad(values.get("pad", ""), where)
     for name in ("ns_median", "ns_min"):
         raw = (values.get(name) or "").strip()
@@ -140,15 +150,29 @@ def _row(values: dict[str, str], where: str) -> Measurement:
         try:
             out[name] = float(raw)
         except ValueError:
-            raise UserError(f"{where}: column {name}: got {raw!r}; expected a number of nanoseconds") from None
+            raise UserError(f"{where}: column {name}: got {_short(raw)}; expected a number of nanoseconds") from None
         if not out[name] > 0 or math.isinf(out[name]):
-            raise UserError(f"{where}: column {name}: got {raw!r}; expected a positive number")
+            raise UserError(f"{where}: column {name}: got {raw!r}; expected a finite number > 0")
+    if len(out["variant"]) > 64 or not out["variant"].isprintable():
+        raise UserError(f"{where}: column variant: got {out['variant'][:80]!r}; expected a printable name of at "
+                        "most 64 characters")
     row = Measurement(**out)
-    expected = row.entry().macs
+    try:
+        expected = row.entry().macs
+    except (ValueError, ZeroDivisionError) as exc:
+        raise UserError(f"{where}: the shape c_in={row.c_in} h={row.h} w={row.w} f={row.f} stride={row.stride} "
+                        f"pad={row.pad} is not a valid conv: {exc}") from None
+    if expected < 1:
+        raise UserError(f"{where}: the shape gives no output (h={row.h}, w={row.w}, f={row.f}, pad={row.pad}); "
+                        "expected h, w >= f for pad valid")
     if row.macs != expected:
         raise UserError(f"{where}: column macs: got {row.macs}, but the shape gives {expected} "
                         f"(h_out*w_out*c_out*f*f*c_in)")
     return row
+
+
+def _short(raw: str) -> str:
+    return repr(raw) if len(raw) <= 40 else repr(raw[:40]) + f"... ({len(raw)} characters)"
 
 
 def format_measurements(rows: list[Measurement], comments: list[str] = ()) -> str:
@@ -168,5 +192,4 @@ def format_measurements(rows: list[Measurement], comments: list[str] = ()) -> st
 def write_measurements(path: str | Path, rows: list[Measurement], comments: list[str] = ()) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(format_measurements(rows, comments))
-    return path
+    return atomic_write_text(path, format_measurements(rows, comments))

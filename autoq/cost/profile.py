@@ -31,6 +31,8 @@ not priced).
 """
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +41,7 @@ import yaml
 
 from autoq.cost.deploy import DeployCost
 from autoq.errors import UserError, where
+from autoq.fileio import atomic_write_text, free_text, load_yaml, read_text
 from autoq.kinds import KINDS
 from autoq.plan import OP_KINDS
 
@@ -60,6 +63,12 @@ _KERNEL_REQUIRED = {"coefficients", "provenance", "source", "fit"}
 _KERNEL_OPTIONAL = {"c_out_block"}
 _FIT_REQUIRED = {"points", "mape"}
 _FIT_OPTIONAL = {"loo_mape"}
+ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
+WORD_BITS = (8, 16, 32, 64)
+MAX_CLOCK_HZ = 10**11           # 100 GHz
+MAX_MEMORY_BYTES = 1 << 50      # 1 PiB
+MAX_C_OUT_BLOCK = 4096
+MAX_LABEL = 200                 # characters of board / cpu
 
 
 @dataclass
@@ -134,20 +143,25 @@ class HardwareProfile:
         """Validate ``data`` against the schema; errors name ``source`` and the key path."""
         _require_mapping(data, source, None)
         _check_keys(data, _TOP_REQUIRED, _TOP_OPTIONAL, source, "")
-        for key in ("id", "board", "cpu"):
-            _require_type(data[key], str, source, key, "a string")
+        if not isinstance(data["id"], str) or not ID_PATTERN.match(data["id"]):
+            raise UserError(f"{where(source, 'id')}got {data['id']!r}; expected 1-64 characters: letters, "
+                            "digits, '.', '_', '-' (the target name and file name)")
+        for key in ("board", "cpu"):
+            free_text(data[key], source, key, MAX_LABEL)
         if "notes" in data:
-            _require_type(data["notes"], str, source, "notes", "a string")
-        for key in ("clock_hz", "word_bits"):
-            _require_number(data[key], source, key, integer=True, positive=True)
-        _require_number(data["overhead_ns"], source, "overhead_ns")
+            free_text(data["notes"], source, "notes")
+        _require_number(data["clock_hz"], source, "clock_hz", integer=True, positive=True, maximum=MAX_CLOCK_HZ)
+        if data["word_bits"] not in WORD_BITS or isinstance(data["word_bits"], bool):
+            raise UserError(f"{where(source, 'word_bits')}got {data['word_bits']!r}; expected one of "
+                            f"{', '.join(map(str, WORD_BITS))}")
+        _require_number(data["overhead_ns"], source, "overhead_ns", non_negative=True)
         memory = data["memory"]
         _require_mapping(memory, source, "memory")
         if set(memory) not in MEMORY_LAYOUTS:
             allowed = " or ".join("{" + ", ".join(sorted(s)) + "}" for s in MEMORY_LAYOUTS)
             raise UserError(f"{where(source, 'memory')}got keys {sorted(memory)}; expected exactly {allowed}")
         for key, value in memory.items():
-            _require_number(value, source, f"memory.{key}", integer=True, positive=True)
+            _require_number(value, source, f"memory.{key}", integer=True, positive=True, maximum=MAX_MEMORY_BYTES)
         kernels = data["kernels"]
         _require_mapping(kernels, source, "kernels")
         parsed = {}
@@ -177,7 +191,8 @@ def _kernel_from_dict(raw: Any, source: str | None, path: str,
     _require_mapping(raw, source, path)
     _check_keys(raw, _KERNEL_REQUIRED, _KERNEL_OPTIONAL if allowed is COEFFICIENTS else set(), source, path)
     if "c_out_block" in raw:
-        _require_number(raw["c_out_block"], source, f"{path}.c_out_block", integer=True, positive=True)
+        _require_number(raw["c_out_block"], source, f"{path}.c_out_block", integer=True, positive=True,
+                        maximum=MAX_C_OUT_BLOCK)
     coeffs = raw["coefficients"]
     _require_mapping(coeffs, source, f"{path}.coefficients")
     for name, value in coeffs.items():
@@ -187,10 +202,10 @@ def _kernel_from_dict(raw: Any, source: str | None, path: str,
         _require_number(value, source, f"{path}.coefficients.{name}", non_negative=True)
     if not coeffs:
         raise UserError(f"{where(source, f'{path}.coefficients')}empty; give at least one of {', '.join(allowed)}")
-    if raw["provenance"] not in PROVENANCES:
+    if not isinstance(raw["provenance"], str) or raw["provenance"] not in PROVENANCES:
         raise UserError(f"{where(source, f'{path}.provenance')}got {raw['provenance']!r}; "
                         f"allowed: {', '.join(PROVENANCES)}")
-    _require_type(raw["source"], str, source, f"{path}.source", "a string")
+    free_text(raw["source"], source, f"{path}.source")
     fit = raw["fit"]
     _require_mapping(fit, source, f"{path}.fit")
     _check_keys(fit, _FIT_REQUIRED, _FIT_OPTIONAL, source, f"{path}.fit")
@@ -227,13 +242,15 @@ def _require_type(value: Any, typ: type, source: str | None, path: str, what: st
 
 
 def _require_number(value: Any, source: str | None, path: str, integer: bool = False,
-                    positive: bool = False, non_negative: bool = False) -> None:
+                    positive: bool = False, non_negative: bool = False, maximum: float | None = None) -> None:
     kinds = (int,) if integer else (int, float)
-    ok = isinstance(value, kinds) and not isinstance(value, bool)
+    ok = isinstance(value, kinds) and not isinstance(value, bool) and math.isfinite(value)
     ok = ok and (not positive or value > 0) and (not non_negative or value >= 0)
+    ok = ok and (maximum is None or value <= maximum)
     if not ok:
-        what = "an integer" if integer else "a number"
+        what = "an integer" if integer else "a finite number"
         what += " > 0" if positive else " >= 0" if non_negative else ""
+        what += f" and <= {maximum:g}" if maximum is not None else ""
         raise UserError(f"{where(source, path)}got {value!r}; expected {what}")
 
 
@@ -254,7 +271,10 @@ def list_profiles() -> list[str]:
 def resolve_profile_path(id_or_path: str | Path) -> Path:
     """A path to an existing .yaml file, or the id of a profile in hw_models/."""
     candidate = Path(id_or_path)
-    if candidate.suffix in (".yaml", ".yml"):
+    if candidate.suffix in (".yaml", ".yml") or candidate.is_dir():
+        if candidate.is_dir():
+            raise UserError(f"profile {str(candidate)!r}: is a folder; allowed: a profile .yaml file or a "
+                            f"target id ({', '.join(list_profiles())})")
         if not candidate.is_file():
             raise UserError(f"profile file {str(candidate)!r} does not exist")
         return candidate
@@ -271,10 +291,7 @@ def load_profile(id_or_path: str | Path | HardwareProfile) -> HardwareProfile:
     if isinstance(id_or_path, HardwareProfile):
         return id_or_path
     path = resolve_profile_path(id_or_path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise UserError(f"{path}: not valid YAML: {exc}") from None
+    data = load_yaml(read_text(path, "profile YAML file"), str(path))
     profile = HardwareProfile.from_dict(data, source=str(path))
     if path.parent == profiles_dir() and profile.id != path.stem:
         raise UserError(f"{where(str(path), 'id')}got {profile.id!r}; must equal the file name {path.stem!r}")
@@ -282,10 +299,11 @@ def load_profile(id_or_path: str | Path | HardwareProfile) -> HardwareProfile:
 
 
 def dump_profile(profile: HardwareProfile, path: str | Path) -> Path:
-    """Write ``profile`` as YAML (key order as in the schema) and check it loads back."""
+    """Write ``profile`` as YAML (key order as in the schema): validated first (what is written
+    loads back), then written atomically, so a bad profile never replaces a good one."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     text = yaml.safe_dump(profile.to_dict(), sort_keys=False, width=100)
-    path.write_text(text)
     HardwareProfile.from_dict(yaml.safe_load(text), source=str(path))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, text)
     return path

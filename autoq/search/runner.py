@@ -16,7 +16,7 @@ from typing import Callable
 from autoq.errors import UserError
 from autoq.search.objective import (TrialContext, TrialOutcome, TrialSteps, objective_values,
                                     run_trial)
-from autoq.search.study import (Budget, RunInfo, build_cache, check_run_folder, count_done,
+from autoq.search.study import (Budget, RunInfo, abandon_run, build_cache, check_run_folder, count_done,
                                 make_sampler, open_study, outcome_attrs, repair_interrupted,
                                 screen_reference, set_constraints, trials_in_run)
 from autoq.space import SearchSpace, check_targets, config_hash
@@ -193,18 +193,24 @@ def run_search(opts: SearchOptions, steps_factory: StepsFactory | None = None,
     start = time.monotonic()  # a time budget includes data loading and the float baseline
     opts = opts.resolved()
     info = run_info(opts)
-    check_run_folder(opts.out_dir, opts.resume, opts.force)  # refuse before any heavy work
+    fresh = not opts.out_dir.exists()
+    resuming = check_run_folder(opts.out_dir, opts.resume, opts.force) and opts.resume  # refuse before heavy work
     factory = steps_factory or default_steps
     steps = factory(opts)
     if hasattr(steps, "prepare"):
-        steps.prepare()  # data + float baseline, once, here (Ray workers then hit the cache)
+        try:
+            steps.prepare()  # data + float baseline, once, here (Ray workers then hit the cache)
+        except UserError:
+            if fresh:  # bad data: leave no run folder behind
+                abandon_run(opts.out_dir)
+            raise
     # a resumed sampler must not replay the first run's random proposals: offset its seed
     offset = trials_in_run(opts.out_dir) if opts.resume else 0
     sampler = make_sampler(opts.sampler, opts.seed + offset, opts.budget)
     study = open_study(opts.out_dir, info, sampler, opts.resume, opts.force)
     result = SearchResult(out_dir=str(opts.out_dir), done=0, budget=opts.budget, interrupted=False,
                           seconds=0.0)
-    if opts.resume:
+    if resuming:  # (a --resume of a run killed before its study existed starts it afresh)
         result.retried = repair_interrupted(study)
     else:
         result.presets_enqueued, result.presets_skipped = enqueue_presets(study, opts.space, opts.budget.trials)

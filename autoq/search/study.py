@@ -29,6 +29,7 @@ from autoq.search.objective import STATUSES, TrialOutcome
 log = logging.getLogger(__name__)
 
 STUDY_FILE = "study.db"
+RUN_MARKER = ".autoq-run"  # written when a run starts, before the data and the baseline load
 SAMPLERS = ("nsga2", "tpe", "random")
 
 
@@ -84,13 +85,22 @@ def check_writable(out_dir: Path) -> None:
 
 def clear_run(out_dir: Path) -> None:
     """--force: delete what a previous search wrote (only autoq's own files)."""
-    for name in (STUDY_FILE, STUDY_FILE + "-journal", "search.json"):
+    for name in (STUDY_FILE, STUDY_FILE + "-journal", "search.json", RUN_MARKER):
         p = out_dir / name
         if p.exists():
             p.unlink()
     for sub in ("trials", "ray"):
         if (out_dir / sub).is_dir():
             shutil.rmtree(out_dir / sub)
+
+
+def abandon_run(out_dir: Path) -> None:
+    """Undo check_run_folder on a fresh folder (the run failed before its study existed)."""
+    (out_dir / RUN_MARKER).unlink(missing_ok=True)
+    try:
+        out_dir.rmdir()
+    except OSError:
+        pass
 
 
 def storage_url(out_dir: Path) -> str:
@@ -160,9 +170,11 @@ def check_run_folder(out_dir: Path, resume: bool, force: bool) -> bool:
     if exists and not (resume or force):
         raise UserError(f"--out: {str(out_dir)!r} already holds a search ({STUDY_FILE}); pass --resume to "
                         "continue it or --force to delete it and start over")
-    if resume and not exists:
+    if resume and not exists and not (out_dir / RUN_MARKER).is_file():
         raise UserError(f"--resume: {str(out_dir)!r} holds no search to resume (no {STUDY_FILE})")
     check_writable(out_dir)
+    if not exists:  # a kill before the study exists (data, float baseline) leaves this: --resume starts it
+        (out_dir / RUN_MARKER).write_text("autoq search run folder\n")
     return exists
 
 
@@ -175,7 +187,7 @@ def open_study(out_dir: Path, info: RunInfo, sampler, resume: bool, force: bool)
     if force and exists:
         clear_run(out_dir)
     storage = make_storage(out_dir)
-    if resume:
+    if resume and exists:
         names = optuna.study.get_all_study_names(storage)
         study = optuna.load_study(study_name=names[0], storage=storage, sampler=sampler)
         _check_same_run(out_dir, study, info)
