@@ -3,11 +3,13 @@
 All other metadata lives in pyproject.toml. The extension is compiled at install time
 (`pip install .`, `pip install -e .`); nothing is compiled when autoq runs.
 
-x86-64: baseline -march=x86-64-v2 (SSE4.2 + POPCNT, every x86-64 CPU since ~2009) with
-AQ_X86_DISPATCH, which adds AVX2 and AVX-512 copies of the hot loops chosen at run time from
-the CPU, so a wheel built here also runs on older x86-64 machines.
+Compiler flags: kernels/flags.mk (autoq/kernel_flags.py), the same file the exported Makefile
+and the export's builds read. x86-64: baseline -march=x86-64-v2 (SSE4.2 + POPCNT, every x86-64
+CPU since ~2009) with AQ_X86_DISPATCH, which adds AVX2 and AVX-512 copies of the hot loops
+chosen at run time from the CPU, so a wheel built here also runs on older x86-64 machines.
+-fno-wrapv undoes the -fwrapv that Python's own CFLAGS put first on the command line.
 """
-import platform
+import importlib.util
 from glob import glob
 
 from setuptools import Extension, setup
@@ -21,13 +23,13 @@ KERNEL_SOURCES = sorted(glob("kernels/src/conv_*.c")) + [
 ]
 
 # headers and included templates: a change to them must rebuild the extension too
-DEPENDS = sorted(glob("kernels/include/*") + glob("kernels/src/*.h") + glob("kernels/src/*.inc"))
+DEPENDS = sorted(glob("kernels/include/*") + glob("kernels/src/*.h") + glob("kernels/src/*.inc")) + ["kernels/flags.mk"]
 
-compile_args = ["-std=c99", "-O3", "-Wno-psabi", "-fno-strict-aliasing"]
-macros = []
-if platform.machine().lower() in ("x86_64", "amd64"):
-    compile_args.append("-march=x86-64-v2")
-    macros.append(("AQ_X86_DISPATCH", "1"))
+_spec = importlib.util.spec_from_file_location("kernel_flags", "autoq/kernel_flags.py")
+kernel_flags = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(kernel_flags)
+# extra_compile_args come after Python's CFLAGS, so these win (-O3, -fno-wrapv)
+compile_args = kernel_flags.host_cflags(kernel_flags.read_flags("kernels/flags.mk"))
 
 setup(
     ext_modules=[
@@ -36,7 +38,6 @@ setup(
             sources=KERNEL_SOURCES,
             depends=DEPENDS,
             include_dirs=["kernels/include", "kernels/src"],
-            define_macros=macros,
             extra_compile_args=compile_args,
             libraries=["m"],
         )

@@ -262,6 +262,7 @@ def calibrate_cmd(
     out: Optional[str] = typer.Option(None, "--out", "-o", help="Output .yaml (default hw_models/<target>.yaml)."),
     quick: bool = typer.Option(False, "--quick", help="Small grid and few repetitions (a smoke test, not a calibration)."),
     save_csv: Optional[str] = typer.Option(None, "--save-csv", help="Also write the host measurements to this CSV."),
+    ops: bool = typer.Option(True, "--ops/--no-ops", help="Host: also time the non-kernel ops (BatchNorm, ReLU, pooling, adds, input quantize/pack) in exported C programs (needs gcc and TensorFlow)."),
 ) -> None:
     """Measure the kernels here (or read a board's CSV), fit the cost model, write a profile."""
     for option, value in (("--out", out), ("--save-csv", save_csv)):
@@ -282,7 +283,7 @@ def calibrate_cmd(
         with Progress() as progress:
             task = progress.add_task("benchmarking kernels", total=None)
             profile = cal.calibrate_host(
-                variant=variant or "opt", quick=quick, save_csv=save_csv, base=base,
+                variant=variant or "opt", quick=quick, save_csv=save_csv, base=base, ops=ops,
                 progress=lambda done, total: progress.update(task, completed=done, total=total))
     path = Path(out) if out else profiles_dir() / f"{target}.yaml"
     if not out and not os.access(path.parent, os.W_OK):
@@ -299,6 +300,9 @@ def calibrate_cmd(
     for kind, k in profile.kernels.items():
         coeffs = ", ".join(f"{n}={v:.4g}" for n, v in k.coefficients.items())
         table.add_row(kind, k.provenance, str(k.points), _pct(k.mape), _pct(k.loo_mape), coeffs)
+    for kind, k in profile.ops.items():
+        coeffs = ", ".join(f"{n}={v:.4g}" for n, v in k.coefficients.items())
+        table.add_row(f"op {kind}", k.provenance, str(k.points), _pct(k.mape), _pct(k.loo_mape), coeffs)
     Console().print(table)
     typer.echo(f"wrote {path}")
 

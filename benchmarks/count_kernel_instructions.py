@@ -10,7 +10,7 @@ count(reps=1)) / 2, exact and deterministic (start-up and set-up cancel). These 
 latencies: wall-clock time under QEMU is emulation speed (shared/reference/targets-emulation.md
 explains how the cost model turns counts into latency estimates).
 
-i5 (x86-64): the host build's flags (-O3 -march=x86-64-v2, runtime SIMD dispatch; valgrind
+i5 (x86-64): the host build's flags (kernels/flags.mk: -O3 -march=x86-64-v2, runtime SIMD dispatch; valgrind
 reports AVX2+FMA but no AVX-512, the i5-7300HQ's level) counted with `valgrind --tool=callgrind`
 (exact and repeatable), same reps difference.
 
@@ -41,7 +41,11 @@ GRID = [(1, 6, 8, 8, 5, 1, "same"), (6, 16, 8, 8, 3, 1, "same"), (16, 16, 8, 8, 
         (8, 16, 12, 12, 3, 2, "same"), (32, 16, 6, 6, 3, 1, "same"), (64, 8, 4, 4, 3, 1, "same"),
         (32, 32, 4, 4, 1, 1, "valid"), (64, 10, 1, 1, 1, 1, "valid"), (128, 32, 1, 1, 1, 1, "valid")]
 BIG_GRID = [BIG, (128, 128, 8, 8, 3, 1, "same"), (32, 64, 16, 16, 3, 2, "same"), (256, 64, 1, 1, 1, 1, "valid")]
-X86_FLAGS = ["-O3", "-march=x86-64-v2", "-DAQ_X86_DISPATCH"]
+sys.path.insert(0, str(ROOT))
+from autoq.kernel_flags import read_flags  # noqa: E402
+
+FLAGS = read_flags(KDIR / "flags.mk")   # the flags the extension and the exported programs use
+X86_FLAGS = FLAGS["AQ_CFLAGS"] + FLAGS["AQ_X86_64_CFLAGS"]
 KIND_BITS = {"f32": [32], "lut": [1, 2, 4, 8], "shift": [2], "xnor": [1], "and": [1], "int8": [8]}
 
 
@@ -81,9 +85,7 @@ def build_m4_big() -> None:
     tensors plus the opt kernels' scratch outgrow the TM4C123G's 32 KB heap."""
     ld = BUILD / "m4_count_1M.ld"
     ld.write_text((KDIR / "m4" / "m4.ld").read_text().replace("LENGTH = 32K", "LENGTH = 1024K"))
-    flags = ["-std=c99", "-Wno-psabi", "-Iinclude", "-Isrc", "-O3", "-mcpu=cortex-m4", "-mthumb",
-             "-mfpu=fpv4-sp-d16", "-mfloat-abi=hard", "-ffunction-sections", "-fdata-sections", "-DAQ_BARE_METAL",
-             "--specs=rdimon.specs", "-nostartfiles", f"-T{ld}", "-Wl,--gc-sections"]
+    flags = [*FLAGS["AQ_CFLAGS"], *FLAGS["AQ_M4_CFLAGS"], "-Iinclude", "-Isrc", "--specs=rdimon.specs", "-nostartfiles", f"-T{ld}", "-Wl,--gc-sections"]
     srcs = ["m4/startup.c", *sorted(f"src/{p.name}" for p in (KDIR / "src").glob("conv_*.c")), "src/aq_common.c",
             "src/aq_f32_core.c", "src/aq_bin_narrow.c", "src/aq_bench.c", "bench/aq_count_main.c"]
     subprocess.run(["arm-none-eabi-gcc", *flags, "-o", str(BUILD / "aq_count_m4_1M.elf"), *srcs, "-lm"],
@@ -95,7 +97,7 @@ def build_x86() -> None:
     srcs = sorted(str(p) for p in (KDIR / "src").glob("conv_*.c")) + [
         str(KDIR / "src" / n) for n in ("aq_common.c", "aq_f32_core.c", "aq_bin_narrow.c", "aq_bench.c")]
     BUILD.mkdir(exist_ok=True)
-    subprocess.run(["cc", "-std=c99", "-Wno-psabi", f"-I{KDIR / 'include'}", f"-I{KDIR / 'src'}", *X86_FLAGS,
+    subprocess.run(["cc", f"-I{KDIR / 'include'}", f"-I{KDIR / 'src'}", *X86_FLAGS,
                     "-o", str(BUILD / "aq_count_x86"), *srcs, str(KDIR / "bench" / "aq_count_main.c"), "-lm"],
                    check=True)
 

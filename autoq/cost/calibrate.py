@@ -547,22 +547,35 @@ def combine_min(rows: Sequence[Measurement]) -> Measurement:
 
 def calibrate_host(variant: str = "opt", quick: bool = False, save_csv: str | Path | None = None,
                    base: str | None = None, progress: ProgressFn | None = None,
-                   reps: int | None = None) -> HardwareProfile:
-    """``autoq calibrate --target host``: bench the grid here, fit every kind, return the profile."""
-    from autoq.cost.measurements import MeasurementFile, write_measurements
-
+                   reps: int | None = None, ops: bool = True) -> HardwareProfile:
+    """``autoq calibrate --target host``: bench the grid here, fit every kind, return the profile;
+    ``ops``: also time the non-kernel ops in exported C programs (autoq.cost.calibrate_ops)."""
     facts = host_facts()
     shapes = calibration_grid(quick)
     rows = measure_host(shapes, reps or (3 if quick else 20), rounds=1 if quick else 3, progress=progress,
                         variant=variant)
-    meta = {"source": f"autoq calibrate --target host: autoq.kernels bench ({variant} kernels) on {facts['cpu']} "
-                      f"({len(shapes)} grid shapes, min over {1 if quick else 3} passes)",
+    profile = host_profile(rows, f"autoq.kernels bench ({variant} kernels) on {facts['cpu']} ({len(shapes)} grid "
+                                 f"shapes, min over {1 if quick else 3} passes)", variant, base, save_csv)
+    if ops:
+        from autoq.cost.calibrate_ops import calibrate_ops
+
+        profile.ops = calibrate_ops(quick=quick)
+    return profile
+
+
+def host_profile(rows: Sequence[Measurement], what: str, variant: str = "opt", base: str | None = None,
+                 save_csv: str | Path | None = None) -> HardwareProfile:
+    """The host profile fitted on bench rows of this machine (``what``: how they were measured)."""
+    from autoq.cost.measurements import MeasurementFile, write_measurements
+
+    facts = host_facts()
+    meta = {"source": f"autoq calibrate --target host: {what}",
             "board": facts["board"], "cpu": facts["cpu"], "clock_hz": str(facts["clock_hz"]),
             "word_bits": str(facts["word_bits"]), "ram_bytes": str(facts["memory"]["ram_bytes"]),
             "storage_bytes": str(facts["memory"]["storage_bytes"])}
     comments = [f"{k}: {v}" for k, v in meta.items()]
     if save_csv:
         write_measurements(save_csv, rows, comments)
-    mfile = MeasurementFile(rows=rows, meta=meta, comments=comments)
+    mfile = MeasurementFile(rows=list(rows), meta=meta, comments=comments)
     return profile_from_measurements(mfile, "host", source="autoq calibrate --target host", base=base,
                                      variant=variant, provenance="measured-host")

@@ -48,20 +48,26 @@ def design(rows: Sequence[Measurement], names: Sequence[str], word_bits: int, bl
 def fit_coefficients(rows: Sequence[Measurement], names: Sequence[str], word_bits: int,
                      block: int = 1) -> dict[str, float]:
     """Weighted NNLS fit (module docstring) for output-channel block ``block``; {name: value >= 0}."""
+    y = np.array([r.time_ns for r in rows], dtype=np.float64)
+    coeffs = relative_nnls(design(rows, names, word_bits, block), y)
+    return {n: float(v) for n, v in zip(names, coeffs)}
+
+
+def relative_nnls(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """c >= 0 minimising sum_i ((x_i . c - y_i) / y_i)^2, rescaled to mean(pred / y) = 1 (module docstring)."""
     from scipy.optimize import nnls
 
-    y = np.array([r.time_ns for r in rows], dtype=np.float64)
-    a = design(rows, names, word_bits, block) / y[:, None]
+    a = x / y[:, None]
     scale = np.linalg.norm(a, axis=0)
     scale[scale == 0] = 1.0
-    solution, _ = nnls(a / scale, np.ones_like(y), maxiter=50 * len(names) + 100)
+    solution, _ = nnls(a / scale, np.ones_like(y), maxiter=50 * x.shape[1] + 100)
     coeffs = solution / scale
     # Least squares on relative errors predicts low (the optimum of sum((p - y) / y)^2 is
     # biased towards small y); rescale so the mean predicted/measured ratio over the rows is 1.
     ratio = float(np.mean(a @ coeffs))
     if ratio > 0:
         coeffs = coeffs / ratio
-    return {n: float(v) for n, v in zip(names, coeffs)}
+    return coeffs
 
 
 def predict(rows: Sequence[Measurement], coeffs: dict[str, float], word_bits: int, block: int = 1) -> np.ndarray:

@@ -18,8 +18,16 @@ Schema (every key required unless marked optional; unknown keys are errors)::
         fit: {points: 3, mape: 0.01, loo_mape: 0.02}           # loo_mape optional
         c_out_block: 16             # optional (default 1): the kernel computes output channels
                                     # in blocks of this size; a partial block costs a full one
+    ops:                            # optional: the non-kernel ops of the exported C (autoq.plan.OP_KINDS)
+      act:
+        coefficients: {ns_per_element: 0.3, ns_fixed: 20}      # any of OP_COEFFICIENTS, >= 0
+        provenance: measured-host
+        source: "..."
+        fit: {points: 40, mape: 0.05, loo_mape: 0.07}
 
-Layer latency (ns) = sum over coefficients c of value(c) * feature(c) (autoq.cost.model).
+Layer latency (ns) = sum over coefficients c of value(c) * feature(c) (autoq.cost.model);
+op latency likewise with the op features of autoq.cost.ops (an op kind without coefficients is
+not priced).
 """
 from __future__ import annotations
 
@@ -35,15 +43,22 @@ from autoq.cost.deploy import DeployCost
 from autoq.errors import UserError, where
 from autoq.fileio import atomic_write_text, free_text, load_yaml, read_text
 from autoq.kinds import KINDS
+from autoq.plan import OP_KINDS
 
 PROVENANCES = ("measured-board", "measured-host", "derived")
 # Coefficient name -> the LayerEntry feature it multiplies (see autoq.cost.model.features).
 COEFFICIENTS = ("ns_per_mac", "ns_per_word_op", "ns_per_row", "ns_per_output", "ns_per_input", "ns_per_weight",
                 "ns_per_weight_byte", "ns_fixed")
+# Op coefficient -> what it multiplies (autoq.cost.ops.op_features): out_elements, in_elements,
+# out_elements * window (pooling taps), 1.
+OP_COEFFICIENTS = ("ns_per_element", "ns_per_input", "ns_per_tap", "ns_fixed")
+# Priced op kinds: OP_KINDS, and the input quantizer of an xnor layer (sign: one compare per
+# value) apart from the k-level ones (clip, scale, round): their costs differ 5x.
+PRICED_OPS = OP_KINDS + ("quantize_sign",)
 MEMORY_LAYOUTS = ({"sram_bytes", "flash_bytes"}, {"ram_bytes", "storage_bytes"})
 
 _TOP_REQUIRED = {"id", "board", "cpu", "clock_hz", "word_bits", "memory", "overhead_ns", "kernels"}
-_TOP_OPTIONAL = {"notes", "deploy"}   # deploy: autoq/cost/deploy.py
+_TOP_OPTIONAL = {"notes", "deploy", "ops"}   # deploy: autoq/cost/deploy.py; ops: autoq/cost/ops.py
 _KERNEL_REQUIRED = {"coefficients", "provenance", "source", "fit"}
 _KERNEL_OPTIONAL = {"c_out_block"}
 _FIT_REQUIRED = {"points", "mape"}
@@ -92,6 +107,7 @@ class HardwareProfile:
     notes: str | None = None
     path: str | None = field(default=None, compare=False)
     deploy: DeployCost = field(default_factory=DeployCost)   # code, scratch rule, stack, library RAM
+    ops: dict[str, KernelCost] = field(default_factory=dict)   # non-kernel op kind -> coefficients
 
     @property
     def ram_limit_bytes(self) -> int:
@@ -118,6 +134,8 @@ class HardwareProfile:
         data["kernels"] = {kind: k.to_dict() for kind, k in self.kernels.items()}
         if self.deploy != DeployCost():
             data["deploy"] = self.deploy.to_dict()
+        if self.ops:
+            data["ops"] = {kind: k.to_dict() for kind, k in self.ops.items()}
         return data
 
     @classmethod
@@ -152,28 +170,38 @@ class HardwareProfile:
             if kind not in KINDS:
                 raise UserError(f"{where(source, path)}unknown kernel kind; allowed: {', '.join(KINDS)}")
             parsed[kind] = _kernel_from_dict(raw, source, path)
-        return cls(id=data["id"], board=data["board"], cpu=data["cpu"], clock_hz=int(data["clock_hz"]),
+        ops = _ops_from_dict(data.get("ops", {}), source)
+        return cls(ops=ops, id=data["id"], board=data["board"], cpu=data["cpu"], clock_hz=int(data["clock_hz"]),
                    word_bits=int(data["word_bits"]), memory={k: int(v) for k, v in memory.items()},
                    overhead_ns=float(data["overhead_ns"]), kernels=parsed, notes=data.get("notes"),
                    path=source, deploy=DeployCost.from_dict(data["deploy"], source) if "deploy" in data
                    else DeployCost())
 
 
-def _kernel_from_dict(raw: Any, source: str | None, path: str) -> KernelCost:
+def _ops_from_dict(ops: Any, source: str | None) -> dict[str, KernelCost]:
+    _require_mapping(ops, source, "ops")
+    for kind in ops:
+        if kind not in PRICED_OPS:
+            raise UserError(f"{where(source, f'ops.{kind}')}unknown op kind; allowed: {', '.join(PRICED_OPS)}")
+    return {kind: _kernel_from_dict(raw, source, f"ops.{kind}", OP_COEFFICIENTS) for kind, raw in ops.items()}
+
+
+def _kernel_from_dict(raw: Any, source: str | None, path: str,
+                      allowed: tuple[str, ...] = COEFFICIENTS) -> KernelCost:
     _require_mapping(raw, source, path)
-    _check_keys(raw, _KERNEL_REQUIRED, _KERNEL_OPTIONAL, source, path)
+    _check_keys(raw, _KERNEL_REQUIRED, _KERNEL_OPTIONAL if allowed is COEFFICIENTS else set(), source, path)
     if "c_out_block" in raw:
         _require_number(raw["c_out_block"], source, f"{path}.c_out_block", integer=True, positive=True,
                         maximum=MAX_C_OUT_BLOCK)
     coeffs = raw["coefficients"]
     _require_mapping(coeffs, source, f"{path}.coefficients")
     for name, value in coeffs.items():
-        if name not in COEFFICIENTS:
+        if name not in allowed:
             raise UserError(f"{where(source, f'{path}.coefficients.{name}')}unknown coefficient; "
-                            f"allowed: {', '.join(COEFFICIENTS)}")
+                            f"allowed: {', '.join(allowed)}")
         _require_number(value, source, f"{path}.coefficients.{name}", non_negative=True)
     if not coeffs:
-        raise UserError(f"{where(source, f'{path}.coefficients')}empty; give at least one of {', '.join(COEFFICIENTS)}")
+        raise UserError(f"{where(source, f'{path}.coefficients')}empty; give at least one of {', '.join(allowed)}")
     if not isinstance(raw["provenance"], str) or raw["provenance"] not in PROVENANCES:
         raise UserError(f"{where(source, f'{path}.provenance')}got {raw['provenance']!r}; "
                         f"allowed: {', '.join(PROVENANCES)}")

@@ -176,6 +176,8 @@ def build_graph(model, fold_bn: bool = True) -> ExportGraph:
             op.kind, op.attrs = "affine", {"scale": s.astype(np.float32), "shift": t.astype(np.float32)}
         elif cls == "QActivation":
             op.kind, op.attrs = "act", {"slope": float(layer.slope), "relu": bool(layer.relu)}
+            if op.attrs == {"slope": 1.0, "relu": False}:
+                op.kind, op.attrs = "identity", {}   # y = x: no C, not priced (the compiler drops it anyway)
         elif cls in ("ReLU", "Activation"):
             fn = getattr(layer, "activation", None)
             name = getattr(fn, "__name__", "relu") if cls == "Activation" else "relu"

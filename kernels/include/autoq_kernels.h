@@ -178,6 +178,21 @@ void aq_unpack_bits(const uint64_t *p, long n, int c, float lo, float hi, float 
 int aq_pack_indices(const uint8_t *idx, long n, long k, int bits, uint8_t *out);
 int aq_unpack_indices(const uint8_t *p, long n, long k, int bits, uint8_t *out);
 
+/* ---- non-kernel ops of the exported models (src/aq_ops.c), float NHWC --------------------- */
+/* y = (relu && x < 0 ? 0 : x) * slope; y may be x. */
+void aq_act(const float *x, float *y, long n, float slope, int relu);
+/* y[p][k] = x[p][k] * s[k] + t[k] (a BatchNorm not folded into the kernel); y may be x. */
+void aq_affine(const float *x, float *y, long npix, int c, const float *s, const float *t);
+/* k x k max (is_max) or average pooling, stride s, padding pt (top) / pl (left); the average
+   counts only taps inside the input. */
+void aq_pool(const float *x, float *y, int h, int w, int c, int k, int s, int oh, int ow,
+             int pt, int pl, int is_max);
+/* global average pooling: y[k] = mean over the h*w pixels of channel k */
+void aq_gap(const float *x, float *y, int h, int w, int c);
+void aq_add(const float *a, const float *b, float *y, long n);
+/* copy x's cx channels into channels [offset, offset + cx) of y (cy channels), npix pixels */
+void aq_concat_part(const float *x, int cx, float *y, int cy, int offset, long npix);
+
 /* ---- timing (host and Linux targets; used by bench/ and the Python binding) ------------- */
 /* Time `reps` calls of the variant on random inputs of this shape after `warmup` calls.
    Returns AQ_OK and the median / minimum ns per call, and the MAC count of one call. */
