@@ -94,9 +94,7 @@ def predict(plan, profile) -> dict:
 
     kernels = sum(layer_latency_ns(e, profile) for e in plan.layers)
     ops = sum(ns for _, ns in ops_latency_ns(plan, profile))
-    est = estimate(plan, profile).latency_ms * 1e6
-    # the lead wires the ops into estimate(); until then it prices kernels + overhead only
-    total = est if abs(est - (kernels + ops + profile.overhead_ns)) <= 1e-6 * est else est + ops
+    total = estimate(plan, profile).latency_ms * 1e6     # kernels + ops + overhead
     return {"kernels_ns": kernels, "ops_ns": ops, "total_ns": total, "unpriced": unpriced_ops(plan, profile)}
 
 

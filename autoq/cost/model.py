@@ -14,7 +14,8 @@ Per layer (kernel kind k, coefficients c_k from the profile)::
     rows_B     = h_out*w_out*c_B * kh       (filter rows applied: one contiguous run of kw*c_in
                                              taps each, i.e. the inner loop's start-up cost)
 
-    latency   = (sum_layers t_layer + overhead_ns) / 1e6                      [ms]
+    latency   = (sum_layers t_layer + sum_ops t_op + overhead_ns) / 1e6      [ms]
+                (t_op: the non-kernel ops of the plan, autoq/cost/ops.py)
     flash     = plan.const_bytes (every const array of the emitted C) + code    [bytes]
     RAM       = plan.arena_bytes (the emitted C's static buffers) + scratch
                 + stack + the C library's static RAM                           [bytes]
@@ -32,6 +33,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from autoq.cost.deploy import code_bytes, library_ram_bytes, scratch_bytes, stack_bytes
+from autoq.cost.ops import ops_latency_ns
 from autoq.cost.profile import COEFFICIENTS, HardwareProfile, load_profile
 from autoq.plan import LayerEntry, LayerPlan
 
@@ -82,6 +84,7 @@ class CostReport:
     arena_bytes: int = 0      # RAM: the emitted C's static activation buffers
     scratch_bytes: int = 0    # RAM: the opt kernels' scratch on this target's build
     stack_bytes: int = 0      # RAM: stack + C library data (profile deploy section)
+    ops_ms: float = 0.0       # latency of the non-kernel ops (included in latency_ms)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -102,7 +105,8 @@ def estimate(plan: LayerPlan, profile: HardwareProfile | str) -> CostReport:
         LayerCost(name=e.name, kind=e.kind, macs=e.macs, latency_ms=layer_latency_ns(e, profile) / 1e6,
                   flash_bytes=e.flash_bytes, ram_bytes=e.ram_bytes, provenance=profile.kernel(e.kind).provenance)
         for e in plan.layers]
-    latency_ms = sum(x.latency_ms for x in per_layer) + profile.overhead_ns / 1e6
+    ops_ms = sum(ns for _, ns in ops_latency_ns(plan, profile)) / 1e6   # non-kernel ops (autoq/cost/ops.py)
+    latency_ms = sum(x.latency_ms for x in per_layer) + ops_ms + profile.overhead_ns / 1e6
     deploy = profile.deploy
     const, code = plan.const_bytes, code_bytes(plan, deploy)
     scratch = scratch_bytes(plan, deploy.arch)
@@ -118,7 +122,7 @@ def estimate(plan: LayerPlan, profile: HardwareProfile | str) -> CostReport:
                       fits=fits_flash and fits_ram, fits_flash=fits_flash, fits_ram=fits_ram,
                       flash_limit_bytes=profile.flash_limit_bytes, ram_limit_bytes=profile.ram_limit_bytes,
                       macs=plan.macs, per_layer=per_layer, const_bytes=const, code_bytes=code,
-                      arena_bytes=plan.arena_bytes, scratch_bytes=scratch, stack_bytes=stack)
+                      arena_bytes=plan.arena_bytes, scratch_bytes=scratch, stack_bytes=stack, ops_ms=ops_ms)
 
 
 __all__ = ["COEFFICIENTS", "CostReport", "LayerCost", "estimate", "features", "layer_latency_ns"]
