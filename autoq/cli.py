@@ -11,6 +11,7 @@ from typing import Optional
 
 import typer
 
+from autoq import cli_help
 from autoq.errors import UserError
 from autoq.tf_env import set_quiet_env
 
@@ -22,19 +23,26 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,          # plain help: fast, no Rich markdown import (autoq/cli_help.py)
+    cls=cli_help.Group,
+    context_settings=cli_help.CONTEXT_SETTINGS,
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from autoq import __version__
+
+        typer.echo(f"autoq {__version__}")
+        raise typer.Exit()
 
 
 @app.callback()
 def _root(
-    version: bool = typer.Option(False, "--version", help="Print the version and exit.", is_eager=True),
+    version: bool = typer.Option(False, "--version", help="Print the version and exit.", is_eager=True,
+                                 callback=_print_version, expose_value=False),
 ) -> None:
     """autoq: mixed-precision quantization search for CNNs on embedded boards."""
-    if version:
-        from autoq import __version__
-
-        typer.echo(__version__)
-        raise typer.Exit()
 
 
 def _print_json(obj) -> None:
@@ -155,7 +163,8 @@ def cost_cmd(
     preset: Optional[str] = typer.Option(None, "--preset", "-p", help="Named quantization preset."),
     config: Optional[str] = typer.Option(None, "--config", "-c", help="QuantConfig JSON file."),
     plan: Optional[str] = typer.Option(None, "--plan", help="Cost a stored LayerPlan JSON instead (no TensorFlow)."),
-    input_shape: Optional[str] = typer.Option(None, "--input-shape", help="H,W,C (default 28,28,1 for lenet5, else 32,32,3)."),
+    input_shape: Optional[str] = typer.Option(None, "--input-shape", help="H,W,C (default: the input of the model's shipped search space, "
+                                                 "e.g. 8,8,1 for lenet5; else the model's reference input)."),
     num_classes: int = typer.Option(10, "--num-classes"),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output (plan + cost report)."),
 ) -> None:
@@ -217,7 +226,9 @@ def _plan_for(model, preset, config, input_shape, num_classes):
         raise UserError("cost: --model is required (the config names no model)")
     if preset is not None:
         qconfig = make_preset(preset, model)
-    shape = _parse_shape(input_shape) if input_shape else ((28, 28, 1) if model == "lenet5" else (32, 32, 3))
+    from autoq.space import shipped_input_shape
+
+    shape = _parse_shape(input_shape) if input_shape else shipped_input_shape(model)
     from autoq.models.zoo import build_model
     from autoq.plan import plan_from_model
 
@@ -240,7 +251,8 @@ def calibrate_cmd(
     base: Optional[str] = typer.Option(None, "--base", help="Profile (id, .yaml, or host measurement .csv) to derive the kinds the CSV lacks from."),
     counts: Optional[str] = typer.Option(None, "--counts", help="Instruction counts CSV (kernels/bench/results/icount_qemu.csv): the CSV's rows then only fit the board's ns/instruction against our ref kernels, and every kind is priced from our opt kernels' counts (the shipped boards)."),
     variant: Optional[str] = typer.Option(None, "--variant", help="Kernel variant rows to fit (default: host bench 'opt'; CSV: first row's)."),
-    out: Optional[str] = typer.Option(None, "--out", "-o", help="Output .yaml (default hw_models/<target>.yaml)."),
+    out: Optional[str] = typer.Option(None, "--out", "-o", metavar="FILE.yaml",
+                                      help="Output .yaml (default hw_models/<target>.yaml)."),
     quick: bool = typer.Option(False, "--quick", help="Small grid and few repetitions (a smoke test, not a calibration)."),
     save_csv: Optional[str] = typer.Option(None, "--save-csv", help="Also write the host measurements to this CSV."),
 ) -> None:
@@ -317,7 +329,8 @@ def pareto_cmd(
 def export_cmd(
     run: str = typer.Argument(..., help="Run folder written by `autoq search` (runs/NAME) or its study.db."),
     trial: int = typer.Option(..., "--trial", "-n", help="Trial number (see `autoq pareto`)."),
-    target: str = typer.Option(..., "--target", "-t", help="Profile id or YAML of the board."),
+    target: Optional[str] = typer.Option(None, "--target", "-t",
+                                         help="Profile id or YAML of the board (default: the search's first target)."),
     out: str = typer.Option(..., "--out", "-o", help="Output folder."),
     force: bool = typer.Option(False, "--force", help="Export even if the model does not fit the target."),
     data_path: Optional[str] = typer.Option(None, "--data-path", help="Dataset location if the search used one."),
@@ -327,7 +340,9 @@ def export_cmd(
 ) -> None:
     """Write model.onnx, model.qbin, model.h/model.c, manifest.json and the .keras model, verified against Keras."""
     from autoq.export.exporter import export_trial
+    from autoq.pareto import run_targets
 
+    target = target or run_targets(run)[0]
     result = export_trial(run, trial, target, out, force=force, data_path=data_path, emit_c=not skip_c,
                           c_variant=c_kernels)
     for line in result.summary_lines():
@@ -393,8 +408,11 @@ def search_cmd(
     from autoq.search.command import front_tables, options_from_cli, result_line
     from autoq.search.progress import LiveProgress
 
+    from autoq.search.study import check_run_folder
+
     opts = options_from_cli(space, budget, target, targets, sampler, backend, workers, address, out,
                             resume, force, seed, epochs, data)
+    check_run_folder(opts.out_dir, opts.resume, opts.force)   # refuse before announcing anything
     console = Console()
     console.print(f"search {opts.space.name}: {opts.space.model} on {opts.space.dataset}, targets "
                   f"{', '.join(opts.targets)}, budget {opts.budget}, sampler {opts.sampler}, backend "
@@ -420,32 +438,37 @@ def search_cmd(
 
 @app.command("models")
 def models_cmd(
-    input_shape: str = typer.Option("32,32,3", "--input-shape", help="H,W,C of the input."),
+    input_shape: Optional[str] = typer.Option(
+        None, "--input-shape", help="H,W,C of the input (default: each model's reference input, where its "
+                                    "published parameter count holds: 32,32,1 for lenet5, else 32,32,3)."),
     classes: int = typer.Option(10, "--classes", help="Number of classes."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """List the model zoo: parameters (conv/dense weights + biases), MACs, compute layers."""
-    from autoq.models import MODELS, PUBLISHED_PARAMS, build_model, model_stats
+    from autoq.models import MODELS, PUBLISHED_PARAMS, REFERENCE_INPUT, build_model, model_stats
 
-    shape = _parse_shape(input_shape)
+    given = _parse_shape(input_shape) if input_shape else None
     rows = []
     for name, info in MODELS.items():
+        shape = given or REFERENCE_INPUT.get(name, (32, 32, 3))
         stats = model_stats(build_model(name, shape, classes))
-        published = PUBLISHED_PARAMS.get(name) if shape == (32, 32, 3) and classes == 10 else None
-        rows.append({"name": name, "params": stats["params"], "macs": stats["macs"],
+        at_reference = shape == REFERENCE_INPUT.get(name, (32, 32, 3)) and classes == 10
+        published = PUBLISHED_PARAMS.get(name) if at_reference else None
+        rows.append({"name": name, "input_shape": list(shape), "params": stats["params"], "macs": stats["macs"],
                      "layers": stats["layers"], "published_params": published,
                      "recipe": info.recipe, "summary": info.summary})
     if as_json:
-        _print_json({"input_shape": list(shape), "classes": classes, "models": rows})
+        _print_json({"input_shape": list(given) if given else None, "classes": classes, "models": rows})
         return
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"autoq models ({shape[0]}x{shape[1]}x{shape[2]}, {classes} classes)")
-    for col in ("name", "params", "MACs", "layers", "published", "recipe"):
+    table = Table(title=f"autoq models ({classes} classes)")
+    for col in ("name", "input", "params", "MACs", "layers", "published", "recipe"):
         table.add_column(col, justify="left" if col in ("name", "recipe") else "right", no_wrap=True)
     for r in rows:
-        table.add_row(r["name"], f"{r['params']:,}", f"{r['macs']:,}", str(r["layers"]),
+        table.add_row(r["name"], "x".join(map(str, r["input_shape"])), f"{r['params']:,}", f"{r['macs']:,}",
+                      str(r["layers"]),
                       f"{r['published_params']:,}" if r["published_params"] else "-", r["recipe"])
     Console().print(table)
 
@@ -522,8 +545,9 @@ def bench_kernels_cmd(
     reps: int = typer.Option(20, "--reps", help="Timed calls per record (after 3 warm-up calls)."),
     as_json: bool = typer.Option(False, "--json", help="JSON records instead of CSV."),
 ) -> None:
-    """Time the compiled C kernels here (single thread); prints the measurements CSV
-    (kind,bits,variant,c_in,c_out,h,w,f,stride,pad,macs,ns_median,ns_min)."""
+    """Time the compiled C kernels here (single thread); prints the measurements CSV.
+
+    Columns: kind,bits,variant,c_in,c_out,h,w,f,stride,pad,macs,ns_median,ns_min."""
     from autoq import kernels
 
     shapes = [kernels.parse_shape(s) for s in shape] if shape else None
@@ -536,6 +560,9 @@ def bench_kernels_cmd(
     typer.echo(",".join(kernels.BenchRecord.FIELDS))
     for r in rows:
         typer.echo(",".join(f"{r[f]:.0f}" if f.startswith("ns_") else str(r[f]) for f in kernels.BenchRecord.FIELDS))
+
+
+cli_help.use_conventions(app)
 
 
 def main() -> None:

@@ -318,6 +318,19 @@ def _study_objectives(study) -> list[str]:
     return [n["name"] if isinstance(n, dict) else n for n in names]
 
 
+def _targets_of(study, study_path) -> list[str]:
+    targets = study.user_attrs.get("targets") or []
+    if not targets:
+        raise UserError(f"{study_path}: the study records no targets; pass --target")
+    return list(targets)
+
+
+def run_targets(run: str | Path) -> list[str]:
+    """The targets a search ran for (the default --target of pareto and export)."""
+    study_path = resolve_study_path(run)
+    return _targets_of(_load_study(study_path), study_path)
+
+
 def pareto_front(run: str | Path, target: str | None = None, objectives: Sequence[str] | None = None,
                  only_fitting: bool = False, recost: bool = False,
                  estimator: Callable[[dict], dict] | None = None) -> ParetoFront:
@@ -331,11 +344,7 @@ def pareto_front(run: str | Path, target: str | None = None, objectives: Sequenc
     """
     study_path = resolve_study_path(run)
     study = _load_study(study_path)
-    targets = study.user_attrs.get("targets") or []
-    if target is None:
-        if not targets:
-            raise UserError(f"{study_path}: the study records no targets; pass --target")
-        target = targets[0]
+    target = target or _targets_of(study, study_path)[0]
     objs = [objective(n) for n in (objectives or _study_objectives(study))]
     points, skipped = load_points(study, target, estimator=estimator, recost=recost)
     if only_fitting:

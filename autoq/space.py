@@ -736,3 +736,18 @@ def _parse_presets(ctx: _Ctx, value):
         if PRESETS is not None and p not in PRESETS:
             raise ctx.fail(f"presets[{i}]", p, ", ".join(PRESETS))
     return list(value)
+
+
+def shipped_input_shape(model: str) -> tuple[int, int, int]:
+    """The ``input`` of the first shipped search space for ``model`` (lenet5: digits' 8x8x1), else
+    the model's reference input (autoq.models.REFERENCE_INPUT): the default of `autoq cost`."""
+    import yaml
+
+    from autoq.models.zoo import REFERENCE_INPUT
+    from autoq.resources import resource_dir
+
+    for path in sorted(resource_dir("search_spaces").glob("*.yaml")):
+        raw = yaml.safe_load(path.read_text()) or {}
+        if isinstance(raw, dict) and raw.get("model") == model and raw.get("input"):
+            return tuple(int(v) for v in raw["input"])  # type: ignore[return-value]
+    return REFERENCE_INPUT.get(model, (32, 32, 3))
