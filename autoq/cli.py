@@ -399,14 +399,15 @@ def search_cmd(
     seed: Optional[int] = typer.Option(None, "--seed", help="Sampler and training seed (default: the space's)."),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Fine-tuning epochs per trial (overrides the space)."),
     data: Optional[str] = typer.Option(None, "--data", help="A .npz (x_train, y_train, x_test, y_test) replacing the space's data source."),
-    no_progress: bool = typer.Option(False, "--no-progress", help="No live display (logs only)."),
+    no_progress: bool = typer.Option(False, "--no-progress", help="No live display: one line per finished "
+                                     "trial (also when stdout is not a terminal)."),
 ) -> None:
     """Search per-layer quantization: Optuna study in OUT/study.db, thesis presets first, Pareto front at the end."""
     from rich.console import Console
 
     from autoq.search import run_search
     from autoq.search.command import front_tables, options_from_cli, result_line
-    from autoq.search.progress import LiveProgress
+    from autoq.search.progress import LiveProgress, TrialLines
 
     from autoq.search.study import check_run_folder
 
@@ -417,8 +418,11 @@ def search_cmd(
     console.print(f"search {opts.space.name}: {opts.space.model} on {opts.space.dataset}, targets "
                   f"{', '.join(opts.targets)}, budget {opts.budget}, sampler {opts.sampler}, backend "
                   f"{opts.backend}, run folder {opts.out_dir}")
-    if no_progress:
-        result = run_search(opts)
+    if no_progress or not console.is_terminal:   # a log file, CI: one line per finished trial
+        console.print("loading the data and the float baseline (trained once, then cached), then the trials")
+        lines = TrialLines(opts.budget, lambda line: console.print(line, highlight=False, markup=False,
+                                                                    soft_wrap=True))
+        result = run_search(opts, on_trial=lines.update)
     else:
         with LiveProgress(opts.budget, console) as live:
             result = run_search(opts, on_trial=live.update)
