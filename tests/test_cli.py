@@ -137,3 +137,18 @@ def test_trial_lines_do_not_repeat_an_earlier_sessions_trials(tmp_path):
     run_search(opts(tmp_path, budget=4, resume=True), steps_factory=lambda o: FakeSteps(), on_trial=lines.update)
     assert [line.split(" trial ")[0] for line in printed] == ["[3/4]", "[4/4]"]
     assert " trial 2 " in printed[0] and " trial 3 " in printed[1]
+
+
+def test_study_names_its_objectives_with_units(tmp_path):
+    import optuna
+    from test_search import FakeSteps, load, opts
+
+    from autoq.search import run_search
+    from autoq.search.study import metric_names
+
+    assert metric_names(["accuracy", "latency@m4", "flash@m4", "ram@a53"]) == [
+        "accuracy", "latency@m4 ms", "flash@m4 B", "ram@a53 B"]
+    run_search(opts(tmp_path, budget=1), steps_factory=lambda o: FakeSteps())
+    study = load(tmp_path)
+    assert study.metric_names == ["accuracy", "latency@m4 ms", "flash@m4 B"]
+    assert isinstance(study, optuna.Study)
