@@ -415,7 +415,10 @@ def search_cmd(
                             resume, force, seed, epochs, data)
     check_run_folder(opts.out_dir, opts.resume, opts.force)   # refuse before announcing anything
     console = Console()
-    console.print(f"search {opts.space.name}: {opts.space.model} on {opts.space.dataset}, targets "
+    from autoq.data import dataset_label
+
+    data = dataset_label(opts.space.dataset, opts.space.data_path)
+    console.print(f"search {opts.space.name}: {opts.space.model} on {data}, targets "
                   f"{', '.join(opts.targets)}, budget {opts.budget}, sampler {opts.sampler}, backend "
                   f"{opts.backend}, run folder {opts.out_dir}")
     if no_progress or not console.is_terminal:   # a log file, CI: one line per finished trial

@@ -456,6 +456,12 @@ def parse_space(raw, source: str = "<dict>") -> SearchSpace:
     data_path = raw.get("data_path")
     if data_path is not None and not isinstance(data_path, str):
         raise ctx.fail("data_path", data_path, "a path string or null")
+    if dataset.endswith(".npz"):     # one label (the file's stem), the path kept once, in data_path
+        same = data_path is not None and (Path(data_path).expanduser().resolve()
+                                          == Path(dataset).expanduser().resolve())
+        if data_path is not None and not same:
+            raise ctx.fail("data_path", data_path, f"null or {dataset!r}: dataset already names a file")
+        dataset, data_path = Path(dataset).stem, dataset
     input_shape = _parse_input(ctx, raw.get("input"))
     training = _parse_training(ctx, raw.get("training") or {})
     targets = _parse_targets(ctx, raw.get("targets", ["m4"]))

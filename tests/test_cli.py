@@ -152,3 +152,18 @@ def test_study_names_its_objectives_with_units(tmp_path):
     study = load(tmp_path)
     assert study.metric_names == ["accuracy", "latency@m4 ms", "flash@m4 B"]
     assert isinstance(study, optuna.Study)
+
+
+def test_search_with_a_data_file_stores_its_resolved_path_once_and_labels_by_it(tmp_path, monkeypatch):
+    import numpy as np
+    from test_search import FakeSteps, load, make_space, opts
+
+    from autoq.search import run_search
+
+    np.savez(tmp_path / "scans.npz", x_train=np.zeros((4, 8, 8)), y_train=np.arange(4) % 2,
+             x_test=np.zeros((2, 8, 8)), y_test=np.arange(2) % 2)
+    monkeypatch.chdir(tmp_path)
+    space = make_space(dataset="cifar10", data_path="scans.npz")
+    run_search(opts(tmp_path, budget=1, space=space), steps_factory=lambda o: FakeSteps())
+    stored = load(tmp_path).user_attrs["space"]
+    assert stored["data_path"] == str(tmp_path / "scans.npz")        # absolute: export finds it anywhere

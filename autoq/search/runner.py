@@ -65,10 +65,9 @@ class SearchOptions:
                             f"({self.space.screen.epochs})")
         self.cache_dir = Path(self.cache_dir or self.out_dir.parent / ".autoq-cache").resolve()
         sp = self.space  # absolute data paths: Ray workers may run elsewhere
-        if sp.data_path:
+        if sp.data_path:   # stored once, resolved, in the study's space (export reads it there)
             sp.data_path = str(Path(sp.data_path).expanduser().resolve())
-        if sp.dataset.endswith(".npz"):
-            sp.dataset = str(Path(sp.dataset).expanduser().resolve())
+            sp.raw = {**sp.raw, "data_path": sp.data_path}
         return self
 
 
