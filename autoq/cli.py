@@ -45,6 +45,14 @@ def _root(
     """autoq: mixed-precision quantization search for CNNs on embedded boards."""
 
 
+def _wide_console():
+    """A console at least 160 columns wide: the front tables (11 columns, VGG-7's 8-digit flash)
+    must not be cut to a narrow terminal or to a pipe's default 80 columns."""
+    from rich.console import Console
+
+    return Console(width=max(Console().width, 160))
+
+
 def _print_json(obj) -> None:
     typer.echo(json.dumps(obj, indent=2, sort_keys=False, default=str))
 
@@ -318,7 +326,7 @@ def pareto_cmd(
         return
     from rich.console import Console
 
-    console = Console(width=max(Console().width, 120))   # piped output: do not truncate the columns
+    console = _wide_console()
     for table in pareto.render_table(pf):
         console.print(table)
     if pf.skipped:
@@ -418,9 +426,10 @@ def search_cmd(
     from autoq.data import dataset_label
 
     data = dataset_label(opts.space.dataset, opts.space.data_path)
+    screen = f"screen {opts.space.screen.epochs}" if opts.space.screen else "no screen"
     console.print(f"search {opts.space.name}: {opts.space.model} on {data}, targets "
-                  f"{', '.join(opts.targets)}, budget {opts.budget}, sampler {opts.sampler}, backend "
-                  f"{opts.backend}, run folder {opts.out_dir}")
+                  f"{', '.join(opts.targets)}, budget {opts.budget}, {opts.epochs} epochs ({screen}), sampler "
+                  f"{opts.sampler}, backend {opts.backend}, run folder {opts.out_dir}")
     if no_progress or not console.is_terminal:   # a log file, CI: one line per finished trial
         console.print("loading the data and the float baseline (trained once, then cached), then the trials")
         lines = TrialLines(opts.budget, lambda line: console.print(line, highlight=False, markup=False,
@@ -433,7 +442,7 @@ def search_cmd(
     console.print(result_line(result))
     if result.done:
         for table in front_tables(opts.out_dir, opts.targets):
-            console.print(table)
+            _wide_console().print(table)
         console.print(f"per-layer configs, CSV, HTML: autoq pareto {opts.out_dir}")
     if result.interrupted:
         console.print(f"continue with: autoq search --space {space} --budget {budget} --out {opts.out_dir} --resume")

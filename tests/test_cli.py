@@ -167,3 +167,12 @@ def test_search_with_a_data_file_stores_its_resolved_path_once_and_labels_by_it(
     run_search(opts(tmp_path, budget=1, space=space), steps_factory=lambda o: FakeSteps())
     stored = load(tmp_path).user_attrs["space"]
     assert stored["data_path"] == str(tmp_path / "scans.npz")        # absolute: export finds it anywhere
+
+
+@pytest.mark.parametrize("space", ["vgg7", "resnet20", "squeezenet"])
+def test_epochs_1_on_the_shipped_screened_spaces_turns_the_screen_off(space, tmp_path):
+    from autoq.search.command import options_from_cli
+
+    assert options_from_cli(space, "4", out=str(tmp_path / "a")).space.screen is not None
+    opts = options_from_cli(space, "4", out=str(tmp_path / "b"), epochs=1)
+    assert opts.epochs == 1 and opts.space.screen is None
