@@ -422,7 +422,7 @@ def search_cmd(
     opts = options_from_cli(space, budget, target, targets, sampler, backend, workers, address, out,
                             resume, force, seed, epochs, data)
     check_run_folder(opts.out_dir, opts.resume, opts.force)   # refuse before announcing anything
-    console = Console()
+    console = Console(soft_wrap=True)   # a log line stays one line in a pipe's 80 columns
     from autoq.data import dataset_label
 
     data = dataset_label(opts.space.dataset, opts.space.data_path)
@@ -432,8 +432,7 @@ def search_cmd(
                   f"{opts.sampler}, backend {opts.backend}, run folder {opts.out_dir}")
     if no_progress or not console.is_terminal:   # a log file, CI: one line per finished trial
         console.print("loading the data and the float baseline (trained once, then cached), then the trials")
-        lines = TrialLines(opts.budget, lambda line: console.print(line, highlight=False, markup=False,
-                                                                    soft_wrap=True))
+        lines = TrialLines(opts.budget, lambda line: console.print(line, highlight=False, markup=False))
         result = run_search(opts, on_trial=lines.update)
     else:
         with LiveProgress(opts.budget, console) as live:
