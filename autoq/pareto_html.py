@@ -94,10 +94,11 @@ def _panel_traces(go, panel: Panel, pf: ParetoFront, legend: set[str]) -> list:
     """The staircase and the three marker groups of one panel; ``legend`` collects the legend
     entries already shown (each appears once, on the first panel that draws it)."""
     on_pair = {p.number for p in panel.front}
-    groups = [("this pair's front", FRONT_COLOUR, [p for p in pf.points if p.number in on_pair]),
+    # drawn bottom to top: other trials, then the full front, this pair's front last (visible on top)
+    groups = [("other trials", OTHER_COLOUR, [p for p in pf.points if not p.on_front and p.number not in on_pair]),
               ("on the full front only", FULL_FRONT_COLOUR,
                [p for p in pf.points if p.on_front and p.number not in on_pair]),
-              ("other trials", OTHER_COLOUR, [p for p in pf.points if not p.on_front and p.number not in on_pair])]
+              ("this pair's front", FRONT_COLOUR, [p for p in pf.points if p.number in on_pair])]
     def first(name: str, drawn: bool) -> bool:
         show = drawn and name not in legend
         legend.update([name] if show else [])
@@ -106,9 +107,10 @@ def _panel_traces(go, panel: Panel, pf: ParetoFront, legend: set[str]) -> list:
     xs, ys = staircase(panel)
     name = "2-D front of the pair (staircase)"
     traces = [go.Scatter(x=xs, y=ys, mode="lines", line={"shape": "hv", "color": FRONT_COLOUR, "width": 1.5},
-                         name=name, legendgroup=name, showlegend=first(name, True), hoverinfo="skip")]
-    for name, colour, points in groups:
-        traces.append(go.Scatter(
+                         name=name, legendgroup=name, showlegend=first(name, True), hoverinfo="skip",
+                         legendrank=1)]
+    for rank, (name, colour, points) in enumerate(groups):
+        traces.append(go.Scatter(legendrank=1000 - rank,
             x=[panel.value(p, "x") for p in points], y=[panel.value(p, "y") for p in points],
             mode="markers+text", name=name, legendgroup=name, showlegend=first(name, bool(points)),
             text=[panel.labels[p.number] for p in points], textposition="top center",
