@@ -382,3 +382,11 @@ def test_preset_relu_slope_and_shortcut_columns_and_rounded_csv(tmp_path):
     first = next(r for r in csv_rows if r["trial"] == "0")
     assert first["val_acc"] == "0.9721" and first["latency_ms"] == "74.32" and first["preset"] == "bc-2.2"
     assert first["relu_slope"] == "0.125" and next(r for r in csv_rows if r["trial"] == "2")["preset"] == ""
+
+
+def test_run_targets_give_the_default_target_of_pareto_and_export(tmp_path):
+    run = tmp_path / "runs" / "two"
+    run.mkdir(parents=True)
+    make_study(run / "study.db", targets=("a53", "m4"))
+    assert pareto.run_targets(run) == ["a53", "m4"]
+    assert pareto.pareto_front(run).target == "a53"
