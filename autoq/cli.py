@@ -13,6 +13,7 @@ import typer
 
 from pathlib import Path
 
+from autoq import cli_help
 from autoq.errors import UserError
 from autoq.limits import MAX_CLASSES, MAX_EPOCHS, MAX_INPUT_SIDE, MAX_SEED, MAX_THREADS, MAX_WORKERS
 from autoq.tf_env import set_quiet_env
@@ -25,19 +26,34 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,          # plain help: fast, no Rich markdown import (autoq/cli_help.py)
+    cls=cli_help.Group,
+    context_settings=cli_help.CONTEXT_SETTINGS,
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from autoq import __version__
+
+        typer.echo(f"autoq {__version__}")
+        raise typer.Exit()
 
 
 @app.callback()
 def _root(
-    version: bool = typer.Option(False, "--version", help="Print the version and exit.", is_eager=True),
+    version: bool = typer.Option(False, "--version", help="Print the version and exit.", is_eager=True,
+                                 callback=_print_version, expose_value=False),
 ) -> None:
     """autoq: mixed-precision quantization search for CNNs on embedded boards."""
-    if version:
-        from autoq import __version__
 
-        typer.echo(__version__)
-        raise typer.Exit()
+
+def _wide_console():
+    """A console at least 160 columns wide: the front tables (11 columns, VGG-7's 8-digit flash)
+    must not be cut to a narrow terminal or to a pipe's default 80 columns."""
+    from rich.console import Console
+
+    return Console(width=max(Console().width, 160))
 
 
 def _print_json(obj) -> None:
@@ -179,7 +195,8 @@ def cost_cmd(
     preset: Optional[str] = typer.Option(None, "--preset", "-p", help="Named quantization preset."),
     config: Optional[str] = typer.Option(None, "--config", "-c", help="QuantConfig JSON file."),
     plan: Optional[str] = typer.Option(None, "--plan", help="Cost a stored LayerPlan JSON instead (no TensorFlow)."),
-    input_shape: Optional[str] = typer.Option(None, "--input-shape", help="H,W,C (default 28,28,1 for lenet5, else 32,32,3)."),
+    input_shape: Optional[str] = typer.Option(None, "--input-shape", help="H,W,C (default: the input of the model's shipped search space, "
+                                                 "e.g. 8,8,1 for lenet5; else the model's reference input)."),
     num_classes: int = typer.Option(10, "--num-classes"),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output (plan + cost report)."),
 ) -> None:
@@ -239,7 +256,9 @@ def _plan_for(model, preset, config, input_shape, num_classes):
         raise UserError("cost: --model is required (the config names no model)")
     if preset is not None:
         qconfig = make_preset(preset, model)
-    shape = _parse_shape(input_shape) if input_shape else ((28, 28, 1) if model == "lenet5" else (32, 32, 3))
+    from autoq.space import shipped_input_shape
+
+    shape = _parse_shape(input_shape) if input_shape else shipped_input_shape(model)
     from autoq.models.zoo import build_model
     from autoq.plan import plan_from_model
 
@@ -259,7 +278,8 @@ def calibrate_cmd(
     base: Optional[str] = typer.Option(None, "--base", help="Profile (id, .yaml, or host measurement .csv) to derive the kinds the CSV lacks from."),
     counts: Optional[str] = typer.Option(None, "--counts", help="Instruction counts CSV (kernels/bench/results/icount_qemu.csv): the CSV's rows then only fit the board's ns/instruction against our ref kernels, and every kind is priced from our opt kernels' counts (the shipped boards)."),
     variant: Optional[str] = typer.Option(None, "--variant", help="Kernel variant rows to fit (default: host bench 'opt'; CSV: first row's)."),
-    out: Optional[str] = typer.Option(None, "--out", "-o", help="Output .yaml (default hw_models/<target>.yaml)."),
+    out: Optional[str] = typer.Option(None, "--out", "-o", metavar="FILE.yaml",
+                                      help="Output .yaml (default hw_models/<target>.yaml)."),
     quick: bool = typer.Option(False, "--quick", help="Small grid and few repetitions (a smoke test, not a calibration)."),
     save_csv: Optional[str] = typer.Option(None, "--save-csv", help="Also write the host measurements to this CSV."),
     ops: bool = typer.Option(True, "--ops/--no-ops", help="Host: also time the non-kernel ops (BatchNorm, ReLU, pooling, adds, input quantize/pack) in exported C programs (needs gcc and TensorFlow)."),
@@ -333,9 +353,8 @@ def pareto_cmd(
     if as_json:
         typer.echo(pareto.dumps(pf))
         return
-    from rich.console import Console
 
-    console = Console(width=max(Console().width, 120))   # piped output: do not truncate the columns
+    console = _wide_console()
     for table in pareto.render_table(pf):
         console.print(table)
     if pf.skipped:
@@ -346,7 +365,8 @@ def pareto_cmd(
 def export_cmd(
     run: str = typer.Argument(..., help="Run folder written by `autoq search` (runs/NAME) or its study.db."),
     trial: int = typer.Option(..., "--trial", "-n", help="Trial number (see `autoq pareto`)."),
-    target: str = typer.Option(..., "--target", "-t", help="Profile id or YAML of the board."),
+    target: Optional[str] = typer.Option(None, "--target", "-t",
+                                         help="Profile id or YAML of the board (default: the search's first target)."),
     out: str = typer.Option(..., "--out", "-o", help="Output folder."),
     force: bool = typer.Option(False, "--force",
                                help="Export even if the model does not fit the target, or into a non-empty folder."),
@@ -358,7 +378,9 @@ def export_cmd(
     """Write model.onnx, model.qbin, model.h/model.c, manifest.json and the .keras model, verified against Keras."""
     _check_range("--trial", trial, 0, 10**9)
     from autoq.export.exporter import export_trial
+    from autoq.pareto import run_targets
 
+    target = target or run_targets(run)[0]
     result = export_trial(run, trial, target, out, force=force, data_path=data_path, emit_c=not skip_c,
                           c_variant=c_kernels)
     for line in result.summary_lines():
@@ -417,7 +439,8 @@ def search_cmd(
     seed: Optional[int] = typer.Option(None, "--seed", help="Sampler and training seed (default: the space's)."),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Fine-tuning epochs per trial (overrides the space)."),
     data: Optional[str] = typer.Option(None, "--data", help="A .npz (x_train, y_train, x_test, y_test) replacing the space's data source."),
-    no_progress: bool = typer.Option(False, "--no-progress", help="No live display (logs only)."),
+    no_progress: bool = typer.Option(False, "--no-progress", help="No live display: one line per finished "
+                                     "trial (also when stdout is not a terminal)."),
 ) -> None:
     """Search per-layer quantization: Optuna study in OUT/study.db, thesis presets first, Pareto front at the end."""
     _check_range("--workers", workers, 1, MAX_WORKERS)
@@ -427,18 +450,27 @@ def search_cmd(
 
     from autoq.search import run_search
     from autoq.search.command import front_tables, options_from_cli, result_line
-    from autoq.search.progress import LiveProgress
+    from autoq.search.progress import LiveProgress, TrialLines
+
+    from autoq.search.study import check_run_folder
 
     opts = options_from_cli(space, budget, target, targets, sampler, backend, workers, address, out,
                             resume, force, seed, epochs, data)
+    check_run_folder(opts.out_dir, opts.resume, opts.force)   # refuse before announcing anything
+    console = Console(soft_wrap=True)   # a log line stays one line in a pipe's 80 columns
     from rich.markup import escape
 
-    console = Console()
-    console.print(escape(f"search {opts.space.name}: {opts.space.model} on {opts.space.dataset}, targets "
-                         f"{', '.join(opts.targets)}, budget {opts.budget}, sampler {opts.sampler}, backend "
-                         f"{opts.backend}, run folder {opts.out_dir}"))
-    if no_progress:
-        result = run_search(opts)
+    from autoq.data import dataset_label
+
+    data = dataset_label(opts.space.dataset, opts.space.data_path)
+    screen = f"screen {opts.space.screen.epochs}" if opts.space.screen else "no screen"
+    console.print(escape(f"search {opts.space.name}: {opts.space.model} on {data}, targets "
+                         f"{', '.join(opts.targets)}, budget {opts.budget}, {opts.epochs} epochs ({screen}), sampler "
+                         f"{opts.sampler}, backend {opts.backend}, run folder {opts.out_dir}"))
+    if no_progress or not console.is_terminal:   # a log file, CI: one line per finished trial
+        console.print("loading the data and the float baseline (trained once, then cached), then the trials")
+        lines = TrialLines(opts.budget, lambda line: console.print(line, highlight=False, markup=False))
+        result = run_search(opts, on_trial=lines.update)
     else:
         with LiveProgress(opts.budget, console) as live:
             result = run_search(opts, on_trial=live.update)
@@ -446,7 +478,7 @@ def search_cmd(
     console.print(result_line(result))
     if result.done:
         for table in front_tables(opts.out_dir, opts.targets):
-            console.print(table)
+            _wide_console().print(table)
         console.print(escape(f"per-layer configs, CSV, HTML: autoq pareto {opts.out_dir}"))
     if result.interrupted:
         console.print(escape(f"continue with: autoq search --space {space} --budget {budget} --out {opts.out_dir} "
@@ -459,33 +491,38 @@ def search_cmd(
 
 @app.command("models")
 def models_cmd(
-    input_shape: str = typer.Option("32,32,3", "--input-shape", help="H,W,C of the input."),
+    input_shape: Optional[str] = typer.Option(
+        None, "--input-shape", help="H,W,C of the input (default: each model's reference input, where its "
+                                    "published parameter count holds: 32,32,1 for lenet5, else 32,32,3)."),
     classes: int = typer.Option(10, "--classes", help="Number of classes."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """List the model zoo: parameters (conv/dense weights + biases), MACs, compute layers."""
     _check_range("--classes", classes, 1, MAX_CLASSES)
-    from autoq.models import MODELS, PUBLISHED_PARAMS, build_model, model_stats
+    from autoq.models import MODELS, PUBLISHED_PARAMS, REFERENCE_INPUT, build_model, model_stats
 
-    shape = _parse_shape(input_shape)
+    given = _parse_shape(input_shape) if input_shape else None
     rows = []
     for name, info in MODELS.items():
+        shape = given or REFERENCE_INPUT.get(name, (32, 32, 3))
         stats = model_stats(build_model(name, shape, classes))
-        published = PUBLISHED_PARAMS.get(name) if shape == (32, 32, 3) and classes == 10 else None
-        rows.append({"name": name, "params": stats["params"], "macs": stats["macs"],
+        at_reference = shape == REFERENCE_INPUT.get(name, (32, 32, 3)) and classes == 10
+        published = PUBLISHED_PARAMS.get(name) if at_reference else None
+        rows.append({"name": name, "input_shape": list(shape), "params": stats["params"], "macs": stats["macs"],
                      "layers": stats["layers"], "published_params": published,
                      "recipe": info.recipe, "summary": info.summary})
     if as_json:
-        _print_json({"input_shape": list(shape), "classes": classes, "models": rows})
+        _print_json({"input_shape": list(given) if given else None, "classes": classes, "models": rows})
         return
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"autoq models ({shape[0]}x{shape[1]}x{shape[2]}, {classes} classes)")
-    for col in ("name", "params", "MACs", "layers", "published", "recipe"):
+    table = Table(title=f"autoq models ({classes} classes)")
+    for col in ("name", "input", "params", "MACs", "layers", "published", "recipe"):
         table.add_column(col, justify="left" if col in ("name", "recipe") else "right", no_wrap=True)
     for r in rows:
-        table.add_row(r["name"], f"{r['params']:,}", f"{r['macs']:,}", str(r["layers"]),
+        table.add_row(r["name"], "x".join(map(str, r["input_shape"])), f"{r['params']:,}", f"{r['macs']:,}",
+                      str(r["layers"]),
                       f"{r['published_params']:,}" if r["published_params"] else "-", r["recipe"])
     Console().print(table)
 
@@ -565,8 +602,9 @@ def bench_kernels_cmd(
     reps: int = typer.Option(20, "--reps", help="Timed calls per record (after 3 warm-up calls)."),
     as_json: bool = typer.Option(False, "--json", help="JSON records instead of CSV."),
 ) -> None:
-    """Time the compiled C kernels here (single thread); prints the measurements CSV
-    (kind,bits,variant,c_in,c_out,h,w,f,stride,pad,macs,ns_median,ns_min)."""
+    """Time the compiled C kernels here (single thread); prints the measurements CSV.
+
+    Columns: kind,bits,variant,c_in,c_out,h,w,f,stride,pad,macs,ns_median,ns_min."""
     _check_range("--reps", reps, 1, 100_000)
     from autoq import kernels
 
@@ -584,6 +622,9 @@ def bench_kernels_cmd(
     typer.echo(",".join(kernels.BenchRecord.FIELDS))
     for r in rows:
         typer.echo(",".join(f"{r[f]:.0f}" if f.startswith("ns_") else str(r[f]) for f in kernels.BenchRecord.FIELDS))
+
+
+cli_help.use_conventions(app)
 
 
 def main(argv: list[str] | None = None) -> None:

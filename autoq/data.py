@@ -364,13 +364,26 @@ def load_cifar10(seed: int = 0) -> Dataset:
     return _assemble("cifar10", xtr, ytr, xte, yte, seed, str(folder))
 
 
+def dataset_label(name: str, data_path: str | Path | None = None) -> str:
+    """The one label of a data set (headers, result.json, cache folders, .qbin metadata): the
+    file's stem when the data come from a .npz (``--data FILE.npz``, ``data_path``, or
+    ``dataset: FILE.npz``), else the data set's name."""
+    if data_path is not None:
+        return Path(data_path).stem
+    return Path(name).stem if str(name).endswith(".npz") else name
+
+
 def load_dataset(name: str, data_path: str | Path | None = None, seed: int = 0) -> Dataset:
     """Load data set ``name`` (see DATASETS); ``data_path`` (.npz) overrides the source.
 
+    ``name`` may itself be a .npz path. A data set read from a file is labelled by the file
+    (:func:`dataset_label`), never by the name it replaces.
     ``seed`` only chooses the deterministic validation split (and the synthetic data).
     """
+    if data_path is None and str(name).endswith(".npz"):
+        data_path = name
     if data_path is not None:
-        return load_npz(data_path, name=name, seed=seed)
+        return load_npz(data_path, name=dataset_label(name, data_path), seed=seed)
     if name == "digits":
         return load_digits(seed)
     if name == "synthetic":

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import html
 import io
 import json
 import logging
@@ -104,6 +103,9 @@ class TrialPoint:
     layers: list[dict]               # per compute layer: name, op, kind, bits, quantizer labels
     weights_path: str | None = None
     rank: int = -1                   # non-dominated sorting rank; 0 = on the front
+    preset: str | None = None        # the thesis preset the trial evaluated, if any
+    relu_slope: str = "1"            # ReLU slope(s) after the hidden layers (BC-2.x fix): "1", "0.125", "mixed ..."
+    shortcut: str = "-"              # residual shortcut policy (quantized | float | removed); "-": no shortcuts
 
     @property
     def on_front(self) -> bool:
@@ -226,6 +228,31 @@ def _layer_rows(config: dict, plan: dict) -> list[dict]:
     return rows
 
 
+def _slope_label(config: dict, plan: dict) -> str:
+    """The ReLU slope after every hidden compute layer: one value, or 'mixed a/b' when they differ."""
+    names = [e["name"] for e in plan.get("layers", [])][:-1]      # the last layer gives logits, no ReLU
+    try:
+        from autoq.config import QuantConfig
+
+        qc = QuantConfig.from_dict(config)
+        slopes = [float(qc.for_layer(n).relu_slope) for n in names]
+    except Exception:  # noqa: BLE001 -- a stale config must not hide the whole front
+        slopes = [float((config.get("default") or {}).get("relu_slope", 1.0))]
+    distinct = sorted(set(slopes), reverse=True) or [1.0]
+    text = "/".join(f"{v:g}" for v in distinct)
+    return text if len(distinct) == 1 else f"mixed {text}"
+
+
+def _shortcut_label(config: dict) -> str:
+    from autoq.models.names import quant_layer_names
+
+    try:
+        has_shortcuts = any(n.endswith("_shortcut") for n in quant_layer_names(config.get("model", "")))
+    except Exception:  # noqa: BLE001 -- unknown model name in an old study
+        has_shortcuts = False
+    return str(config.get("shortcut", "-")) if has_shortcuts else "-"
+
+
 def _cost_dict(report: Any) -> dict:
     """A CostReport (dataclass or dict) as a plain dict."""
     if isinstance(report, dict):
@@ -288,7 +315,8 @@ def load_points(study, target: str, estimator: Callable[[dict], dict] | None = N
             latency_ms=float(cost["latency_ms"]), flash_bytes=int(cost["flash_bytes"]),
             peak_ram_bytes=int(cost["peak_ram_bytes"]), fits=bool(cost["fits"]), cost_source=source,
             config=config, layers=_layer_rows(config, plan or {}),
-            weights_path=attrs.get("weights_path")))
+            weights_path=attrs.get("weights_path"), preset=attrs.get("preset"),
+            relu_slope=_slope_label(config, plan or {}), shortcut=_shortcut_label(config)))
     return points, skipped
 
 
@@ -348,6 +376,19 @@ def _study_objectives(study) -> list[str]:
     return [n["name"] if isinstance(n, dict) else n for n in names]
 
 
+def _targets_of(study, study_path) -> list[str]:
+    targets = study.user_attrs.get("targets") or []
+    if not targets:
+        raise UserError(f"{study_path}: the study records no targets; pass --target")
+    return list(targets)
+
+
+def run_targets(run: str | Path) -> list[str]:
+    """The targets a search ran for (the default --target of pareto and export)."""
+    study_path = resolve_study_path(run)
+    return _targets_of(_load_study(study_path), study_path)
+
+
 def pareto_front(run: str | Path, target: str | None = None, objectives: Sequence[str] | None = None,
                  only_fitting: bool = False, recost: bool = False,
                  estimator: Callable[[dict], dict] | None = None) -> ParetoFront:
@@ -361,11 +402,7 @@ def pareto_front(run: str | Path, target: str | None = None, objectives: Sequenc
     """
     study_path = resolve_study_path(run)
     study = _load_study(study_path)
-    targets = study.user_attrs.get("targets") or []
-    if target is None:
-        if not targets:
-            raise UserError(f"{study_path}: the study records no targets; pass --target")
-        target = targets[0]
+    target = target or _targets_of(study, study_path)[0]
     objs = [objective(n) for n in (objectives or _study_objectives(study))]
     points, skipped = load_points(study, target, estimator=estimator, recost=recost)
     if only_fitting:
@@ -386,14 +423,22 @@ def pareto_front(run: str | Path, target: str | None = None, objectives: Sequenc
 
 # --- renderers -------------------------------------------------------------------------------
 
-_COLUMNS = ("trial", "val_acc", "test_acc", "latency_ms", "flash_bytes", "peak_ram_bytes", "fits",
-            "cost_source")
+_COLUMNS = ("trial", "preset", "val_acc", "test_acc", "latency_ms", "flash_bytes", "peak_ram_bytes", "fits",
+            "relu_slope", "shortcut", "cost_source")
 
 
 def _row(p: TrialPoint) -> dict:
-    return {"trial": p.number, "val_acc": p.val_acc, "test_acc": p.test_acc, "latency_ms": p.latency_ms,
-            "flash_bytes": p.flash_bytes, "peak_ram_bytes": p.peak_ram_bytes, "fits": p.fits,
-            "cost_source": p.cost_source}
+    return {"trial": p.number, "preset": p.preset, "val_acc": p.val_acc, "test_acc": p.test_acc,
+            "latency_ms": p.latency_ms, "flash_bytes": p.flash_bytes, "peak_ram_bytes": p.peak_ram_bytes,
+            "fits": p.fits, "relu_slope": p.relu_slope, "shortcut": p.shortcut, "cost_source": p.cost_source}
+
+
+def _rounded(value: Any) -> Any:
+    """CSV cells: floats to 4 significant digits (accuracy 0.9721: one image of digits' 179 is
+    0.0056; latency 74.32 ms, 0.02871 ms), integers and text unchanged."""
+    if isinstance(value, float):
+        return float(f"{value:.4g}")
+    return "" if value is None else value
 
 
 def front_to_dict(pf: ParetoFront, all_trials: bool = False) -> dict:
@@ -416,13 +461,25 @@ def write_csv(pf: ParetoFront, path: str | Path) -> Path:
     writer = csv.writer(buf)
     writer.writerow([*_COLUMNS, "rank", "on_front", "layers"])
     for p in sorted(pf.points, key=lambda p: (p.rank, -p.val_acc)):
-        writer.writerow([*_row(p).values(), p.rank, p.on_front, _layers_summary(p)])
+        writer.writerow([*map(_rounded, _row(p).values()), p.rank, p.on_front, _layers_summary(p)])
     return atomic_write_text(path, buf.getvalue())
 
 
 def _layers_summary(p: TrialPoint) -> str:
     """'conv1=f32 w:float a:float; conv2=xnor w:bc a:sign ...' (one line per trial)."""
     return "; ".join(f"{r['name']}={r['kind']} w:{r['weight']} a:{r['activation']}" for r in p.layers)
+
+
+FRONT_HEADERS = ("trial", "preset", "val acc", "test acc", "latency ms", "flash B", "peak RAM B", "fits",
+                 "ReLU slope", "shortcut", "costs")
+_LEFT_COLUMNS = ("preset", "fits", "ReLU slope", "shortcut", "costs")
+
+
+def front_cells(p: TrialPoint) -> list[str]:
+    """One front row as text, in FRONT_HEADERS order (the table and the HTML report)."""
+    return [str(p.number), p.preset or "-", f"{p.val_acc:.4f}", "-" if p.test_acc is None else f"{p.test_acc:.4f}",
+            f"{p.latency_ms:.3f}", f"{p.flash_bytes:,}", f"{p.peak_ram_bytes:,}", "yes" if p.fits else "NO",
+            p.relu_slope, p.shortcut, p.cost_source]
 
 
 def render_table(pf: ParetoFront):
@@ -433,12 +490,10 @@ def render_table(pf: ParetoFront):
     title = (f"Pareto front of {escape(pf.study_name)} on {escape(pf.target)}: {len(pf.front)} of {len(pf.points)} "
              f"trials, hypervolume {pf.hypervolume:.4f}")
     table = Table(title=title)
-    for col in ("trial", "val acc", "test acc", "latency ms", "flash B", "peak RAM B", "fits", "costs"):
-        table.add_column(col, justify="right" if col not in ("fits", "costs") else "left")
+    for col in FRONT_HEADERS:
+        table.add_column(col, justify="right" if col not in _LEFT_COLUMNS else "left", no_wrap=True)
     for p in pf.front:
-        table.add_row(str(p.number), f"{p.val_acc:.4f}", "-" if p.test_acc is None else f"{p.test_acc:.4f}",
-                      f"{p.latency_ms:.3f}", f"{p.flash_bytes:,}", f"{p.peak_ram_bytes:,}",
-                      "yes" if p.fits else "NO", p.cost_source)
+        table.add_row(*front_cells(p))
     out = [table]
     for p in pf.front:
         lt = Table(title=f"trial {p.number}: per-layer configuration", title_justify="left")
@@ -451,73 +506,11 @@ def render_table(pf: ParetoFront):
     return out
 
 
-_HTML_STYLE = """body{font-family:sans-serif;margin:1.5em;color:#222}
-table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #ccc;padding:2px 8px;
-font-size:13px;text-align:right}th{background:#f2f2f2}td.l{text-align:left}h2{margin-top:1.5em}"""
-
-
-def _html_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], left: Sequence[int] = ()) -> str:
-    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in headers)
-    body = "".join("<tr>" + "".join(
-        f"<td{' class=l' if i in left else ''}>{html.escape(str(v))}</td>" for i, v in enumerate(r)) + "</tr>"
-        for r in rows)
-    return f"<table><tr>{head}</tr>{body}</table>"
-
-
 def write_html(pf: ParetoFront, path: str | Path) -> Path:
-    """A self-contained offline report: plotly.js embedded, no network access needed.
+    """The self-contained HTML report (autoq/pareto_html.py)."""
+    from autoq.pareto_html import write_html as write
 
-    Scatter of every trial (latency vs accuracy, marker size ~ flash, an x where the model does
-    not fit the target's memory), front points in red and
-    joined by a line; hovering shows the trial's metrics and per-layer configuration. Below: the
-    front table and each front point's per-layer configuration.
-    """
-    import plotly.graph_objects as go
-    import plotly.io as pio
-
-    def hover(p: TrialPoint) -> str:
-        layers = "<br>".join(f"{r['name']}: {r['kind']} w={r['weight']} a={r['activation']}" for r in p.layers)
-        return (f"trial {p.number}<br>val acc {p.val_acc:.4f}<br>latency {p.latency_ms:.3f} ms<br>"
-                f"flash {p.flash_bytes:,} B, peak RAM {p.peak_ram_bytes:,} B, fits: {p.fits}<br>{layers}")
-
-    flash_max = max([p.flash_bytes for p in pf.points] + [1])
-
-    def trace(points: list[TrialPoint], name: str, color: str, mode: str = "markers"):
-        return go.Scatter(
-            x=[p.latency_ms for p in points], y=[p.val_acc for p in points], mode=mode, name=name,
-            text=[hover(p) for p in points], hoverinfo="text",
-            marker={"color": color, "size": [8 + 14 * p.flash_bytes / flash_max for p in points],
-                    "symbol": ["circle" if p.fits else "x" for p in points],
-                    "line": {"width": 1, "color": "#333"}},
-            line={"color": color, "width": 1, "dash": "dot"})
-
-    others = [p for p in pf.points if not p.on_front]
-    front = sorted(pf.front, key=lambda p: p.latency_ms)
-    fig = go.Figure([trace(others, "other trials", "#9aa5b1"),
-                     trace(front, "Pareto front", "#d62728", mode="lines+markers")])
-    fig.update_layout(title=f"{pf.study_name}: accuracy vs latency on {pf.target} (marker size ~ flash, x = does not fit)",
-                      xaxis_title=f"predicted latency on {pf.target} (ms)", yaxis_title="validation accuracy",
-                      template="plotly_white", width=1000, height=560)
-    plot = pio.to_html(fig, include_plotlyjs=True, full_html=False, div_id="pareto-plot")
-    front_rows = [[p.number, f"{p.val_acc:.4f}", "-" if p.test_acc is None else f"{p.test_acc:.4f}",
-                   f"{p.latency_ms:.3f}", f"{p.flash_bytes:,}", f"{p.peak_ram_bytes:,}",
-                   "yes" if p.fits else "NO"] for p in pf.front]
-    parts = [f"<h1>autoq Pareto front: {html.escape(pf.study_name)} on {html.escape(pf.target)}</h1>",
-             f"<p>{len(pf.front)} front points of {len(pf.points)} finished trials; hypervolume "
-             f"{pf.hypervolume:.4f} (objectives {', '.join(o.name for o in pf.objectives)}, reference "
-             f"{pf.reference_point} after normalising costs by their maximum).</p>", plot,
-             "<h2>Front</h2>",
-             _html_table(["trial", "val acc", "test acc", "latency ms", "flash B", "peak RAM B", "fits"], front_rows)]
-    for p in pf.front:
-        parts.append(f"<h2>Trial {p.number}: per-layer configuration</h2>")
-        parts.append(_html_table(["layer", "op", "kind", "w bits", "a bits", "weight quantizer", "input quantizer"],
-                                 [[r["name"], r["op"], r["kind"], r["weight_bits"], r["act_bits"], r["weight"],
-                                   r["activation"]] for r in p.layers], left=(0, 1, 2, 5, 6)))
-    doc = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>autoq pareto {html.escape(pf.study_name)}"
-           f"</title><style>{_HTML_STYLE}</style></head><body>{''.join(parts)}</body></html>")
-    from autoq.fileio import atomic_write_text
-
-    return atomic_write_text(path, doc)
+    return write(pf, path)
 
 
 def dumps(pf: ParetoFront, all_trials: bool = False) -> str:

@@ -466,6 +466,12 @@ def parse_space(raw, source: str = "<dict>") -> SearchSpace:
     data_path = raw.get("data_path")
     if data_path is not None and not isinstance(data_path, str):
         raise ctx.fail("data_path", data_path, "a path string or null")
+    if dataset.endswith(".npz"):     # one label (the file's stem), the path kept once, in data_path
+        same = data_path is not None and (Path(data_path).expanduser().resolve()
+                                          == Path(dataset).expanduser().resolve())
+        if data_path is not None and not same:
+            raise ctx.fail("data_path", data_path, f"null or {dataset!r}: dataset already names a file")
+        dataset, data_path = Path(dataset).stem, dataset
     input_shape = _parse_input(ctx, raw.get("input"))
     training = _parse_training(ctx, raw.get("training") or {})
     targets = _parse_targets(ctx, raw.get("targets", ["m4"]))
@@ -755,3 +761,18 @@ def _parse_presets(ctx: _Ctx, value):
         if PRESETS is not None and p not in PRESETS:
             raise ctx.fail(f"presets[{i}]", p, ", ".join(PRESETS))
     return list(value)
+
+
+def shipped_input_shape(model: str) -> tuple[int, int, int]:
+    """The ``input`` of the first shipped search space for ``model`` (lenet5: digits' 8x8x1), else
+    the model's reference input (autoq.models.REFERENCE_INPUT): the default of `autoq cost`."""
+    import yaml
+
+    from autoq.models.zoo import REFERENCE_INPUT
+    from autoq.resources import resource_dir
+
+    for path in sorted(resource_dir("search_spaces").glob("*.yaml")):
+        raw = yaml.safe_load(path.read_text()) or {}
+        if isinstance(raw, dict) and raw.get("model") == model and raw.get("input"):
+            return tuple(int(v) for v in raw["input"])  # type: ignore[return-value]
+    return REFERENCE_INPUT.get(model, (32, 32, 3))

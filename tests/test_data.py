@@ -112,3 +112,23 @@ def test_cifar10_from_keras_cache_layout(tmp_path, monkeypatch):
 def test_unknown_dataset_lists_known():
     with pytest.raises(UserError, match="known:.*digits"):
         load_dataset("imagenet")
+
+
+def test_a_data_set_read_from_a_file_is_labelled_by_the_file(tmp_path):
+    from autoq.data import dataset_label
+    from autoq.space import parse_space
+
+    rng = np.random.default_rng(0)
+    path = tmp_path / "my_scans.npz"
+    np.savez(path, x_train=rng.random((20, 8, 8)), y_train=np.arange(20) % 2, x_test=rng.random((6, 8, 8)),
+             y_test=np.arange(6) % 2)
+    assert dataset_label("cifar10", path) == "my_scans" and dataset_label("digits") == "digits"
+    assert load_dataset("cifar10", data_path=path).name == "my_scans"     # never the name it replaces
+    assert load_dataset(str(path)).name == "my_scans"                       # dataset: FILE.npz
+    layers = [{"select": "all", "weight": [None, "bc"]}]
+    sp = parse_space({"model": "tiny", "dataset": str(path), "layers": layers})
+    assert (sp.dataset, sp.data_path) == ("my_scans", str(path))            # one stem, the path once
+    sp = parse_space({"model": "tiny", "dataset": "cifar10", "data_path": str(path), "layers": layers})
+    assert dataset_label(sp.dataset, sp.data_path) == "my_scans"
+    with pytest.raises(UserError, match="data_path"):
+        parse_space({"model": "tiny", "dataset": str(path), "data_path": "other.npz", "layers": layers})

@@ -4,7 +4,7 @@ import pytest
 
 from autoq.config import PRESETS, QuantConfig, preset
 from autoq.errors import UserError
-from autoq.models import MODELS, PUBLISHED_PARAMS, build_model, layer_names, model_stats
+from autoq.models import MODELS, PUBLISHED_PARAMS, REFERENCE_INPUT, build_model, layer_names, model_stats
 from autoq.models.names import quant_layer_names
 
 
@@ -13,10 +13,27 @@ def _compute(model):
 
 
 @pytest.mark.parametrize("name", sorted(PUBLISHED_PARAMS))
-def test_published_parameter_counts_32x32x3(name):
-    model = build_model(name, (32, 32, 3), 10)
+def test_published_parameter_counts(name):
+    model = build_model(name, REFERENCE_INPUT.get(name, (32, 32, 3)), 10)
     assert model_stats(model)["params"] == PUBLISHED_PARAMS[name]
     assert [layer.name for layer in _compute(model)] == quant_layer_names(name)
+
+
+def _paddings(model):
+    return [layer.padding for layer in _compute(model) if hasattr(layer, "padding")]
+
+
+def test_lenet5_is_lecuns_at_32x32_and_28x28_and_compact_on_digits():
+    at32 = build_model("lenet5", (32, 32, 1), 10)
+    at28 = build_model("lenet5", (28, 28, 1), 10)
+    assert model_stats(at32)["params"] == model_stats(at28)["params"] == 61_706
+    assert _paddings(at32) == ["valid", "valid"] and _paddings(at28) == ["same", "valid"]
+    assert at28.get_layer("fc1").kernel.shape == (400, 120)      # 5x5x16 before fc1, as LeCun's
+    # the documented variant for inputs too small for a valid conv2: unchanged digits default
+    digits = build_model("lenet5", (8, 8, 1), 10)
+    assert _paddings(digits) == ["same", "same"]
+    assert digits.get_layer("fc1").kernel.shape == (64, 120)
+    assert model_stats(digits)["params"] == 156 + 2416 + 64 * 120 + 120 + 84 * 121 + 850
 
 
 def test_bypass_variant_has_same_params_and_adds():

@@ -259,29 +259,134 @@ def _png_pixels(data: bytes) -> np.ndarray:
     return out.reshape(height, width, channels)[:, :, :3]
 
 
-def _chromium() -> str | None:
-    return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+def _chromium() -> str:
+    browser = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    assert browser, "chromium is required for the HTML report test (Debian package `chromium`, in .ci/run)"
+    return browser
 
 
-def test_html_report_offline_and_rendered_in_headless_chromium(run_dir, tmp_path):
+def _chromium_flags(tmp_path) -> list[str]:
+    return [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
+            "--hide-scrollbars", "--virtual-time-budget=10000", "--window-size=1250,1400"]
+
+
+# trial 5 repeats trial 1's objectives exactly (e.g. the same config reached twice): it overlaps
+OVERLAPPING = [*TRIALS, TRIALS[1]]
+
+
+def _brute_force_front(pairs):
+    return {i for i, (x, y) in enumerate(pairs)
+            if not any(a <= x and b <= y and (a < x or b < y) for a, b in pairs)}
+
+
+def test_each_pair_of_objectives_gets_its_own_front(run_dir):
+    from autoq.pareto_html import pair_panels
+
     pf = pareto.pareto_front(run_dir)
+    panels = pair_panels(pf)
+    assert [(pn.x.name, pn.y.name) for pn in panels] == [("latency", "accuracy"), ("flash", "accuracy"),
+                                                         ("latency", "flash")]
+    for pn in panels:
+        pairs = [(pn.x.minimised(p), pn.y.minimised(p)) for p in pf.points]
+        expected = {pf.points[i].number for i in _brute_force_front(pairs)}
+        assert {p.number for p in pn.front} == expected, (pn.x.name, pn.y.name)
+        xs = [pn.value(p, "x") for p in pn.front]
+        assert xs == sorted(xs)
+    # latency vs accuracy alone: 4 (0.99 at 20 ms), 0 (0.98, 12 ms), 1, 2 -- but not 3 (dominated by 1)
+    assert [p.number for p in panels[0].front] == [2, 1, 0, 4]
+
+
+def test_overlapping_trials_get_distinct_markers(tmp_path):
+    run = tmp_path / "runs" / "dup"
+    run.mkdir(parents=True)
+    make_study(run / "study.db", trials=OVERLAPPING)
+    from autoq.pareto_html import pair_panels
+
+    pf = pareto.pareto_front(run)
+    for pn in pair_panels(pf):
+        assert pn.markers[1] != pn.markers[5]          # same coordinates: another symbol and size
+        assert pn.markers[1][1] > pn.markers[5][1]     # the later one is drawn smaller, on top
+        assert pn.markers[0][1] == pn.markers[2][1]    # trials alone at their point: the plain size
+        assert pn.labels[1] == "1, 5" and pn.labels[5] == ""   # one label for the group
+
+
+def test_html_report_offline_and_rendered_in_headless_chromium(tmp_path):
+    run = tmp_path / "runs" / "dup"
+    run.mkdir(parents=True)
+    make_study(run / "study.db", trials=OVERLAPPING)
+    pf = pareto.pareto_front(run)
     report = pareto.write_html(pf, tmp_path / "report.html")
     text = report.read_text()
     assert not re.findall(r"<script[^>]*\ssrc=", text)       # plotly.js embedded, nothing fetched
-    assert "Plotly.newPlot" in text
-    assert "trial 1: per-layer" not in text and "Trial 1: per-layer configuration" in text
-    browser = _chromium()
-    if browser is None:
-        pytest.skip("chromium not installed (Debian package `chromium`); the HTML was written but not rendered")
-    flags = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-             "--hide-scrollbars", "--virtual-time-budget=10000", "--window-size=1100,700"]
+    assert text.count("Plotly.newPlot") == 2                   # the pair panels and parallel coordinates
+    assert "Trial 1: per-layer configuration" in text and "<th>ReLU slope</th>" in text
+    flags = _chromium_flags(tmp_path)
     shot = tmp_path / "shot.png"
-    subprocess.run([*flags, f"--screenshot={shot}", report.as_uri()], check=True, capture_output=True, timeout=120)
+    subprocess.run([*flags, f"--screenshot={shot}", report.as_uri()], check=True, capture_output=True, timeout=180)
     pixels = _png_pixels(shot.read_bytes())
     assert pixels.std() > 10, "screenshot is blank"
-    red = (pixels[:, :, 0] > 180) & (pixels[:, :, 1] < 90) & (pixels[:, :, 2] < 90)   # front colour #d62728
-    assert red.sum() > 50, "no front points visible in the screenshot"
+    red = (pixels[:, :, 0] > 180) & (pixels[:, :, 1] < 90) & (pixels[:, :, 2] < 90)   # FRONT_COLOUR #d62728
+    width = pixels.shape[1]
+    for third in range(3):      # every pair panel shows its own front (markers and staircase)
+        assert red[:, third * width // 3:(third + 1) * width // 3].sum() > 50, f"no front drawn in panel {third}"
     dom = subprocess.run([*flags, "--dump-dom", report.as_uri()], check=True, capture_output=True, text=True,
-                         timeout=120).stdout
-    # plotly draws one <path class="point"> per marker: 4 front points + 1 other trial
-    assert len(re.findall(r'class="point"', dom)) == len(pf.points)
+                         timeout=180).stdout
+    for subplot in ('class="subplot xy"', 'class="subplot x2y2"', 'class="subplot x3y3"'):
+        assert subplot in dom, subplot
+    # one marker per trial in each of the 3 panels (the staircases are lines without markers)
+    assert len(re.findall(r'class="point"', dom)) == 3 * len(pf.points)
+    assert "parcoords" in dom and dom.count('class="axis-title"') >= 4   # trial + 3 objectives (+ RAM)
+
+
+def test_preset_relu_slope_and_shortcut_columns_and_rounded_csv(tmp_path):
+    from rich.console import Console
+
+    run = tmp_path / "runs" / "methods"
+    run.mkdir(parents=True)
+    storage = f"sqlite:///{run / 'study.db'}"
+    study = optuna.create_study(study_name="methods", storage=storage, directions=["maximize", "minimize", "minimize"])
+    study.set_user_attr("targets", ["m4"])
+    study.set_user_attr("objectives", ["accuracy", "latency", "flash"])
+    bc22 = _config({"name": "bc"})
+    bc22["default"]["relu_slope"] = 0.125                    # BC-2.2: every hidden ReLU at slope 1/8
+    mixed = _config({"name": "bc"})
+    mixed["layers"]["conv1"]["relu_slope"] = 0.1
+    resnet = {"model": "resnet20", "shortcut": "removed", "first_last_float": True,
+              "default": {"weight": {"name": "bc"}, "activation": None, "relu_slope": 1.0}, "layers": {}}
+    rows = [("bc-2.2", bc22, 0.97206703910614, 74.31939505599999, 9000),
+            ("bc", _config({"name": "bc"}), 0.96, 70.0, 9000),
+            (None, mixed, 0.95, 60.0, 8000), (None, resnet, 0.90, 50.0, 7000)]
+    for preset, config, acc, lat, flash in rows:
+        attrs = {"config": config, "plan": _plan("lut"), "status": "ok", "weights_path": "/x.keras",
+                 "metrics": {"val_acc": acc, "test_acc": acc, "train_seconds": 1.0},
+                 "costs": {"m4": {"latency_ms": lat, "flash_bytes": flash, "peak_ram_bytes": 100, "fits": True}}}
+        if preset:
+            attrs["preset"] = preset
+        study.add_trial(optuna.trial.create_trial(values=[acc, lat, flash], user_attrs=attrs))
+    pf = pareto.pareto_front(run)
+    by_trial = {p.number: p for p in pf.points}
+    assert (by_trial[0].preset, by_trial[0].relu_slope, by_trial[0].shortcut) == ("bc-2.2", "0.125", "-")
+    assert (by_trial[1].preset, by_trial[1].relu_slope) == ("bc", "1")
+    assert by_trial[2].relu_slope == "0.1"                    # conv1, the only hidden layer, at 0.1
+    three = {"layers": [{"name": "conv1"}, {"name": "conv2"}, {"name": "fc"}]}
+    mixed["layers"]["conv2"] = {"relu_slope": 1.0}
+    assert pareto._slope_label(mixed, three) == "mixed 1/0.1"
+    assert by_trial[3].shortcut == "removed"
+    console = Console(record=True, width=200)
+    console.print(pareto.render_table(pf)[0])
+    text = console.export_text()
+    assert "preset" in text and "ReLU slope" in text and "shortcut" in text
+    assert re.search(r"│\s+0 │ bc-2\.2\s+│\s+0\.9721 .*│ 0\.125\s+│ -\s+│", text), text
+    csv_rows = list(csv.DictReader(pareto.write_csv(pf, tmp_path / "t.csv").open()))
+    first = next(r for r in csv_rows if r["trial"] == "0")
+    assert first["val_acc"] == "0.9721" and first["latency_ms"] == "74.32" and first["preset"] == "bc-2.2"
+    assert first["relu_slope"] == "0.125" and next(r for r in csv_rows if r["trial"] == "2")["preset"] == ""
+
+
+def test_run_targets_give_the_default_target_of_pareto_and_export(tmp_path):
+    run = tmp_path / "runs" / "two"
+    run.mkdir(parents=True)
+    make_study(run / "study.db", targets=("a53", "m4"))
+    assert pareto.run_targets(run) == ["a53", "m4"]
+    assert pareto.pareto_front(run).target == "a53"

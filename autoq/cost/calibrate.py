@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from autoq.cost.fit import choose_coefficients, fit_best_block, fit_coefficients, leave_group_out_mape, mape
+from autoq.cost.fit import choose_coefficients, fit_best_block, leave_group_out_mape, mape
 from autoq.cost.measurements import Measurement, MeasurementFile, read_measurements
 from autoq.cost.model import layer_latency_ns
 from autoq.cost.profile import HardwareProfile, KernelCost, load_profile, profiles_dir

@@ -10,16 +10,17 @@ gives logits). The ReLU is dropped (``relu=False``) when the layer that consumes
 has a *signed* input quantizer (BNN: sign(relu(x)) would always be +1). Kernels whose
 quantizer asks for it (``clip_weights``) get a [-1, 1] constraint (BinaryConnect).
 
-Parameter counts (conv/dense weights + biases, BatchNorm excluded) for 32x32x3 inputs and 10
-classes equal the published ones: VGG-7 12,976,266; ResNet-20 271,690; ResNet-32 465,674;
+Parameter counts (conv/dense weights + biases, BatchNorm excluded) for 32x32x3 inputs (LeNet-5:
+32x32x1) and 10 classes equal the published ones: LeNet-5 61,706; VGG-7 12,976,266; ResNet-20 271,690; ResNet-32 465,674;
 SqueezeNet 727,626 (methods.md section 3).
 
 Other input shapes: the architectures are unchanged; every conv and pooling layer uses
 ``padding="same"``, so any H, W >= 8 works (digits' 8x8x1 included): pooling halves the map
 (rounding up) down to 1x1 and the flatten size of VGG-7 / LeNet-5 follows the input
 (e.g. VGG-7 on 8x8: fc1 has 512 inputs instead of 8,192). ResNets and SqueezeNet end in global
-average pooling and do not depend on the input size. LeNet-5 uses ``same`` padding in both
-convs (28x28 -> 7x7x16 before fc1, as in common Keras LeNet-5 versions).
+average pooling and do not depend on the input size. LeNet-5 is LeCun's (61,706 parameters at
+32x32x1, and at 28x28x1 with conv1 ``same``), with a compact all-``same`` variant for inputs too
+small for it (digits' 8x8): see :func:`lenet5_padding`.
 """
 from __future__ import annotations
 
@@ -32,8 +33,10 @@ from autoq.models.names import MODEL_NAMES, RESNET_BLOCKS, quant_layer_names
 if TYPE_CHECKING:  # autoq.config imports autoq.models.names: avoid an import cycle
     from autoq.config import QuantConfig
 
-PUBLISHED_PARAMS = {"vgg7": 12_976_266, "resnet20": 271_690, "resnet32": 465_674,
+PUBLISHED_PARAMS = {"lenet5": 61_706, "vgg7": 12_976_266, "resnet20": 271_690, "resnet32": 465_674,
                     "squeezenet": 727_626}
+# The input at which PUBLISHED_PARAMS hold (LeCun's 32x32 grey images; CIFAR-10 for the rest).
+REFERENCE_INPUT = {"lenet5": (32, 32, 1)}
 
 
 @dataclass(frozen=True)
@@ -84,8 +87,8 @@ class _Builder:
         return {"kernel_quantizer": lq.weight, "input_quantizer": lq.activation, "name": name}
 
     # --- layers -----------------------------------------------------------------------
-    def conv(self, x, name, filters, kernel, strides=1, init="glorot_uniform"):
-        return self.q.QConv2D(filters, kernel, strides=strides, padding="same",
+    def conv(self, x, name, filters, kernel, strides=1, init="glorot_uniform", padding="same"):
+        return self.q.QConv2D(filters, kernel, strides=strides, padding=padding,
                               kernel_initializer=init, **self._kwargs(name))(x)
 
     def dense(self, x, name, units):
@@ -102,8 +105,9 @@ class _Builder:
                                   relu=not self.signed_input(consumer),
                                   name=name or f"{after}_act")(x)
 
-    def conv_bn_act(self, x, name, filters, kernel, consumer, strides=1, init="glorot_uniform"):
-        x = self.conv(x, name, filters, kernel, strides, init)
+    def conv_bn_act(self, x, name, filters, kernel, consumer, strides=1, init="glorot_uniform",
+                    padding="same"):
+        x = self.conv(x, name, filters, kernel, strides, init, padding)
         return self.act(self.bn(x, name), name, consumer)
 
     def pool(self, x, i, size=2, strides=2):
@@ -116,10 +120,25 @@ class _Builder:
 
 # --- architectures ------------------------------------------------------------------------
 
+def lenet5_padding(input_shape) -> tuple[str, str]:
+    """(conv1, conv2) padding of LeNet-5 for ``input_shape``.
+
+    LeCun's LeNet-5 has `valid` 5x5 convs on 32x32 images (16x5x5 before fc1: 61,706
+    parameters); the usual MNIST form pads conv1 (`same`) so that 28x28 gives the same 14x14
+    map before conv2 and the same 61,706 parameters. Inputs too small for a `valid` conv2
+    (a pooled map under 10x10, e.g. digits' 8x8) use the compact variant with `same` padding in
+    both convs (digits: 8x8 -> 4x4 -> 2x2x16, fc1 has 64 inputs)."""
+    side = min(int(input_shape[0]), int(input_shape[1]))
+    if side >= 32:
+        return "valid", "valid"
+    return ("same", "valid") if -(-side // 2) >= 10 else ("same", "same")
+
+
 def _lenet5(b: _Builder, inputs, num_classes):
-    x = b.conv_bn_act(inputs, "conv1", 6, 5, consumer="conv2")
+    pad1, pad2 = lenet5_padding(inputs.shape[1:])
+    x = b.conv_bn_act(inputs, "conv1", 6, 5, consumer="conv2", padding=pad1)
     x = b.pool(x, 1)
-    x = b.conv_bn_act(x, "conv2", 16, 5, consumer="fc1")
+    x = b.conv_bn_act(x, "conv2", 16, 5, consumer="fc1", padding=pad2)
     x = b.pool(x, 2)
     x = b.keras.layers.Flatten(name="flatten")(x)
     x = b.act(b.bn(b.dense(x, "fc1", 120), "fc1"), "fc1", "fc2")

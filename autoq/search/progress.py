@@ -1,6 +1,8 @@
-"""Live progress of a search: trials done / budget, front size, best accuracy at each cost,
-elapsed time and ETA. :func:`summarize` computes plain data (tested); :class:`LiveProgress`
-draws it with rich (refreshed after every trial and once a second for the clock)."""
+"""Progress of a search. On a terminal, a live display: trials done / budget, front size, best
+accuracy at each cost, elapsed time and ETA (:func:`summarize` computes plain data, tested;
+:class:`LiveProgress` draws it with rich, refreshed after every trial and once a second for the
+clock). Elsewhere (a log file, CI) or with --no-progress: :class:`TrialLines` prints one line per
+finished trial (number, status, accuracy, costs, time), built by :func:`trial_line`."""
 from __future__ import annotations
 
 import time
@@ -149,3 +151,55 @@ class LiveProgress:
         self._summary = summarize(study, self.budget, self.start)
         if self._live is not None:
             self._live.refresh()
+
+
+def _cost_text(name: str, value: float) -> str:
+    return f"{name} {value:,.0f}" if value >= 1000 else f"{name} {value:.4g}"
+
+
+def trial_line(trial, objective_names: list[str], done: int, budget: Budget) -> str:
+    """One line for a finished trial, e.g.
+    ``[3/16] trial 2 ok (preset bnn): accuracy 0.4190, latency@m4 30.68, flash@m4 7,436; 6.1 s``."""
+    a = trial.user_attrs
+    status = a.get("status") or trial.state.name.lower()
+    total = f"{budget.trials}" if budget.trials else _clock(budget.seconds)
+    head = f"[{done}/{total}] trial {trial.number} {status}"
+    notes = [f"preset {a['preset']}"] if a.get("preset") else []
+    if a.get("cached_from") is not None:
+        notes.append(f"cached from trial {a['cached_from']}")
+    if a.get("fidelity") == "screen":
+        notes.append("screen epochs only")
+    if notes:
+        head += f" ({', '.join(notes)})"
+    parts = []
+    if trial.values is not None:
+        parts.append(f"accuracy {trial.values[0]:.4f}")
+        parts += [_cost_text(n, v) for n, v in zip(objective_names[1:], trial.values[1:])]
+    if a.get("fail_reason"):
+        parts.append(str(a["fail_reason"]))
+    seconds = sum((a.get("timings") or {}).values()) if a.get("timings") else (
+        trial.duration.total_seconds() if trial.duration else None)
+    tail = "" if seconds is None else f"; {seconds:.1f} s"
+    return f"{head}: {', '.join(parts)}{tail}" if parts else head + tail
+
+
+class TrialLines:
+    """Plain progress: one printed line per finished trial, in trial-number order
+    (``on_trial`` callback, like :meth:`LiveProgress.update`). Trials finished before this
+    session (a resumed run) are not repeated."""
+
+    def __init__(self, budget: Budget, print_line):
+        self.budget = budget
+        self.print_line = print_line
+        self.started = time.time()
+        self._seen: set[int] = set()
+
+    def update(self, study) -> None:
+        names = study.user_attrs.get("objective_names") or ["accuracy"]
+        finished = [t for t in study.get_trials(deepcopy=False) if counted(t)]
+        new = [t for t in finished if t.number not in self._seen and not (
+            t.datetime_complete and t.datetime_complete.timestamp() < self.started)]
+        first = len(finished) - len(new) + 1
+        for i, t in enumerate(sorted(new, key=lambda t: t.number)):
+            self._seen.add(t.number)
+            self.print_line(trial_line(t, names, first + i, self.budget))

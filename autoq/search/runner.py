@@ -61,14 +61,16 @@ class SearchOptions:
         if self.epochs is None:
             self.epochs = self.space.epochs
         if self.space.screen and self.space.screen.epochs >= self.epochs:
-            raise UserError(f"--epochs {self.epochs}: must exceed the space's training.screen.epochs "
-                            f"({self.space.screen.epochs})")
+            # only a command-line --epochs gets here (the space's own epochs are checked when it is
+            # parsed): a screen as long as the training saves nothing, so --epochs 1 turns it off
+            log.info("--epochs %d <= training.screen.epochs %d of %s: no screening", self.epochs,
+                     self.space.screen.epochs, self.space.source)
+            self.space.screen = None
         self.cache_dir = Path(self.cache_dir or self.out_dir.parent / ".autoq-cache").resolve()
         sp = self.space  # absolute data paths: Ray workers may run elsewhere
-        if sp.data_path:
+        if sp.data_path:   # stored once, resolved, in the study's space (export reads it there)
             sp.data_path = str(Path(sp.data_path).expanduser().resolve())
-        if sp.dataset.endswith(".npz"):
-            sp.dataset = str(Path(sp.dataset).expanduser().resolve())
+            sp.raw = {**sp.raw, "data_path": sp.data_path}
         return self
 
 

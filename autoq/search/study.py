@@ -20,6 +20,7 @@ import os
 import re
 import shutil
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -195,6 +196,10 @@ def open_study(out_dir: Path, info: RunInfo, sampler, resume: bool, force: bool)
     study = optuna.create_study(storage=storage, study_name=info.name, sampler=sampler,
                                 directions=["maximize" if n == "accuracy" else "minimize"
                                             for n in info.objective_names])
+    # names optuna-dashboard (and study.trials_dataframe) show: "accuracy", "latency@m4 ms", "flash@m4 B"
+    with warnings.catch_warnings():   # experimental in Optuna since 3.2, stable in use
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names(metric_names(info.objective_names))
     study.set_user_attr("space", info.space_raw)
     study.set_user_attr("targets", info.targets)
     study.set_user_attr("objectives", info.objectives)
@@ -202,6 +207,14 @@ def open_study(out_dir: Path, info: RunInfo, sampler, resume: bool, force: bool)
     study.set_user_attr("training", info.training)
     study.set_user_attr("created", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
     return study
+
+
+_UNITS = {"accuracy": "", "latency": " ms", "flash": " B", "ram": " B"}
+
+
+def metric_names(objective_names: list[str]) -> list[str]:
+    """Objective names with their unit, for Optuna's metric names: latency@m4 -> 'latency@m4 ms'."""
+    return [n + _UNITS.get(n.split("@")[0], "") for n in objective_names]
 
 
 def _check_same_run(out_dir: Path, study, info: RunInfo) -> None:
