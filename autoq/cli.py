@@ -456,7 +456,7 @@ def search_cmd(
 
     opts = options_from_cli(space, budget, target, targets, sampler, backend, workers, address, out,
                             resume, force, seed, epochs, data)
-    check_run_folder(opts.out_dir, opts.resume, opts.force)   # refuse before announcing anything
+    check_run_folder(opts.out_dir, opts.resume, opts.force, create=False)   # refuse before announcing anything
     console = Console(soft_wrap=True)   # a log line stays one line in a pipe's 80 columns
     from rich.markup import escape
 

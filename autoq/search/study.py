@@ -163,8 +163,9 @@ def trials_in_run(out_dir: Path) -> int:
     return len(optuna.load_study(study_name=names[0], storage=storage).trials) if names else 0
 
 
-def check_run_folder(out_dir: Path, resume: bool, force: bool) -> bool:
-    """Refuse to overwrite a run silently; prove the folder writable. Returns: run exists."""
+def check_run_folder(out_dir: Path, resume: bool, force: bool, create: bool = True) -> bool:
+    """Refuse to overwrite a run silently; prove the folder writable (create=False: only the
+    refusals, nothing created -- the CLI's check before it announces the run). Returns: run exists."""
     exists = (out_dir / STUDY_FILE).exists()
     if resume and force:
         raise UserError("--resume and --force contradict each other: choose one")
@@ -173,6 +174,8 @@ def check_run_folder(out_dir: Path, resume: bool, force: bool) -> bool:
                         "continue it or --force to delete it and start over")
     if resume and not exists and not (out_dir / RUN_MARKER).is_file():
         raise UserError(f"--resume: {str(out_dir)!r} holds no search to resume (no {STUDY_FILE})")
+    if not create:
+        return exists
     check_writable(out_dir)
     if not exists:  # a kill before the study exists (data, float baseline) leaves this: --resume starts it
         (out_dir / RUN_MARKER).write_text("autoq search run folder\n")
