@@ -13,7 +13,8 @@ Per kind (autoq_kernels.h gives the bit layouts):
 - lut: indices packed at b' = 1, 2, 4 or 8 bits (the next width >= the quantizer's bits) +
   codebook padded to 2^b' entries per layer or per output channel.
 - int8 (uniform 8-bit weights, uniform 8-bit per-tensor input quantizer): the int8 kernel in
-  its float-output mode. Weights w_q = index - 127 (Uniform.encode: index = q + qmax) as int8,
+  its float-output mode. Weights w_q = index - 127 (Uniform.encode: index = q + qmax) as int8
+  in the kernels' packed layout (autoq.kernels.pack_int8_weights, 32-bit words),
   the float input quantized to int8 at run time by the uniform rule (step = max|x| / 127 over
   the tensor, or alpha / 127; round half to even), then y = acc * (x_step * w_step[c] * s[c]) +
   bias[c]: the exact integer product, dequantised once per output.
@@ -37,6 +38,7 @@ import numpy as np
 from autoq.errors import UserError
 from autoq.export.graph import ExportGraph, Op, pad_amounts
 from autoq.export.qbin import pack_rows
+from autoq.kernels import pack_int8_weights
 
 log = logging.getLogger(__name__)
 
@@ -177,14 +179,17 @@ def _as_int8(cl: CLayer, sym: str) -> None:
     # per-channel part of the dequantisation (w_step * folded scale); x_step is multiplied in at run time
     wscale = (w_step * ql.scale).astype(np.float32) if ql.scale is not None else w_step.astype(np.float32)
     cl.kind = "int8"
-    cl.arrays.append(_c_array("int8_t", f"{sym}_w", w8, lambda v: str(int(v)), 16))
+    # the kernels read pre-packed weights (autoq_kernels.h), 4-byte aligned: packed once here,
+    # emitted as little-endian 32-bit words
+    packed = pack_int8_weights(w8.reshape(ql.shape)).view("<u4")
+    cl.arrays.append(_c_array("uint32_t", f"{sym}_w", packed, lambda v: f"0x{int(v):08x}u", 8))
     cl.arrays.append(_c_array("float", f"{sym}_wscale", wscale, _c_float, 6))
     cl.args.update(w=f"{sym}_w", scale="aq_i8scale", y_float="1")
     if ql.bias is not None:
         cl.arrays.append(_c_array("float", f"{sym}_bias", ql.bias, _c_float, 6))
         cl.args["bias"] = f"{sym}_bias"
     cl.x_step = "-1.0f" if iq.alpha is None else _c_float(np.float32(iq.alpha / 127))
-    cl.weight_bytes = w8.size + 4 * c_out
+    cl.weight_bytes = 4 * packed.size + 4 * c_out
 
 
 def _c_layer(op: Op) -> CLayer:

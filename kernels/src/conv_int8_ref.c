@@ -1,5 +1,6 @@
 /* Reference int8 convolution: the thesis's plain loop nest (output channel, output pixel, tap,
- * input channel) with per-weight index arithmetic. Correctness baseline; not for speed. */
+ * input channel) with per-weight index arithmetic (into the packed weights, aq_i8p_offset).
+ * Correctness baseline; not for speed. */
 #include "aq_internal.h"
 
 int aq_conv_int8_ref(const aq_conv_args *a) {
@@ -17,11 +18,11 @@ int aq_conv_int8_ref(const aq_conv_args *a) {
                     if (iy < 0 || iy >= g->h) continue; /* padded zero: contributes nothing */
                     for (kx = 0; kx < g->kw; kx++) {
                         int ix = ox * g->stride - g->pad_left + kx;
-                        long tap = ((long)co * g->kh + ky) * g->kw + kx; /* OHWI tap index */
+                        int tap = ky * g->kw + kx;
                         if (ix < 0 || ix >= g->w) continue;
                         for (ci = 0; ci < g->c_in; ci++) {
                             acc += ((int32_t)x[((long)iy * g->w + ix) * g->c_in + ci] - a->x_zero_point) *
-                                   (int32_t)w[tap * g->c_in + ci];
+                                   (int32_t)w[aq_i8p_offset(g, co, tap, ci)];
                         }
                     }
                 }
