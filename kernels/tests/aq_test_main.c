@@ -106,6 +106,7 @@ static void check_integer_kinds(int level) {
     static const int shapes[][8] = {/* h, w, c_in, c_out, k, stride, padding */
         {6, 5, 1, 3, 3, 1, AQ_PAD_SAME}, {7, 7, 31, 9, 4, 2, AQ_PAD_SAME}, {5, 6, 65, 5, 2, 1, AQ_PAD_VALID},
         {4, 4, 33, 9, 5, 1, AQ_PAD_SAME}, {6, 6, 3, 8, 1, 2, AQ_PAD_VALID},
+        {4, 5, 3, 18, 3, 1, AQ_PAD_SAME}, /* a full 16-channel block, odd and even group counts */
         {3, 3, 256, 1, 3, 1, AQ_PAD_SAME}}; /* last: binary kinds only, saturated bits (below) */
     static uint64_t xb[RAND_WORDS], wb[RAND_WORDS];
     static int8_t y8[OUT_FLOATS], y8r[OUT_FLOATS];
@@ -138,6 +139,7 @@ static void check_integer_kinds(int level) {
                     if (!strcmp(aq_variants[i].variant, "ref")) ref = i; else opt = i;
                 }
             n = (long)a.g.out_h * a.g.out_w * sh[3];
+            if (n > OUT_FLOATS) { fail("output too large", aq_kind_name((aq_kind)k), "-", level, s, (double)n, 0); continue; }
             if (k == AQ_INT8) {
                 float sc[32];
                 for (i = 0; i < 32; i++) sc[i] = 1.0f / (1024 + 37 * i);
