@@ -74,6 +74,8 @@ size_t aq_scratch_bytes(aq_kind kind, const char *variant, const aq_geom *g) {
     case AQ_INT8: { /* zero-point-shifted input, then the widened weight block */
 #if AQ_I8_DSP
         return aq_int8_dsp_scratch(g);
+#elif AQ_I8_NEON
+        return aq_int8_neon_scratch(g);
 #endif
         size_t one = (((size_t)g->h * g->w * g->c_in + 7) & ~(size_t)7) * sizeof(int16_t) +
                      k * AQ_I8_COB * sizeof(aq_i8w_t);

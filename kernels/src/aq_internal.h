@@ -74,6 +74,14 @@ void aq_int8_dsp(const aq_conv_args *a);
 #else
 #define AQ_I8_DSP 0
 #endif
+/* Opt int8 on aarch64 NEON (SMLAL by element on int16; src/conv_int8_neon.c). */
+#if defined(__aarch64__) && defined(__ARM_NEON) && defined(__GNUC__)
+#define AQ_I8_NEON 1
+size_t aq_int8_neon_scratch(const aq_geom *g);
+void aq_int8_neon(const aq_conv_args *a);
+#else
+#define AQ_I8_NEON 0
+#endif
 
 /* Valid tap range [k0, k1) of an output coordinate: input index i0 + k must be in [0, n). */
 static inline void aq_tap_range(int out, int stride, int pad, int k, int n, int *i0, int *k0,

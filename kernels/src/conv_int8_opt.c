@@ -200,6 +200,9 @@ int aq_conv_int8_opt(const aq_conv_args *a) {
 #if AQ_I8_DSP
     aq_int8_dsp(a);
     return AQ_OK;
+#elif AQ_I8_NEON
+    aq_int8_neon(a);
+    return AQ_OK;
 #endif
     for (j = 0; j < n; j++) xs[j] = (int16_t)(x[j] - a->x_zero_point);
     for (c0 = 0; c0 < g->c_out; c0 += AQ_I8_COB) {
