@@ -9,6 +9,9 @@ compiled at run time. Layouts (batch 1):
   channel ``ci`` at bit ``ci % 64`` of word ``ci // 64``; bit 1 means +1 (or 1), tail bits 0
 - indices (lut, shift): one row of ``K = kh * kw * c_in`` indices per output channel in OHWI
   order, ``8 / bits`` per byte, LSB first (``pack_indices``); shift codes 0, 1, 2 = -1, 0, +1
+- int8: the C kernels take pre-packed weights (``pack_int8_weights``, done once, e.g. at
+  export; ``packed_weight_nbytes`` gives the stored size of every kind); ``conv2d`` /
+  ``dense`` take OHWI int8 weights and pack them per call
 
 Per kind, what ``conv2d`` computes for output channel ``c`` (acc over the valid taps; a padded
 position is an exact zero):
@@ -37,14 +40,15 @@ except ImportError as exc:  # pragma: no cover - depends on the installation
         "compiler available: `pip install .` or `pip install -e .`"
     ) from exc
 
-from autoq.kinds import KINDS, LUT_BITS  # noqa: E402  (the one list of kernel kinds)
+from autoq.kinds import KINDS, LUT_BITS, weight_storage  # noqa: E402  (the one list of kernel kinds)
 #: every (kind, variant) pair compiled in, in the order of kernels/include/aq_variants.inc
 VARIANTS: list[tuple[str, str]] = [tuple(v) for v in _ext.variants()]
 PADDINGS = {"valid": 0, "same": 1}
 WORD_BITS = 64
 
 __all__ = ["KINDS", "VARIANTS", "LUT_BITS", "BenchRecord", "bench", "conv2d", "dense",
-           "geometry", "keras_to_ohwi", "pack_bits", "pack_indices", "simd_level", "unpack_bits",
+           "geometry", "keras_to_ohwi", "pack_bits", "pack_indices", "pack_int8_weights",
+           "packed_weight_nbytes", "simd_level", "unpack_bits",
            "unpack_indices", "words"]
 
 
@@ -94,6 +98,43 @@ def unpack_bits(p: np.ndarray, c: int, lo: float = -1.0, hi: float = 1.0) -> np.
     n = p.size // p.shape[-1]
     out = np.empty(p.shape[:-1] + (int(c),), dtype=np.float32)
     _ext.unpack_bits(p, n, int(c), float(lo), float(hi), out)
+    return out
+
+
+def packed_weight_nbytes(kind: str, c_in: int, c_out: int, kh: int, kw: int, bits: int | None = None) -> int:
+    """Bytes of one layer's weights in the form the C kernels read, without the per-channel
+    scale / bias / codebook / shift arrays: autoq.kinds.weight_storage, the one table of the
+    storage rules (int8: the pre-packed layout, checked against the kernels' own
+    aq_int8_packed_bytes in tests/test_kernels.py)."""
+    c_in, c_out, kh, kw = int(c_in), int(c_out), int(kh), int(kw)
+    if min(c_in, c_out, kh, kw) < 1:
+        raise UserError(f"packed_weight_nbytes: c_in, c_out, kh, kw must be >= 1, got {(c_in, c_out, kh, kw)}")
+    if kind not in KINDS:
+        raise UserError(f"kind: {kind!r} is not a kernel kind; allowed: {list(KINDS)}")
+    if kind == "lut":
+        bits = _check_bits(bits if bits is not None else -1)
+    weights, _ = weight_storage(kind, c_out=c_out, kh=kh, kw=kw, c_in=c_in, bits=bits or 32)
+    return weights
+
+
+def int8_packed_bytes_of_the_kernels(c_in: int, c_out: int, kh: int, kw: int) -> int:
+    """aq_int8_packed_bytes as the compiled kernels compute it."""
+    return int(_ext.int8_packed_bytes(kh, kw, c_in, c_out, kh, kw, 1, PADDINGS["valid"]))
+
+
+def pack_int8_weights(w: np.ndarray) -> np.ndarray:
+    """OHWI int8 weights ``(c_out, kh, kw, c_in)`` -> the packed 1-D int8 array the int8 kernels
+    read (``packed_weight_nbytes("int8", ...)`` bytes; layout in autoq_kernels.h). Dense
+    weights ``(n_out, n_in)`` are the ``kh = kw = 1`` case."""
+    w = np.asarray(w)
+    if w.ndim == 2:
+        w = w.reshape(w.shape[0], 1, 1, w.shape[1])
+    if w.ndim != 4 or w.dtype != np.int8:
+        raise UserError(f"pack_int8_weights: expected int8 OHWI (c_out, kh, kw, c_in) or (n_out, n_in) weights, "
+                        f"got {w.dtype} shape {w.shape}")
+    co, kh, kw, ci = (int(v) for v in w.shape)
+    out = np.empty(packed_weight_nbytes("int8", ci, co, kh, kw), dtype=np.int8)
+    _ext.pack_int8((kh, kw, ci, co, kh, kw, 1, PADDINGS["valid"]), np.ascontiguousarray(w), out)
     return out
 
 
@@ -208,7 +249,7 @@ def conv2d(kind: str, x: np.ndarray, w: np.ndarray, *, kernel_size=None, c_in: i
     - shift: ``x`` float32, ``w`` uint8 2-bit rows, ``kernel_size``, ``shift`` int (scalar or per
       channel): weight = code * 2**-shift
     - xnor / and: ``x`` uint64 ``pack_bits`` (H, W, words), ``c_in``, ``w`` uint64 (c_out, kh, kw, words)
-    - int8: ``x`` int8 (H, W, C), ``w`` int8 OHWI, ``x_zero_point``, ``y_zero_point``, ``scale``;
+    - int8: ``x`` int8 (H, W, C), ``w`` int8 OHWI (packed here, per call), ``x_zero_point``, ``y_zero_point``, ``scale``;
       ``float_output=True`` selects the float epilogue (y_float mode) instead of requantising
     """
     vi = _variant_index(kind, variant)
@@ -279,6 +320,8 @@ def conv2d(kind: str, x: np.ndarray, w: np.ndarray, *, kernel_size=None, c_in: i
     except ValueError as exc:
         raise UserError(f"conv2d: {exc}") from None
     y = np.empty((oh, ow, co), dtype=np.int8 if kind == "int8" and not float_output else np.float32)
+    if kind == "int8":
+        w = pack_int8_weights(w)
     _ext.conv(vi, x, w, y, (h, wd, ci, co, kh, kw, s, pad), int(bits or 0), cb_per_channel, cb, sh,
               int(x_zero_point), int(y_zero_point), sc, bi, int(bool(float_output)))
     return y

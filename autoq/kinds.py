@@ -16,7 +16,8 @@ levels (per tensor, or per output channel when ``per_channel``)::
            params  c_out                                          (int8 shift per channel)
     xnor   weights 8 * c_out * kh * kw * ceil(c_in / 64)          (bits along c_in in 64-bit words)
     and    (as xnor)
-    int8   weights c_out * K                                      (int8)
+    int8   weights 2 * ceil(c_out / 2) * kh * kw * 4 * ceil(c_in / 4)   (int8, the kernels'
+                                                                  pre-packed layout, aq_pack_int8)
            params  4 * c_out                                      (float weight scale per channel)
 
 plus the epilogue: ``4 * c_out`` for a per-channel scale (always for xnor/and: the binary
@@ -82,7 +83,7 @@ def weight_storage(kind: str, *, c_out: int, kh: int, kw: int, c_in: int, bits: 
     if kind in ("xnor", "and"):
         return 8 * c_out * kh * kw * math.ceil(c_in / 64), 0
     if kind == "int8":
-        return c_out * k, 4 * c_out
+        return 2 * math.ceil(c_out / 2) * kh * kw * 4 * math.ceil(c_in / 4), 4 * c_out
     raise ValueError(f"kind {kind!r} unknown; allowed: {', '.join(KINDS)}")
 
 

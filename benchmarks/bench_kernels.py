@@ -1,6 +1,6 @@
 """Kernel benchmark: ratios measured side by side in one run, single thread, on this machine.
 
-    python benchmarks/bench_kernels.py [--reps 200] [--quick] [--simd-level 0|1|2]
+    python benchmarks/bench_kernels.py [--reps 200] [--quick] [--simd-level 0|1|2] [--rounds 5] [--zoo-only]
 
 1. The 64->64 channel 16x16 3x3 'same' layer: every opt kernel vs our f32 opt kernel and vs
    onnxruntime's float Conv (one-node ONNX model built with onnx.helper,
@@ -9,6 +9,12 @@
 2. The thesis setting (3x16x16 -> 8 channels, 3x3/4x4/5x5, valid) for every kind and variant,
    next to the published desktop (i5-7300HQ) table of methods.md section 5.
 3. Binary MACs per cycle of the xnor/and kernels against the 64-MACs-per-word popcount bound.
+
+4. Zoo layer shapes (ZOO: the issue's layers, ResNet-20 and VGG-7 convolutions) against
+   onnxruntime in the same process, single thread, interleaved rounds (each round times every
+   contender once, --rounds rounds, min over rounds of the min over the round's calls): our int8
+   opt vs onnxruntime QLinearConv (u8 activations, s8 weights: its x86 fast path), our f32 opt vs
+   onnxruntime float Conv, our xnor opt vs the same float Conv. Ratios > 1 mean ours is faster.
 
 Kernel times come from the C timing loop (autoq.kernels.bench: clock_gettime around each call,
 median and min over --reps calls after 3 warm-up calls). onnxruntime is timed around
@@ -65,6 +71,76 @@ def ort_conv_ns(reps: int) -> tuple[float, float]:
     return time_calls(lambda: sess.run(None, {"x": x}), reps)
 
 
+# (c_in, c_out, h, w, f, stride, pad): issue 11's layers, then ResNet-20 and VGG-7 convolutions
+ZOO = [(64, 64, 16, 16, 3, 1, "same"), (128, 128, 32, 32, 3, 1, "same"), (256, 256, 16, 16, 3, 1, "same"),
+       (512, 512, 8, 8, 3, 1, "same"), (3, 128, 32, 32, 3, 1, "same"), (32, 32, 16, 16, 3, 1, "same"),
+       (16, 16, 32, 32, 3, 1, "same"), (3, 8, 16, 16, 3, 1, "valid"),
+       (3, 16, 32, 32, 3, 1, "same"), (16, 32, 32, 32, 3, 2, "same"), (64, 64, 8, 8, 3, 1, "same"),
+       (128, 256, 16, 16, 3, 1, "same"), (256, 512, 8, 8, 3, 1, "same")]
+
+
+def ort_session(shape, quantized: bool):
+    """(session, feed) of one Conv / QLinearConv node of this shape (NCHW), 1 thread."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    c_in, c_out, h, w, f, s, pad = shape
+    pads = [0, 0, 0, 0]
+    if pad == "same":
+        ph, pw = max((-(-h // s) - 1) * s + f - h, 0), max((-(-w // s) - 1) * s + f - w, 0)
+        pads = [ph // 2, pw // 2, ph - ph // 2, pw - pw // 2]
+    rng = np.random.default_rng(0)
+    attrs = dict(pads=pads, strides=[s, s], kernel_shape=[f, f])
+    if quantized:
+        inits = [numpy_helper.from_array(v, n) for n, v in [
+            ("xs", np.float32(0.02)), ("xz", np.uint8(128)),
+            ("w", rng.integers(-127, 128, (c_out, c_in, f, f)).astype(np.int8)),
+            ("ws", np.float32(0.01)), ("wz", np.int8(0)), ("ys", np.float32(0.05)), ("yz", np.uint8(128))]]
+        node = helper.make_node("QLinearConv", ["x", "xs", "xz", "w", "ws", "wz", "ys", "yz"], ["y"], **attrs)
+        xt, x = TensorProto.UINT8, rng.integers(0, 256, (1, c_in, h, w)).astype(np.uint8)
+    else:
+        inits = [numpy_helper.from_array(rng.standard_normal((c_out, c_in, f, f)).astype(np.float32), "w")]
+        node = helper.make_node("Conv", ["x", "w"], ["y"], **attrs)
+        xt, x = TensorProto.FLOAT, rng.standard_normal((1, c_in, h, w)).astype(np.float32)
+    graph = helper.make_graph([node], "conv", [helper.make_tensor_value_info("x", xt, [1, c_in, h, w])],
+                              [helper.make_tensor_value_info("y", xt, None)], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    so.inter_op_num_threads = 1
+    sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    return sess, {"x": x}
+
+
+def zoo_vs_ort(rounds: int, reps: int) -> None:
+    """Section 4 (module docstring): min-of-rounds ratios on the ZOO shapes."""
+    print("\n## Zoo layers vs onnxruntime (1 thread, interleaved rounds, min of rounds; ratio = ort / ours)\n")
+    print("| layer | MACs | int8 opt us | ORT QLinearConv us | int8 ratio | f32 opt us | ORT Conv us | f32 ratio "
+          "| xnor opt us | xnor / ORT Conv |")
+    print("|---|" + "---|" * 9)
+    for shape in ZOO:
+        sq, fq = ort_session(shape, True)
+        sf, ff = ort_session(shape, False)
+        contenders = {
+            "int8": lambda: K.bench("int8", "opt", shape, reps=reps).ns_min,
+            "f32": lambda: K.bench("f32", "opt", shape, reps=reps).ns_min,
+            "xnor": lambda: K.bench("xnor", "opt", shape, reps=reps).ns_min,
+            "ortq": lambda: time_calls(lambda: sq.run(None, fq), reps, warmup=1)[1],
+            "ortf": lambda: time_calls(lambda: sf.run(None, ff), reps, warmup=1)[1],
+        }
+        best = {k: float("inf") for k in contenders}
+        for _ in range(rounds):
+            for k, fn in contenders.items():
+                best[k] = min(best[k], fn())
+        c_in, c_out, h, w, f, s, pad = shape
+        oh, ow = (-(-h // s), -(-w // s)) if pad == "same" else ((h - f) // s + 1, (w - f) // s + 1)
+        us = {k: v / 1e3 for k, v in best.items()}
+        print(f"| {c_in}->{c_out} {h}x{w} {f}x{f} s{s} {pad} | {oh * ow * c_out * f * f * c_in:,} | "
+              f"{us['int8']:.1f} | {us['ortq']:.1f} | {best['ortq'] / best['int8']:.2f}x | {us['f32']:.1f} | "
+              f"{us['ortf']:.1f} | {best['ortf'] / best['f32']:.2f}x | {us['xnor']:.1f} | "
+              f"{best['ortf'] / best['xnor']:.2f}x |", flush=True)
+
+
 def python_call_ns(kind: str, reps: int) -> tuple[float, float]:
     """Our opt kernel timed like onnxruntime: a Python call that allocates its output."""
     c_in, c_out, h, w, f, s, pad = BIG
@@ -100,11 +176,16 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="fewer repetitions (smoke run)")
     ap.add_argument("--simd-level", type=int, default=None,
                     help="cap the SIMD level (0 portable C, 1 AVX2) to see machines without AVX-512")
+    ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds of section 4")
+    ap.add_argument("--zoo-only", action="store_true", help="only section 4 (zoo layers vs onnxruntime)")
     args = ap.parse_args()
     reps = 20 if args.quick else args.reps
     level = K.simd_level(args.simd_level)
     print(f"SIMD level {level} (0 portable C, 1 AVX2, 2 AVX-512+VPOPCNTQ); single thread; reps={reps}\n")
 
+    if args.zoo_only:
+        zoo_vs_ort(args.rounds, 3 if args.quick else 5)
+        return
     # 1. the big layer -------------------------------------------------------------------
     recs = {}
     for kind in K.KINDS:
@@ -173,6 +254,7 @@ def main() -> None:
     print("\n*published i5-7300HQ figures (methods.md 5, gcc 8.1 default optimisation; a different CPU): "
           "there the packed binary/ternary kernels were 1.6x slower than float; compare the "
           "ratios lut1 opt / f32 opt here.")
+    zoo_vs_ort(args.rounds, 3 if args.quick else 5)
 
 
 if __name__ == "__main__":

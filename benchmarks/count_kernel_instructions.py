@@ -21,6 +21,12 @@ a53 and i5 (only BIG on the M4, to keep the emulation time down). The M4 counts 
 (instruction counts do not depend on the memory size; the TM4C123G's 32 KB heap is too small
 for the grid's float tensors plus the opt kernels' scratch); the thesis shapes use the 32 KB build.
 Output CSV: target,kind,bits,variant,c_in,c_out,h,w,f,stride,pad,macs,instructions
+
+--m4-table prints instructions per call of the int8 and f32 opt kernels on the four M4 layers of
+the CMSIS-NN comparison (M4_TABLE) and, per valid MAC, and with --cmsis-elf the same count of a
+user-built CMSIS-NN program (not part of autoq; its arguments: the shape as
+c_in:c_out:h:w:f:stride:pad and reps, same reps-difference protocol) plus the ratios;
+"CMSIS-NN: not available" without it.
 """
 from __future__ import annotations
 
@@ -47,6 +53,47 @@ from autoq.kernel_flags import read_flags  # noqa: E402
 FLAGS = read_flags(KDIR / "flags.mk")   # the flags the extension and the exported programs use
 X86_FLAGS = FLAGS["AQ_CFLAGS"] + FLAGS["AQ_X86_64_CFLAGS"]
 KIND_BITS = {"f32": [32], "lut": [1, 2, 4, 8], "shift": [2], "xnor": [1], "and": [1], "int8": [8]}
+
+
+M4_TABLE = [(3, 8, 16, 16, 3, 1, "valid"), (64, 64, 16, 16, 3, 1, "same"), (16, 16, 32, 32, 3, 1, "same"),
+            (6, 16, 4, 4, 5, 1, "same")]
+
+
+def valid_macs(shape: tuple) -> int:
+    """MACs over the valid (unpadded) taps only."""
+    c_in, c_out, h, w, f, s, pad = shape
+    def taps(n: int) -> int:
+        out = (n - f) // s + 1 if pad == "valid" else -(-n // s)
+        lo = max((out - 1) * s + f - n, 0) // 2 if pad == "same" else 0
+        return sum(min(o * s - lo + f, n) - max(o * s - lo, 0) for o in range(out))
+    return taps(h) * taps(w) * c_in * c_out
+
+
+def count_elf(elf: Path, shape: tuple, reps: int) -> int:
+    """Instructions of a user-built M4 program run as `prog shape reps` (the CMSIS-NN driver)."""
+    args = ",".join(f"arg={a}" for a in ["prog", ":".join(map(str, shape)), str(reps)])
+    cmd = ["qemu-system-arm", "-M", "mps2-an386", "-nographic", "-semihosting-config", f"enable=on,target=native,{args}",
+           "-plugin", str(BUILD / "icount_plugin.so"), "-d", "plugin", "-kernel", str(elf)]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    m = re.search(r"icount (\d+)", res.stdout + res.stderr)
+    if res.returncode != 0 or not m:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({res.returncode}): {res.stdout} {res.stderr}")
+    return int(m.group(1))
+
+
+def m4_table(cmsis_elf: Path | None) -> None:
+    """The int8 / f32 opt kernels vs CMSIS-NN arm_convolve_wrapper_s8 on M4_TABLE (module docstring)."""
+    per_call = lambda fn: (fn(3) - fn(1)) // 2
+    print("layer,macs_valid,autoq_int8_opt,cmsis_nn_s8,cmsis_over_autoq,autoq_f32_opt,f32_per_valid_mac")
+    if cmsis_elf is None:
+        print("# CMSIS-NN: not available (pass --cmsis-elf with a CMSIS-NN count program built for the M4)")
+    for shape in M4_TABLE:
+        i8 = per_call(lambda r: count("m4", "int8", "opt", 8, shape, r))
+        f32 = per_call(lambda r: count("m4", "f32", "opt", 32, shape, r))
+        cm = per_call(lambda r: count_elf(cmsis_elf, shape, r)) if cmsis_elf else None
+        ratio = f"{cm / i8:.2f}" if cm else "n/a"
+        print(f"{':'.join(map(str, shape))},{valid_macs(shape)},{i8},{cm if cm else 'not available'},{ratio},"
+              f"{f32},{f32 / valid_macs(shape):.2f}", flush=True)
 
 
 def variants() -> list[tuple[str, str]]:
@@ -106,8 +153,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--targets", default="a53,m4,i5")
     ap.add_argument("--csv", type=Path, help="also write the rows to this CSV file")
+    ap.add_argument("--m4-table", action="store_true", help="only the M4 int8/f32 table (see the docstring)")
+    ap.add_argument("--cmsis-elf", type=Path, help="user-built CMSIS-NN count program for --m4-table")
     args = ap.parse_args()
     subprocess.run(["make", "-s", "-C", str(KDIR), "count-tools"], check=True)
+    if args.m4_table:
+        build_m4_big()
+        m4_table(args.cmsis_elf)
+        return
     if "i5" in args.targets.split(","):
         build_x86()
     if "m4" in args.targets.split(","):

@@ -220,6 +220,38 @@ def test_pack_indices_round_trip_every_remainder(bits):
     assert list(p[0]) == [0b00111001, 0b01]
 
 
+@pytest.mark.parametrize("c_in,c_out,kh,kw", [(3, 8, 3, 3), (6, 17, 5, 5), (64, 64, 3, 3), (1, 1, 1, 1), (33, 40, 2, 1)])
+def test_pack_int8_weights_layout_and_size(c_in, c_out, kh, kw):
+    """The packed int8 layout of autoq_kernels.h, rebuilt in NumPy from its byte-offset formula."""
+    rng = np.random.default_rng(c_in * 1000 + c_out)
+    w = rng.integers(-128, 128, (c_out, kh, kw, c_in)).astype(np.int8)
+    packed = K.pack_int8_weights(w)
+    c4, co2 = 4 * -(-c_in // 4), 2 * -(-c_out // 2)
+    assert packed.shape == (co2 * kh * kw * c4,) == (K.packed_weight_nbytes("int8", c_in, c_out, kh, kw),)
+    assert K.packed_weight_nbytes("int8", c_in, c_out, kh, kw) == K.int8_packed_bytes_of_the_kernels(c_in, c_out, kh, kw)
+    want = np.zeros(packed.shape, np.int8)
+    for co in range(c_out):
+        c0 = co - co % 16
+        nb = 2 * -(-min(16, c_out - c0) // 2)
+        for t in range(kh * kw):
+            for ci in range(c_in):
+                off = c0 * kh * kw * c4 + (t * c4 // 4 + ci // 4) * nb * 4 + (co - c0) * 4 + ci % 4
+                want[off] = w[co, t // kw, t % kw, ci]
+    np.testing.assert_array_equal(packed, want)
+    np.testing.assert_array_equal(K.pack_int8_weights(w[:, 0, 0, :]) if kh == kw == 1 else packed, packed)
+
+
+def test_packed_weight_nbytes_of_the_other_kinds():
+    assert K.packed_weight_nbytes("f32", 3, 8, 3, 3) == 4 * 8 * 27
+    assert K.packed_weight_nbytes("lut", 3, 8, 3, 3, bits=4) == 8 * 14
+    assert K.packed_weight_nbytes("shift", 3, 8, 3, 3) == 8 * 7
+    assert K.packed_weight_nbytes("xnor", 65, 8, 3, 3) == 8 * 8 * 9 * 2
+    with pytest.raises(UserError):
+        K.packed_weight_nbytes("int4", 3, 8, 3, 3)
+    with pytest.raises(UserError):
+        K.pack_int8_weights(np.zeros((2, 3, 3, 3), np.float32))
+
+
 def test_dense_is_the_1x1_case():
     rng = np.random.default_rng(3)
     x = rng.standard_normal(70).astype(np.float32)

@@ -170,14 +170,18 @@ def layer_scratch_bytes(entry, arch: str) -> int:
             narrow = (entry.h_in * row_words + entry.kh * math.ceil(entry.c_out / 8) * 8) * 8
         return max(blocks, narrow)
     if entry.kind == "int8":
+        c4 = 4 * math.ceil(entry.c_in / 4)          # aq_i8p_c4: the packed channel count
+        if arch == "m4":                            # the DSP path (conv_int8_dsp.c)
+            return entry.h_in * entry.w_in * c4 * 2
+        if arch == "aarch64":                       # the NEON path (conv_int8_neon.c)
+            return ((entry.h_in * entry.w_in * c4 * 2 + 15) & ~15) + entry.kh * entry.kw * c4 * 16
         one = ((entry.h_in * entry.w_in * entry.c_in + 7) & ~7) * 2 + k * _I8_COB[arch] * _I8W_BYTES[arch]
-        if arch == "x86_64":   # the dispatched pair path: int16 pairs of input channels as int32
-            c2 = (entry.c_in + 1) // 2
-            hp = (entry.h_out - 1) * entry.stride + entry.kh
-            wp = (entry.w_out - 1) * entry.stride + entry.kw
-            pairs = ((hp * wp * c2 + 7) & ~7) * 4 + entry.kh * entry.kw * c2 * _I8_COB[arch] * 4
-            one = max(one, pairs)
-        return one
+        # the dispatched pair path: int16 pairs of input channels as int32
+        c2 = (entry.c_in + 1) // 2
+        hp = (entry.h_out - 1) * entry.stride + entry.kh
+        wp = (entry.w_out - 1) * entry.stride + entry.kw
+        pairs = ((hp * wp * c2 + 7) & ~7) * 4 + entry.kh * entry.kw * c2 * _I8_COB[arch] * 4
+        return max(one, pairs)
     raise UserError(f"layer {entry.name}: kind {entry.kind!r} unknown; allowed: {', '.join(KINDS)}")
 
 

@@ -14,7 +14,8 @@ deployment forms (autoq.quant.forms), never from quantizer names:
 - lut: indices packed at b' = 1, 2, 4 or 8 bits (the next width >= the quantizer's bits) +
   codebook padded to 2^b' entries per layer or per output channel.
 - int8 (an integer weight form within int8, a grid input form within [-127, 127]): the int8
-  kernel in its float-output mode. Weights w = the integer levels z as int8, the float input
+  kernel in its float-output mode. Weights w = the integer levels z as int8 in the kernels'
+  packed layout (autoq.kernels.pack_int8_weights, 32-bit words), the float input
   quantized to int8 at run time with the input form's fixed step (round half to even), then
   y = acc * (x_step * w_step[c] * s[c]) + bias[c]: the exact integer product, dequantised once
   per output.
@@ -40,6 +41,7 @@ from autoq.errors import UserError
 from autoq.export.graph import ExportGraph, Op, pad_amounts
 from autoq.export.qbin import pack_rows
 from autoq.kernel_flags import FLAGS_FILE, host_cflags, kernel_flags, m4_cflags
+from autoq.kernels import pack_int8_weights
 
 log = logging.getLogger(__name__)
 
@@ -175,14 +177,17 @@ def _as_int8(cl: CLayer, sym: str) -> None:
     # per-channel part of the dequantisation (w_step * folded scale); x_step is multiplied in at run time
     wscale = (w_step * ql.scale).astype(np.float32) if ql.scale is not None else w_step.astype(np.float32)
     cl.kind = "int8"
-    cl.arrays.append(_c_array("int8_t", f"{sym}_w", w8, lambda v: str(int(v)), 16))
+    # the kernels read pre-packed weights (autoq_kernels.h), 4-byte aligned: packed once here,
+    # emitted as little-endian 32-bit words
+    packed = pack_int8_weights(w8.reshape(ql.shape)).view("<u4")
+    cl.arrays.append(_c_array("uint32_t", f"{sym}_w", packed, lambda v: f"0x{int(v):08x}u", 8))
     cl.arrays.append(_c_array("float", f"{sym}_wscale", wscale, _c_float, 6))
     cl.args.update(w=f"{sym}_w", scale="aq_i8scale", y_float="1")
     if ql.bias is not None:
         cl.arrays.append(_c_array("float", f"{sym}_bias", ql.bias, _c_float, 6))
         cl.args["bias"] = f"{sym}_bias"
     cl.x_step = _c_float(form.step)
-    cl.weight_bytes = w8.size + 4 * c_out
+    cl.weight_bytes = 4 * packed.size + 4 * c_out
 
 
 def _c_layer(op: Op) -> CLayer:

@@ -52,9 +52,24 @@
  *          weight = code * 2^-shift[c]; shift[] holds s per output channel (int8, may be < 0).
  *
  * int8: x, w int8; w symmetric (zero point 0), x has zero point x_zero_point.
+ *   WEIGHTS ARE PRE-PACKED (both variants, every target): a->w holds aq_pack_int8(g, w_ohwi)
+ *   (call it once, e.g. at export time; the kernels never repack), 4-byte aligned (AQ_E_ARG
+ *   otherwise). Layout: c4 = 4 * ceil(c_in / 4) (input channels padded with zero weights);
+ *   output channels in blocks of AQ_I8_PACK_COB = 16, block b holds channels [16b, 16b + nb)
+ *   with nb = min(16, c_out - 16b) rounded up to even (a padding channel is all zeros); in a
+ *   block, for each tap t = ky * kw + kx and each group q of 4 input channels, nb runs of 4
+ *   bytes: channel l's w[16b + l][ky][kx][4q .. 4q + 3]. Byte offset of (co, t, ci):
+ *     16b * kh * kw * c4 + (t * c4 / 4 + ci / 4) * nb * 4 + (co % 16) * 4 + ci % 4.
+ *   So a channel pair's 8 bytes per group are adjacent (one LDRD on a Cortex-M4, two SMLAD
+ *   lanes after SXTB16), 16 channels x 4 bytes are one 512-bit row (x86 dot-product lanes),
+ *   and the valid taps of a filter row stay one contiguous run of groups.
+ *   Packed size (aq_int8_packed_bytes): 2 * ceil(c_out / 2) * kh * kw * 4 * ceil(c_in / 4)
+ *   bytes (= the OHWI size when c_out is even and c_in a multiple of 4).
  *   acc = sum over valid taps of (x - x_zero_point) * w            (int32, exact)
  *   y_float = 0 (requantising mode, the default):
  *     y = clamp(lrintf(acc * scale[c] + bias[c]) + y_zero_point, -128, 127)   (int8 y)
+ *     (float32 multiply and add, round half to even; on a Cortex-M4F the rounding is one
+ *     VCVTR instruction inline, with the same result as lrintf)
  *   y_float = 1 (float-output mode, for a float network around an int8 layer):
  *     y = (float)acc * scale[c] + bias[c]                                    (float y)
  *     with scale[c] = x_step * w_step[c] this is the dequantised product; y_zero_point unused.
@@ -166,6 +181,12 @@ int aq_simd_level(void);
 int aq_set_simd_level(int max_level);
 
 /* ---- packing --------------------------------------------------------------------------- */
+#define AQ_I8_PACK_COB 16
+/* Bytes of the packed int8 weights of geometry g (formula in the int8 section above). */
+size_t aq_int8_packed_bytes(const aq_geom *g);
+/* OHWI int8 weights (c_out x kh x kw x c_in) -> the packed layout (aq_int8_packed_bytes(g)
+   bytes, padding zero). AQ_E_ARG for NULL pointers. */
+int aq_pack_int8(const aq_geom *g, const int8_t *w_ohwi, int8_t *out);
 static inline int aq_words(int c) { return (c + 63) / 64; }
 static inline size_t aq_index_row_bytes(long k, int bits) { return (size_t)((k * bits + 7) / 8); }
 

@@ -74,7 +74,7 @@ static PyObject *py_conv(PyObject *self, PyObject *args) {
     k = (Py_ssize_t)kh * kw * ci;
     switch (v->kind) {
     case AQ_XNOR: case AQ_AND: xbytes = px * nw * 8; wbytes = (Py_ssize_t)co * kh * kw * nw * 8; break;
-    case AQ_INT8: xbytes = px * ci; wbytes = (Py_ssize_t)co * k; break;
+    case AQ_INT8: xbytes = px * ci; wbytes = (Py_ssize_t)aq_int8_packed_bytes(&a.g); break; /* packed */
     case AQ_LUT: case AQ_SHIFT:
         if (bits != 1 && bits != 2 && bits != 4 && bits != 8) {
             PyErr_Format(PyExc_ValueError, "bits must be 1, 2, 4 or 8, got %d", bits);
@@ -179,6 +179,33 @@ static PyObject *indices(PyObject *args, int pack) {
 static PyObject *py_pack_indices(PyObject *self, PyObject *args) { return indices(args, 1); }
 static PyObject *py_unpack_indices(PyObject *self, PyObject *args) { return indices(args, 0); }
 
+/* int8_packed_bytes(h, w, c_in, c_out, kh, kw, stride, padding) -> bytes of aq_pack_int8's output */
+static PyObject *py_int8_packed_bytes(PyObject *self, PyObject *args) {
+    int h, w, ci, co, kh, kw, s, p;
+    aq_geom g;
+    if (!PyArg_ParseTuple(args, "iiiiiiii", &h, &w, &ci, &co, &kh, &kw, &s, &p)) return NULL;
+    if (geom_from(&g, h, w, ci, co, kh, kw, s, p)) return NULL;
+    return PyLong_FromSize_t(aq_int8_packed_bytes(&g));
+}
+
+/* pack_int8((h, w, c_in, c_out, kh, kw, stride, padding), w_ohwi, out) -> None */
+static PyObject *py_pack_int8(PyObject *self, PyObject *args) {
+    int h, w, ci, co, kh, kw, s, p;
+    Py_buffer wb = {0}, ob = {0};
+    PyObject *ret = NULL;
+    aq_geom g;
+    if (!PyArg_ParseTuple(args, "(iiiiiiii)y*w*", &h, &w, &ci, &co, &kh, &kw, &s, &p, &wb, &ob)) return NULL;
+    if (geom_from(&g, h, w, ci, co, kh, kw, s, p)) goto done;
+    if (need(&wb, (Py_ssize_t)co * kh * kw * ci, "w") || need(&ob, (Py_ssize_t)aq_int8_packed_bytes(&g), "out")) goto done;
+    aq_pack_int8(&g, (const int8_t *)wb.buf, (int8_t *)ob.buf);
+    Py_INCREF(Py_None);
+    ret = Py_None;
+done:
+    PyBuffer_Release(&wb);
+    PyBuffer_Release(&ob);
+    return ret;
+}
+
 /* bench(vi, bits, c_in, c_out, h, w, f, stride, padding, reps, warmup) -> (ns_median, ns_min, macs) */
 static PyObject *py_bench(PyObject *self, PyObject *args) {
     int vi, bits, ci, co, h, w, f, s, p, reps, warmup, rc;
@@ -207,6 +234,8 @@ static PyMethodDef methods[] = {
     {"unpack_bits", py_unpack_bits, METH_VARARGS, "aq_unpack_bits"},
     {"pack_indices", py_pack_indices, METH_VARARGS, "aq_pack_indices"},
     {"unpack_indices", py_unpack_indices, METH_VARARGS, "aq_unpack_indices"},
+    {"int8_packed_bytes", py_int8_packed_bytes, METH_VARARGS, "aq_int8_packed_bytes"},
+    {"pack_int8", py_pack_int8, METH_VARARGS, "aq_pack_int8"},
     {"bench", py_bench, METH_VARARGS, "aq_bench_case: (ns_median, ns_min, macs)"},
     {"simd_level", py_simd_level, METH_VARARGS, "simd_level([cap]) -> level in use"},
     {NULL, NULL, 0, NULL}};

@@ -62,7 +62,7 @@ int aq_bench_case(int vi, int bits, int c_in, int c_out, int h, int w, int f, in
     switch (v->kind) {
     case AQ_XNOR: case AQ_AND:
         xn = (size_t)h * w * nw * 8; wn = (size_t)c_out * f * f * nw * 8; break;
-    case AQ_INT8: xn = (size_t)h * w * c_in; wn = (size_t)c_out * k; break;
+    case AQ_INT8: xn = (size_t)h * w * c_in; wn = (size_t)c_out * k + aq_int8_packed_bytes(&a.g); break;
     case AQ_LUT: case AQ_SHIFT:
         if (v->kind == AQ_SHIFT) bits = 2;
         xn = (size_t)h * w * c_in * 4; wn = (size_t)c_out * aq_index_row_bytes((long)k, bits); break;
@@ -70,7 +70,7 @@ int aq_bench_case(int vi, int bits, int c_in, int c_out, int h, int w, int f, in
     }
     yn = out_px * c_out * (v->kind == AQ_INT8 ? 1 : 4);
     levels = (bits >= 1 && bits <= 8) ? 1 << bits : 2;
-    x = malloc(xn); wt = malloc(wn); y = malloc(yn);
+    x = malloc(xn); wt = malloc(wn + 8); y = malloc(yn);
     cb = (float *)malloc(sizeof(float) * (size_t)levels * c_out);
     scale = (float *)malloc(sizeof(float) * c_out); bias = (float *)malloc(sizeof(float) * c_out);
     shift = (int8_t *)malloc((size_t)c_out);
@@ -94,6 +94,12 @@ int aq_bench_case(int vi, int bits, int c_in, int c_out, int h, int w, int f, in
     fill_floats(cb, (size_t)levels * c_out, &seed);
     for (i = 0; i < (size_t)c_out; i++) { scale[i] = 0.5f; bias[i] = 0.25f; shift[i] = (int8_t)(i % 4); }
     a.x = x; a.w = wt; a.y = y; a.scratch = scratch;
+    if (v->kind == AQ_INT8) { /* packed once, after the OHWI weights (set-up, not timed) */
+        size_t ohwi = (size_t)c_out * k, off = (ohwi + 7) & ~(size_t)7;
+        if (off + aq_int8_packed_bytes(&a.g) > wn + 7) { rc = AQ_E_ARG; goto done; }
+        a.w = (int8_t *)wt + off;
+        aq_pack_int8(&a.g, (const int8_t *)wt, (int8_t *)a.w);
+    }
     a.codebook = cb; a.bits = bits; a.codebook_per_channel = 0; a.shift = shift;
     a.x_zero_point = 3; a.y_zero_point = -2; a.scale = scale; a.bias = bias;
     if (v->kind == AQ_INT8) for (i = 0; i < (size_t)c_out; i++) scale[i] = 1.0f / 512.0f;

@@ -72,6 +72,11 @@ size_t aq_scratch_bytes(aq_kind kind, const char *variant, const aq_geom *g) {
         return blocks > narrow ? blocks : narrow;
     }
     case AQ_INT8: { /* zero-point-shifted input, then the widened weight block */
+#if AQ_I8_DSP
+        return aq_int8_dsp_scratch(g);
+#elif AQ_I8_NEON
+        return aq_int8_neon_scratch(g);
+#endif
         size_t one = (((size_t)g->h * g->w * g->c_in + 7) & ~(size_t)7) * sizeof(int16_t) +
                      k * AQ_I8_COB * sizeof(aq_i8w_t);
 #if AQ_DISPATCH /* the x86 pair path: int16 pairs of input channels (c_in padded to even) as int32 */
@@ -111,6 +116,7 @@ int aq_check_args(const aq_conv_args *a, aq_kind kind, const char *variant) {
         if (a->x_zero_point < -128 || a->x_zero_point > 127) return AQ_E_ARG;
         if (a->y_zero_point < -128 || a->y_zero_point > 127) return AQ_E_ARG;
         if (a->y_float != 0 && a->y_float != 1) return AQ_E_ARG;
+        if ((uintptr_t)a->w & 3) return AQ_E_ARG; /* packed weights are read as words */
         break;
     default: break;
     }
@@ -121,20 +127,23 @@ int aq_check_args(const aq_conv_args *a, aq_kind kind, const char *variant) {
 
 float aq_pow2_neg(int s) { return ldexpf(1.0f, -s); }
 
-int8_t aq_requant_s8(int32_t acc, const aq_conv_args *a, int c) {
-    float v = (float)acc;
-    long q;
-    if (a->scale) v *= a->scale[c];
-    if (a->bias) v += a->bias[c];
-    if (v > 1e9f) v = 1e9f;      /* keep lrintf in range; saturates below anyway */
-    if (v < -1e9f) v = -1e9f;
-    q = lrintf(v) + a->y_zero_point;
-    if (q > 127) q = 127;
-    if (q < -128) q = -128;
-    return (int8_t)q;
+/* ---- packing ------------------------------------------------------------------------- */
+
+size_t aq_int8_packed_bytes(const aq_geom *g) {
+    return (size_t)((g->c_out + 1) & ~1) * g->kh * g->kw * aq_i8p_c4(g);
 }
 
-/* ---- packing ------------------------------------------------------------------------- */
+int aq_pack_int8(const aq_geom *g, const int8_t *w_ohwi, int8_t *out) {
+    int co, t, ci, taps;
+    if (!g || !w_ohwi || !out) return AQ_E_ARG;
+    taps = g->kh * g->kw;
+    memset(out, 0, aq_int8_packed_bytes(g));
+    for (co = 0; co < g->c_out; co++)
+        for (t = 0; t < taps; t++)
+            for (ci = 0; ci < g->c_in; ci++)
+                out[aq_i8p_offset(g, co, t, ci)] = w_ohwi[((long)co * taps + t) * g->c_in + ci];
+    return AQ_OK;
+}
 
 void aq_pack_bits(const float *x, long n, int c, float threshold, uint64_t *out) {
     int nw = aq_words(c);

@@ -58,7 +58,7 @@ AQ_INLINE float ld1(const float *p) { return *p; }
 #define CORE_ATTR
 #define CORE_VEC_T float
 #define CORE_LANES 1
-#define CORE_PX 1
+#define CORE_PX 2 /* 2 x 8 accumulators + 8 weights in the M4's 32 single registers */
 #define CORE_LOADW ld1
 #include "aq_direct_core.inc"
 #undef CORE_LOADW

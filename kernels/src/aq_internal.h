@@ -2,6 +2,9 @@
 #ifndef AQ_INTERNAL_H
 #define AQ_INTERNAL_H
 
+#include <math.h>
+#include <string.h>
+
 #include "autoq_kernels.h"
 
 
@@ -63,6 +66,23 @@ typedef int16_t aq_i8w_t;
 #endif
 #define AQ_BIN_COB 8
 
+/* Opt int8 on 32-bit Arm cores with the DSP extension (SMLAD; src/conv_int8_dsp.c). */
+#if !AQ_VEC && defined(__ARM_FEATURE_DSP) && defined(__GNUC__)
+#define AQ_I8_DSP 1
+size_t aq_int8_dsp_scratch(const aq_geom *g);
+void aq_int8_dsp(const aq_conv_args *a);
+#else
+#define AQ_I8_DSP 0
+#endif
+/* Opt int8 on aarch64 NEON (SMLAL by element on int16; src/conv_int8_neon.c). */
+#if defined(__aarch64__) && defined(__ARM_NEON) && defined(__GNUC__)
+#define AQ_I8_NEON 1
+size_t aq_int8_neon_scratch(const aq_geom *g);
+void aq_int8_neon(const aq_conv_args *a);
+#else
+#define AQ_I8_NEON 0
+#endif
+
 /* Valid tap range [k0, k1) of an output coordinate: input index i0 + k must be in [0, n). */
 static inline void aq_tap_range(int out, int stride, int pad, int k, int n, int *i0, int *k0,
                                 int *k1) {
@@ -80,8 +100,64 @@ static inline float aq_epilogue(float acc, const aq_conv_args *a, int c, float m
     return v;
 }
 
-/* Requantise an int8 accumulator (round half to even via lrintf). */
-int8_t aq_requant_s8(int32_t acc, const aq_conv_args *a, int c);
+/* Round half to even to an integer (|v| <= 1e9): one VCVTR on a Cortex-M4F (FPSCR's default
+   round-to-nearest-even, the same result as lrintf without its ~60-instruction libm call). */
+static inline long aq_round_half_even(float v) {
+#if defined(__GNUC__) && defined(__ARM_FP) && !defined(__aarch64__) && (__ARM_FP & 4)
+    float r;
+    int32_t i;
+    __asm__("vcvtr.s32.f32 %0, %1" : "=t"(r) : "t"(v));
+    memcpy(&i, &r, sizeof i);
+    return i;
+#else
+    return lrintf(v);
+#endif
+}
+
+#if defined(__GNUC__) && defined(__ARM_FP) && !defined(__aarch64__) && (__ARM_FP & 4) && defined(__ARM_FEATURE_DSP)
+/* y = clamp(round(v) + zp, -128, 127) with VCVTR (saturates out of int32 range) and SSAT: the
+   same value as the portable clamp-to-1e9 / lrintf / clamp sequence for every finite v. */
+static inline int8_t aq_requant_m4(float v, int32_t zp) {
+    float r;
+    int32_t q;
+    __asm__("vcvtr.s32.f32 %0, %1" : "=t"(r) : "t"(v));
+    memcpy(&q, &r, sizeof q);
+    __asm__("ssat %0, #24, %1" : "=r"(q) : "r"(q));
+    q += zp;
+    __asm__("ssat %0, #8, %1" : "=r"(q) : "r"(q));
+    return (int8_t)q;
+}
+#define AQ_REQUANT_M4 1
+#endif
+
+/* Requantise an int8 accumulator (the int8 contract of autoq_kernels.h), inline. */
+static inline int8_t aq_requant_s8(int32_t acc, const aq_conv_args *a, int c) {
+    float v = (float)acc;
+    long q;
+    if (a->scale) v *= a->scale[c];
+    if (a->bias) v += a->bias[c];
+#ifdef AQ_REQUANT_M4
+    return aq_requant_m4(v, a->y_zero_point);
+#endif
+    if (v > 1e9f) v = 1e9f; /* keep the rounding in range; saturates below anyway */
+    if (v < -1e9f) v = -1e9f;
+    q = aq_round_half_even(v) + a->y_zero_point;
+    if (q > 127) q = 127;
+    if (q < -128) q = -128;
+    return (int8_t)q;
+}
+
+/* Packed int8 weights (autoq_kernels.h): c4, block width and byte offset of (co, tap, ci). */
+static inline int aq_i8p_c4(const aq_geom *g) { return (g->c_in + 3) & ~3; }
+static inline int aq_i8p_nb(const aq_geom *g, int c0) {
+    int n = g->c_out - c0 < AQ_I8_PACK_COB ? g->c_out - c0 : AQ_I8_PACK_COB;
+    return (n + 1) & ~1;
+}
+static inline long aq_i8p_offset(const aq_geom *g, int co, int tap, int ci) {
+    int c0 = co - co % AQ_I8_PACK_COB, c4 = aq_i8p_c4(g);
+    return (long)c0 * g->kh * g->kw * c4 + ((long)tap * (c4 / 4) + ci / 4) * aq_i8p_nb(g, c0) * 4 +
+           (co - c0) * 4 + (ci & 3);
+}
 
 /* Store output i (channel c) of an int8 kernel: requantised int8, or with a->y_float the
    float epilogue acc * scale[c] + bias[c]. Shared by ref and opt so they stay bit-exact. */

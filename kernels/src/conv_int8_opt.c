@@ -152,8 +152,7 @@ static void conv_pairs(const aq_conv_args *a, int level) {
     const int8_t *x = (const int8_t *)a->x, *w = (const int8_t *)a->w;
     int c2 = (g->c_in + 1) / 2, taps = g->kh * g->kw, c0, l, t, i, y, xx;
     int hp = (g->out_h - 1) * g->stride + g->kh, wp = (g->out_w - 1) * g->stride + g->kw;
-    int odd = g->c_in & 1, full = g->c_in / 2, zx = a->x_zero_point;
-    long k = (long)taps * g->c_in;
+    int odd = g->c_in & 1, full = g->c_in / 2, zx = a->x_zero_point, c4 = aq_i8p_c4(g);
     int32_t *xs = (int32_t *)a->scratch, *blk = xs + (((long)hp * wp * c2 + 7) & ~7L);
     aq_conv_args pa = *a;
     aq_geom_init(&pa.g, hp, wp, c2, g->c_out, g->kh, g->kw, g->stride, AQ_PAD_VALID);
@@ -169,13 +168,17 @@ static void conv_pairs(const aq_conv_args *a, int level) {
     for (c0 = 0; c0 < g->c_out; c0 += AQ_I8_COB) {
         int nl = g->c_out - c0 < AQ_I8_COB ? g->c_out - c0 : AQ_I8_COB;
         if (nl < AQ_I8_COB) memset(blk, 0, (size_t)taps * c2 * AQ_I8_COB * sizeof *blk);
-        for (l = 0; l < nl; l++)
-            for (t = 0; t < taps; t++) {
-                const int8_t *wr = w + (long)(c0 + l) * k + (long)t * g->c_in;
-                int32_t *o = blk + (long)t * c2 * AQ_I8_COB + l;
-                for (i = 0; i < full; i++) o[i * AQ_I8_COB] = (int32_t)pair16(wr[2 * i], wr[2 * i + 1]);
-                if (odd) o[full * AQ_I8_COB] = (int32_t)pair16(wr[2 * full], 0);
-            }
+        { /* from the packed block (autoq_kernels.h): input channels 2i, 2i+1 of channel l are
+             adjacent bytes of its run of 4; channels >= c_in are zero there */
+            const int8_t *wb = w + (long)c0 * taps * c4;
+            int nb = aq_i8p_nb(g, c0), gq = c4 / 4;
+            for (t = 0; t < taps; t++)
+                for (i = 0; i < c2; i++) {
+                    const int8_t *src = wb + (long)(t * gq + (i >> 1)) * nb * 4 + 2 * (i & 1);
+                    int32_t *o = blk + ((long)t * c2 + i) * AQ_I8_COB;
+                    for (l = 0; l < nl; l++) o[l] = (int32_t)pair16(src[4 * l], src[4 * l + 1]);
+                }
+        }
         if (level >= 2 && has_vnni()) core_pairs_vnni(&pa, xs, blk, c0, 0);
         else if (level >= 2) core_pairs_avx512(&pa, xs, blk, c0, 0);
         else core_pairs_avx2(&pa, xs, blk, c0, 0);
@@ -195,11 +198,22 @@ int aq_conv_int8_opt(const aq_conv_args *a) {
 #if AQ_DISPATCH
     if (level >= 1) { conv_pairs(a, level); return AQ_OK; }
 #endif
+#if AQ_I8_DSP
+    aq_int8_dsp(a);
+    return AQ_OK;
+#elif AQ_I8_NEON
+    aq_int8_neon(a);
+    return AQ_OK;
+#endif
     for (j = 0; j < n; j++) xs[j] = (int16_t)(x[j] - a->x_zero_point);
     for (c0 = 0; c0 < g->c_out; c0 += AQ_I8_COB) {
-        for (j = 0; j < k; j++)
-            for (l = 0; l < AQ_I8_COB; l++)
-                blk[j * AQ_I8_COB + l] = c0 + l < g->c_out ? w[(long)(c0 + l) * k + j] : 0;
+        for (l = 0; l < AQ_I8_COB; l++) /* from the packed layout: per tap, runs of 4 channels */
+            for (j = 0; j < k; j += g->c_in) {
+                const int8_t *wt = w + (c0 + l < g->c_out ? aq_i8p_offset(g, c0 + l, (int)(j / g->c_in), 0) : 0);
+                int ci, step = 4 * aq_i8p_nb(g, (c0 + l) - (c0 + l) % AQ_I8_PACK_COB);
+                for (ci = 0; ci < g->c_in; ci++)
+                    blk[(j + ci) * AQ_I8_COB + l] = c0 + l < g->c_out ? wt[(ci >> 2) * step + (ci & 3)] : 0;
+            }
 #if AQ_DISPATCH
         if (level >= 2) { core_avx512(a, xs, blk, c0, 0); continue; }
         if (level == 1) { core_avx2(a, xs, blk, c0, 0); continue; }

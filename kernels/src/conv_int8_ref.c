@@ -1,5 +1,6 @@
 /* Reference int8 convolution: the thesis's plain loop nest (output channel, output pixel, tap,
- * input channel) with per-weight index arithmetic. Correctness baseline; not for speed. */
+ * input channel) with per-weight index arithmetic (into the packed weights, aq_i8p_offset).
+ * Correctness baseline; not for speed. */
 #include "aq_internal.h"
 
 int aq_conv_int8_ref(const aq_conv_args *a) {
@@ -11,17 +12,18 @@ int aq_conv_int8_ref(const aq_conv_args *a) {
     for (co = 0; co < g->c_out; co++)
         for (oy = 0; oy < g->out_h; oy++)
             for (ox = 0; ox < g->out_w; ox++) {
-                int32_t acc = 0;
+                int32_t acc = 0, run = 4 * aq_i8p_nb(g, co - co % AQ_I8_PACK_COB);
                 for (ky = 0; ky < g->kh; ky++) {
                     int iy = oy * g->stride - g->pad_top + ky;
                     if (iy < 0 || iy >= g->h) continue; /* padded zero: contributes nothing */
                     for (kx = 0; kx < g->kw; kx++) {
                         int ix = ox * g->stride - g->pad_left + kx;
-                        long tap = ((long)co * g->kh + ky) * g->kw + kx; /* OHWI tap index */
+                        const int8_t *wt; /* packed: runs of 4 input channels, `run` bytes apart */
                         if (ix < 0 || ix >= g->w) continue;
+                        wt = w + aq_i8p_offset(g, co, ky * g->kw + kx, 0);
                         for (ci = 0; ci < g->c_in; ci++) {
                             acc += ((int32_t)x[((long)iy * g->w + ix) * g->c_in + ci] - a->x_zero_point) *
-                                   (int32_t)w[tap * g->c_in + ci];
+                                   (int32_t)wt[(ci >> 2) * run + (ci & 3)];
                         }
                     }
                 }

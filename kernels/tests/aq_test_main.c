@@ -20,8 +20,19 @@
 #define OUT_FLOATS 1024
 #define RAND_WORDS 512
 #endif
+
 static uint64_t scratch[SCRATCH_BYTES / 8];
 static float out_buf[OUT_FLOATS], out_ref[OUT_FLOATS];
+static size_t packed_bytes; /* int8: packed weights at the start of scratch, kernel scratch after */
+
+/* int8 weights (OHWI) -> the packed layout at the start of scratch (the M4 build's 32 KB of
+   SRAM hold no second buffer); NULL if they do not fit (reported as a failure). */
+static const void *pack_int8(const aq_geom *g, const void *w_ohwi) {
+    packed_bytes = (aq_int8_packed_bytes(g) + 7) & ~(size_t)7;
+    if (packed_bytes > sizeof scratch) return 0;
+    aq_pack_int8(g, (const int8_t *)w_ohwi, (int8_t *)scratch);
+    return scratch;
+}
 static int failures;
 
 static void fail(const char *what, const char *name, const char *variant, int level, long pos,
@@ -31,10 +42,11 @@ static void fail(const char *what, const char *name, const char *variant, int le
 }
 
 static int run(const aq_variant_info *v, aq_conv_args *a, void *y) {
+    size_t skip = v->kind == AQ_INT8 ? packed_bytes : 0;
     a->y = y;
-    a->scratch = scratch;
-    a->scratch_bytes = sizeof scratch;
-    if (aq_scratch_bytes(v->kind, v->variant, &a->g) > sizeof scratch) {
+    a->scratch = (uint8_t *)scratch + skip;
+    a->scratch_bytes = sizeof scratch - skip;
+    if (aq_scratch_bytes(v->kind, v->variant, &a->g) > a->scratch_bytes) {
         printf("FAIL scratch too small for %s/%s\n", v->kind_name, v->variant);
         failures++;
         return -1;
@@ -59,7 +71,9 @@ static void check_vectors(int level) {
             }
             n = (long)a.g.out_h * a.g.out_w * t->c_out;
             if (n > OUT_FLOATS) { fail("output too large", t->name, v->variant, level, n, 0, 0); continue; }
-            a.x = t->x_data; a.w = t->w_data; a.codebook = t->codebook; a.shift = t->shift;
+            a.x = t->x_data; a.w = t->kind == AQ_INT8 ? pack_int8(&a.g, t->w_data) : t->w_data;
+            if (!a.w) { fail("packed weights too large", t->name, v->variant, level, -1, 0, 0); continue; }
+            a.codebook = t->codebook; a.shift = t->shift;
             a.bits = t->bits; a.codebook_per_channel = t->codebook_per_channel;
             a.x_zero_point = t->x_zero_point; a.y_zero_point = t->y_zero_point;
             a.scale = t->scale; a.bias = t->bias;
@@ -92,6 +106,7 @@ static void check_integer_kinds(int level) {
     static const int shapes[][8] = {/* h, w, c_in, c_out, k, stride, padding */
         {6, 5, 1, 3, 3, 1, AQ_PAD_SAME}, {7, 7, 31, 9, 4, 2, AQ_PAD_SAME}, {5, 6, 65, 5, 2, 1, AQ_PAD_VALID},
         {4, 4, 33, 9, 5, 1, AQ_PAD_SAME}, {6, 6, 3, 8, 1, 2, AQ_PAD_VALID},
+        {4, 5, 3, 18, 3, 1, AQ_PAD_SAME}, /* a full 16-channel block, odd and even group counts */
         {3, 3, 256, 1, 3, 1, AQ_PAD_SAME}}; /* last: binary kinds only, saturated bits (below) */
     static uint64_t xb[RAND_WORDS], wb[RAND_WORDS];
     static int8_t y8[OUT_FLOATS], y8r[OUT_FLOATS];
@@ -117,12 +132,14 @@ static void check_integer_kinds(int level) {
                 uint64_t tail = (sh[2] % 64) ? ((uint64_t)1 << (sh[2] % 64)) - 1 : ~(uint64_t)0;
                 for (i = nw - 1; i < RAND_WORDS; i += nw) { xb[i] &= tail; wb[i] &= tail; }
             }
-            a.x = xb; a.w = wb; a.x_zero_point = 5; a.y_zero_point = -3;
+            a.x = xb; a.w = k == AQ_INT8 ? pack_int8(&a.g, wb) : wb; a.x_zero_point = 5; a.y_zero_point = -3;
+            if (!a.w) { fail("packed weights too large", "int8", "-", level, s, 0, 0); continue; }
             for (i = 0; i < aq_num_variants; i++)
                 if ((int)aq_variants[i].kind == k) {
                     if (!strcmp(aq_variants[i].variant, "ref")) ref = i; else opt = i;
                 }
             n = (long)a.g.out_h * a.g.out_w * sh[3];
+            if (n > OUT_FLOATS) { fail("output too large", aq_kind_name((aq_kind)k), "-", level, s, (double)n, 0); continue; }
             if (k == AQ_INT8) {
                 float sc[32];
                 for (i = 0; i < 32; i++) sc[i] = 1.0f / (1024 + 37 * i);
@@ -146,7 +163,7 @@ static void check_integer_kinds(int level) {
 }
 
 static void check_packing(void) {
-    static float x[3 * 130], back[3 * 130];
+    float *x = out_buf, *back = out_ref; /* 3 x 130 floats; the M4 build has 32 KB of SRAM */
     static uint64_t p[3 * 3];
     static uint8_t idx[4 * 40], packed[4 * 40], idx2[4 * 40];
     int c, i, bits, k;
