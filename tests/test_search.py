@@ -375,7 +375,7 @@ def test_live_progress_draws_counts_front_and_clock(tmp_path):
 
 
 def test_real_objective_on_the_tiny_model(tmp_path):
-    space = make_space(training={"epochs": 1, "baseline_epochs": 1}, presets=["base", "twn"])
+    space = make_space(training={"epochs": 2, "baseline_epochs": 30}, presets=["base", "twn"])
     res = run_search(opts(tmp_path, budget=2, space=space, cache_dir=tmp_path / "cache"))
     assert res.done == 2
     for t in load(tmp_path).get_trials():

@@ -248,13 +248,16 @@ class KerasSteps:
 
     def __init__(self, model: str, dataset: str, data_path: str | None, recipe: str, seed: int,
                  cache_dir: str, input_shape=None, baseline_epochs: int = 10,
-                 threads: int | None = None):
+                 threads: int | None = None, candidates: dict | None = None):
         self.model_name, self.dataset_name, self.data_path = model, dataset, data_path
         self.recipe_name, self.seed, self.cache_dir = recipe, seed, cache_dir
         self.expected_input = tuple(input_shape) if input_shape else None
         self.baseline_epochs, self.threads = baseline_epochs, threads
+        self.candidates = candidates           # layer -> role -> specs (layer_candidates)
         self._data = None
         self._baseline = None
+        self._trainer = None
+        self._built: tuple[str, Any] | None = None   # (config JSON, model) of the last plan()
         self._profiles: dict[str, Any] = {}
 
     def prepare(self) -> None:
@@ -299,6 +302,7 @@ class KerasSteps:
 
         data = self.data
         model = build_model(self.model_name, data.input_shape, data.num_classes, QuantConfig.from_dict(config))
+        self._built = (_key(config), model)  # train() ships this very model
         return plan_from_model(model).to_dict()
 
     def cost(self, plan: dict, target: str) -> dict:
@@ -310,15 +314,44 @@ class KerasSteps:
             self._profiles[target] = load_profile(target)
         return estimate(LayerPlan.from_dict(plan), self._profiles[target]).to_dict()
 
+    def trainer(self):
+        """The switch-model trainer (autoq.search.switch): one traced step per architecture."""
+        if self._trainer is None:
+            from autoq.search.switch import FastTrainer
+            from autoq.train import _setup
+
+            _setup(self.seed, self.threads)
+            self._trainer = FastTrainer(self.model_name, self.data, self.baseline().model_path,
+                                        self.recipe_name, self.candidates)
+        return self._trainer
+
     def train(self, config: dict, epochs: int, ctx: TrialContext) -> TrainOutcome:
         from autoq.config import QuantConfig
-        from autoq.train import finetune
 
-        ctx.trial_dir.mkdir(parents=True, exist_ok=True)
-        r = finetune(self.model_name, self.data, QuantConfig.from_dict(config), self.recipe_name,
-                     self.seed, baseline=self.baseline(), out_dir=str(ctx.trial_dir), epochs=int(epochs),
-                     threads=self.threads)
-        path = r.model_path or r.weights_path
+        built = self._built[1] if self._built and self._built[0] == _key(config) else None
+        self._built = None  # a model is trained once
+        r = self.trainer().train(QuantConfig.from_dict(config), int(epochs), self.seed, ctx.trial_dir,
+                                 model=built)
         return TrainOutcome(status=r.status, val_acc=r.val_acc, test_acc=r.test_acc,
-                            weights_path=None if path is None else str(Path(path).resolve()),
-                            reason=r.reason, seconds=float(r.seconds or 0.0))
+                            weights_path=r.model_path, reason=r.reason, seconds=float(r.seconds))
+
+
+def _key(config: dict) -> str:
+    import json
+
+    return json.dumps(config, sort_keys=True)
+
+
+def layer_candidates(space) -> dict[str, dict[str, list]]:
+    """Per layer and role, every quantizer spec a space's rules can give it (TF-free): the
+    switch model holds them all, so no config of the space needs a new graph."""
+    out: dict[str, dict[str, list]] = {}
+    for rule in space.rules:
+        for role in ("weight", "activation"):
+            choices = getattr(rule, role) or []
+            for name in rule.layers:
+                specs = out.setdefault(name, {"weight": [], "activation": []})[role]
+                for c in choices:
+                    if c.spec is not None and c.spec not in specs:
+                        specs.append(c.spec)
+    return out

@@ -89,11 +89,12 @@ StepsFactory = Callable[[SearchOptions], TrialSteps]
 
 def default_steps(opts: SearchOptions) -> TrialSteps:
     """The real steps (TensorFlow): build, cost and fine-tune zoo models."""
-    from autoq.search.objective import KerasSteps
+    from autoq.search.objective import KerasSteps, layer_candidates
 
     sp = opts.space
     return KerasSteps(sp.model, sp.dataset, sp.data_path, sp.recipe, opts.seed, str(opts.cache_dir),
-                      sp.input_shape, baseline_epochs=sp.baseline_epochs)
+                      sp.input_shape, baseline_epochs=sp.baseline_epochs,
+                      candidates=layer_candidates(sp))
 
 
 def run_info(opts: SearchOptions) -> RunInfo:
