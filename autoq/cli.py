@@ -374,7 +374,7 @@ def search_cmd(
                                help="Counted trials (40) or wall-clock time (20m, 90s, 1h30m)."),
     target: Optional[str] = typer.Option(None, "--target", "-t", help="Target profile id or YAML (default: the space's)."),
     targets: Optional[str] = typer.Option(None, "--targets", help="Several targets, comma-separated: m4,a53,i5."),
-    sampler: str = typer.Option("nsga2", "--sampler", help="nsga2 | tpe | random."),
+    sampler: str = typer.Option("tpe", "--sampler", help="tpe (default) | nsga2 | random."),
     backend: str = typer.Option("local", "--backend", help="local (trials in this process) | ray (Ray Tune)."),
     workers: int = typer.Option(1, "--workers", "-w", help="Parallel trials (ray backend)."),
     address: Optional[str] = typer.Option(None, "--address", help="Ray cluster address (default: a local Ray)."),

@@ -21,7 +21,7 @@ def split_targets(target: str | None, targets: str | None) -> list[str] | None:
 
 
 def options_from_cli(space: str, budget: str, target: str | None = None, targets: str | None = None,
-                     sampler: str = "nsga2", backend: str = "local", workers: int = 1,
+                     sampler: str = "tpe", backend: str = "local", workers: int = 1,
                      address: str | None = None, out: str | None = None, resume: bool = False,
                      force: bool = False, seed: int | None = None,
                      epochs: int | None = None, data: str | None = None) -> SearchOptions:
@@ -48,8 +48,15 @@ def result_line(result: SearchResult) -> str:
             f"{result.seconds:.1f} s; study {Path(result.out_dir) / 'study.db'}")
     if result.presets_enqueued:
         line += f"; presets evaluated first: {', '.join(result.presets_enqueued)}"
+    if result.proposals_enqueued:
+        line += f"; sensitivity/ILP proposals: {result.proposals_enqueued}"
     if result.retried:
         line += f"; interrupted trials retried: {result.retried}"
+    for status in ("skipped", "failed"):
+        reasons = (result.not_ok or {}).get(status) or {}
+        if reasons:
+            parts = ", ".join(f"{n} {why}" for why, n in sorted(reasons.items(), key=lambda kv: -kv[1]))
+            line += f"; {status} {result.not_ok['trials'][status]} trial(s) ({parts})"
     return line
 
 

@@ -7,9 +7,10 @@ fake. :class:`KerasSteps` is the real implementation.
 Multi-fidelity without pruners (Optuna's pruners do not support multi-objective studies):
 
 1. **Cost first, skip the infeasible.** The LayerPlan comes from the built (untrained) model,
-   so latency / flash / RAM are known before any training. A config that breaks a constraint
-   on any target is recorded with ``status: skipped`` (its real costs, accuracy 0) and not
-   trained; the samplers' constrained domination still learns from it.
+   so latency / flash / RAM are known before any training. Constraints apply per target (each
+   target's own front): a config that breaks a constraint on *every* target is recorded with
+   ``status: skipped`` (its real costs, accuracy 0) and not trained; one that is feasible on
+   some target is trained and counts for those targets' fronts (``costs[target].fits``).
 2. **Short-epoch screen with promotion** (optional, ``training.screen``). The config is first
    trained for ``screen.epochs``; it is promoted to the full ``training.epochs`` unless an
    earlier screened trial is at least as cheap on every cost objective and more accurate by
@@ -118,13 +119,23 @@ def objective_values(outcome: TrialOutcome, objective_names: list[str]) -> list[
 
 
 def constraint_items(costs: dict[str, dict], constraints: dict) -> list[tuple[str, float]]:
-    """Optuna's convention: one value per (target, constraint), feasible iff <= 0.
+    """Optuna's convention (feasible iff every value <= 0), per target's own front: a trial
+    that breaks a constraint on one target still counts for the others. The values are those
+    of one target: the first feasible one, else the one breaking the fewest constraints.
 
-    max_latency_ms: latency - max; max_flash_kb / max_ram_kb: bytes / 1024 - max;
+    Per target: max_latency_ms: latency - max; max_flash_kb / max_ram_kb: bytes / 1024 - max;
     fits sram: peak RAM - RAM limit; fits flash: flash - flash limit (bytes).
     """
+    per_target = [target_items(costs, constraints, t) for t in sorted(costs)]
+    if not per_target:
+        return []
+    return min(per_target, key=lambda items: sum(v > 0 for _, v in items))
+
+
+def target_items(costs: dict[str, dict], constraints: dict, only: str) -> list[tuple[str, float]]:
+    """One value per constraint of target ``only`` (constraint_items)."""
     items: list[tuple[str, float]] = []
-    for target in sorted(costs):
+    for target in [only]:
         c = costs[target]
         if "max_latency_ms" in constraints:
             items.append((f"{target}:max_latency_ms", float(c["latency_ms"]) - constraints["max_latency_ms"]))
@@ -198,7 +209,8 @@ def run_trial(config: dict, ctx: TrialContext, steps: TrialSteps) -> TrialOutcom
         t2 = time.perf_counter()
         out.timings.update(build=t1 - t0, cost=t2 - t1, train=0.0)
         broken = violated(out.costs, ctx.constraints)
-        if broken and ctx.skip_infeasible:
+        feasible = [t for t in ctx.targets if not violated({t: out.costs[t]}, ctx.constraints)]
+        if broken and not feasible and ctx.skip_infeasible:  # per target: skip only if none is met
             out.status, out.fail_reason = "skipped", "infeasible: " + "; ".join(broken)
             return out
         stage = "train"
@@ -324,6 +336,13 @@ class KerasSteps:
             self._trainer = FastTrainer(self.model_name, self.data, self.baseline().model_path,
                                         self.recipe_name, self.candidates)
         return self._trainer
+
+    def sensitivity(self, space, steps: int | None = None) -> dict:
+        """The space's per-layer sensitivity table (autoq.search.sensitivity), cached."""
+        from autoq.search import sensitivity
+
+        return sensitivity.compute(self.trainer(), space, sensitivity.DEFAULT_STEPS if steps is None
+                                   else steps, cache_dir=self.cache_dir, baseline_key=self.baseline().key)
 
     def train(self, config: dict, epochs: int, ctx: TrialContext) -> TrainOutcome:
         from autoq.config import QuantConfig

@@ -183,6 +183,7 @@ def open_study(out_dir: Path, info: RunInfo, sampler, resume: bool, force: bool)
     study = optuna.create_study(storage=storage, study_name=info.name, sampler=sampler,
                                 directions=["maximize" if n == "accuracy" else "minimize"
                                             for n in info.objective_names])
+    study.set_metric_names(metric_names(info.objective_names))  # optuna-dashboard's labels
     study.set_user_attr("space", info.space_raw)
     study.set_user_attr("targets", info.targets)
     study.set_user_attr("objectives", info.objectives)
@@ -190,6 +191,14 @@ def open_study(out_dir: Path, info: RunInfo, sampler, resume: bool, force: bool)
     study.set_user_attr("training", info.training)
     study.set_user_attr("created", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
     return study
+
+
+UNITS = {"latency": "ms", "flash": "B", "ram": "B"}
+
+
+def metric_names(objective_names: list[str]) -> list[str]:
+    """["accuracy", "latency@m4", "flash@m4"] -> ["accuracy", "latency@m4 ms", "flash@m4 B"]."""
+    return [n if n == "accuracy" else f"{n} {UNITS[n.partition('@')[0]]}" for n in objective_names]
 
 
 def _check_same_run(out_dir: Path, study, info: RunInfo) -> None:
@@ -305,3 +314,24 @@ def set_constraints(trial, outcome: TrialOutcome, constraints: dict) -> None:
     if outcome.costs and outcome.status != "failed":
         for key, value in constraint_items(outcome.costs, constraints):
             trial.set_constraint(key, value)
+
+
+def outcome_summary(study) -> dict[str, dict[str, int]]:
+    """Counted trials not ok, by status and reason kind (numbers dropped), e.g.
+    {"skipped": {"m4: peak RAM": 3}, "failed": {"did not learn": 2},
+    "trials": {"skipped": 3, "failed": 2}} (a skipped trial may break several constraints)."""
+    out: dict[str, dict[str, int]] = {"skipped": {}, "failed": {}, "trials": {"skipped": 0, "failed": 0}}
+    for t in study.get_trials(deepcopy=False):
+        status = t.user_attrs.get("status")
+        if not counted(t) or status not in ("skipped", "failed"):
+            continue
+        out["trials"][status] += 1
+        reason = t.user_attrs.get("fail_reason") or "unknown"
+        if status == "skipped":
+            kinds = {re.split(r"[\d(]", part, maxsplit=1)[0].strip()
+                     for part in reason.removeprefix("infeasible: ").split("; ")}
+        else:
+            kinds = {reason.split(":")[0].strip()}
+        for kind in kinds:
+            out[status][kind] = out[status].get(kind, 0) + 1
+    return out

@@ -162,6 +162,8 @@ class SwitchModel:
             tf.TensorSpec([None, *tuple(input_shape)], tf.float32), tf.TensorSpec([None], tf.int64),
             tf.TensorSpec([None], tf.int32), tf.TensorSpec([], tf.int32)])
         self._logits = tf.function(lambda x: self.model(x, training=False), input_signature=[x_spec])
+        self.batch_stat_logits = tf.function(lambda x: self.model(x, training=True),
+                                             input_signature=[x_spec])  # sensitivity
 
     # --- selecting a config ----------------------------------------------------------------
     def select(self, config: QuantConfig) -> None:
