@@ -69,3 +69,38 @@ def front_tables(out_dir: str | Path, targets: list[str]) -> list:
         pf = pareto.pareto_front(out_dir, target=t)
         tables.append(pareto.render_table(pf)[0])
     return tables
+
+
+def sensitivity_table(run: str | None, space: str | None, seed: int | None = None,
+                      data: str | None = None) -> dict:
+    """The per-layer sensitivity table of a run's space (or of --space), computed or cached."""
+    from autoq.search.runner import default_steps
+    from autoq.search.study import Budget
+
+    if (run is None) == (space is None):
+        raise UserError("autoq sensitivity: give a run folder (RUN) or --space, not both / neither")
+    if run is not None:
+        sp, seed, out = _space_of_run(Path(run), seed)
+    else:
+        sp, out = load_space(space), Path("runs") / load_space(space).name
+    if data is not None:
+        sp.data_path = data
+    opts = SearchOptions(space=sp, budget=Budget(trials=1), out_dir=out, seed=seed).resolved()
+    steps = default_steps(opts)
+    steps.prepare()
+    return steps.sensitivity(sp)
+
+
+def _space_of_run(run: Path, seed: int | None):
+    import optuna
+
+    from autoq.pareto import resolve_study_path
+    from autoq.space import parse_space
+
+    path = resolve_study_path(run)
+    storage = f"sqlite:///{path}"
+    study = optuna.load_study(study_name=optuna.study.get_all_study_names(storage)[0], storage=storage)
+    attrs = study.user_attrs
+    training = attrs.get("training") or {}
+    return (parse_space(attrs["space"], str(path)), training.get("seed") if seed is None else seed,
+            path.parent)

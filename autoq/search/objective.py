@@ -47,6 +47,7 @@ class TrainOutcome:
     weights_path: str | None = None
     reason: str | None = None
     seconds: float = 0.0
+    epochs_run: int | None = None    # a "did not learn" trial stops after its first epoch
 
 
 @dataclass
@@ -231,6 +232,8 @@ def run_trial(config: dict, ctx: TrialContext, steps: TrialSteps) -> TrialOutcom
             result = steps.train(config, ctx.epochs, ctx)
             out.timings["train"] += result.seconds
             out.fidelity = "full"
+        if result.epochs_run is not None:
+            out.metrics["epochs_run"] = result.epochs_run
         if result.status != "ok" or result.val_acc is None or not math.isfinite(result.val_acc):
             out.status = "failed"
             out.fail_reason = result.reason or f"training returned val_acc={result.val_acc!r}"
@@ -339,10 +342,14 @@ class KerasSteps:
 
     def sensitivity(self, space, steps: int | None = None) -> dict:
         """The space's per-layer sensitivity table (autoq.search.sensitivity), cached."""
+        from autoq.config import QuantConfig
         from autoq.search import sensitivity
 
-        return sensitivity.compute(self.trainer(), space, sensitivity.DEFAULT_STEPS if steps is None
-                                   else steps, cache_dir=self.cache_dir, baseline_key=self.baseline().key)
+        if steps is None:
+            macs = sum(e["macs"] for e in self.plan(QuantConfig(model=self.model_name).to_dict())["layers"])
+            steps = sensitivity.default_steps(macs)
+        return sensitivity.compute(self.trainer(), space, steps, cache_dir=self.cache_dir,
+                                   baseline_key=self.baseline().key)
 
     def train(self, config: dict, epochs: int, ctx: TrialContext) -> TrainOutcome:
         from autoq.config import QuantConfig
@@ -352,7 +359,8 @@ class KerasSteps:
         r = self.trainer().train(QuantConfig.from_dict(config), int(epochs), self.seed, ctx.trial_dir,
                                  model=built)
         return TrainOutcome(status=r.status, val_acc=r.val_acc, test_acc=r.test_acc,
-                            weights_path=r.model_path, reason=r.reason, seconds=float(r.seconds))
+                            weights_path=r.model_path, reason=r.reason, seconds=float(r.seconds),
+                            epochs_run=r.epochs_run)
 
 
 def _key(config: dict) -> str:

@@ -2,7 +2,7 @@
 
 For every layer and every quantizer choice the space gives it (weights and input activations
 separately, everything else float): start from the float baseline, fine-tune ``steps``
-batches, measure the validation loss with batch statistics in the BatchNorm layers (the
+batches (``default_steps``: 4 for small networks, 0 = zero-shot above ZERO_SHOT_MACS), measure the validation loss with batch statistics in the BatchNorm layers (the
 baseline's moving statistics belong to the float weights); the sensitivity is that loss
 minus the float network's after the same steps. It runs on the search's switch model
 (:mod:`autoq.search.switch`), so it costs one short train call + one forward per entry and
@@ -31,6 +31,12 @@ log = logging.getLogger(__name__)
 
 SENSITIVITY_VERSION = 1
 DEFAULT_STEPS = 4
+ZERO_SHOT_MACS = 5_000_000  # a bigger network gets 0 steps (one forward per entry): 4 steps x
+                            # ~100 entries would cost more than the trials it guides
+
+
+def default_steps(float_macs: int) -> int:
+    return DEFAULT_STEPS if float_macs <= ZERO_SHOT_MACS else 0
 EVAL_SAMPLES = 512   # validation images per loss (one forward)
 
 

@@ -328,8 +328,10 @@ def outcome_summary(study) -> dict[str, dict[str, int]]:
         out["trials"][status] += 1
         reason = t.user_attrs.get("fail_reason") or "unknown"
         if status == "skipped":
-            kinds = {re.split(r"[\d(]", part, maxsplit=1)[0].strip()
-                     for part in reason.removeprefix("infeasible: ").split("; ")}
+            kinds = set()
+            for part in reason.removeprefix("infeasible: ").split("; "):
+                target, _, what = part.partition(": ")  # "m4: flash 12850 B > 9000 B"
+                kinds.add(f"{target}: {re.split(r'[0-9(]', what, maxsplit=1)[0].strip()}")
         else:
             kinds = {reason.split(":")[0].strip()}
         for kind in kinds:

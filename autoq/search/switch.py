@@ -290,6 +290,7 @@ class FastTrainer:
         self.model_name, self.data = model_name, data
         self.recipe = get_recipe(recipe, model_name)
         self.candidates = {k: {r: list(v) for r, v in d.items()} for k, d in (candidates or {}).items()}
+        self.baseline_path = baseline_path
         self.baseline = keras.models.load_model(baseline_path, compile=False)
         self.x_train = tf.constant(data.x_train)   # the data pipeline, built once
         self.y_train = tf.constant(data.y_train.astype(np.int64))
