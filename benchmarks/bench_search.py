@@ -42,11 +42,25 @@ from autoq.space import load_space  # noqa: E402
 HERE = Path(__file__).resolve().parent
 
 
+STEPS: dict = {}
+
+
+def shared_steps(opts):
+    """One KerasSteps (data, baseline, traced switch model) per space and seed: the runs of a
+    comparison share the one-time trace, as the trials of one search do."""
+    from autoq.search.runner import default_steps
+
+    key = (opts.space.name, opts.space.data_path, opts.seed)
+    if key not in STEPS:
+        STEPS[key] = default_steps(opts)
+    return STEPS[key]
+
+
 def run(space, target, budget, sampler, out, seed, epochs, cache, proposals=None):
     opts = SearchOptions(space=space, budget=Budget(trials=budget), out_dir=out, targets=[target],
                          sampler=sampler, seed=seed, epochs=epochs, cache_dir=cache, proposals=proposals)
     t0 = time.perf_counter()
-    res = run_search(opts)
+    res = run_search(opts, steps_factory=shared_steps)
     return res, time.perf_counter() - t0
 
 

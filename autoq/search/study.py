@@ -84,7 +84,7 @@ def check_writable(out_dir: Path) -> None:
 
 def clear_run(out_dir: Path) -> None:
     """--force: delete what a previous search wrote (only autoq's own files)."""
-    for name in (STUDY_FILE, STUDY_FILE + "-journal", "search.json"):
+    for name in (STUDY_FILE, STUDY_FILE + "-journal", STUDY_FILE + "-wal", STUDY_FILE + "-shm", "search.json"):
         p = out_dir / name
         if p.exists():
             p.unlink()
@@ -98,11 +98,22 @@ def storage_url(out_dir: Path) -> str:
 
 
 def make_storage(out_dir: Path):
+    import sqlite3
+
     import optuna
 
-    # a generous timeout: Ray's driver and a progress reader may touch the file together
-    return optuna.storages.RDBStorage(storage_url(out_dir),
-                                      engine_kwargs={"connect_args": {"timeout": 60}})
+    path = str((out_dir / STUDY_FILE).resolve())
+
+    def connect():
+        # a generous timeout: Ray's driver and a progress reader may touch the file together;
+        # WAL + synchronous=NORMAL: a trial's ~20 small writes no longer wait for a disk flush
+        # each (about 1 s per trial on a busy machine), and a crash still loses no committed trial
+        con = sqlite3.connect(path, timeout=60, check_same_thread=False)
+        con.execute("PRAGMA journal_mode=WAL")
+        con.execute("PRAGMA synchronous=NORMAL")
+        return con
+
+    return optuna.storages.RDBStorage(storage_url(out_dir), engine_kwargs={"creator": connect})
 
 
 def space_fingerprint(raw: dict) -> str:
