@@ -12,7 +12,6 @@ from autoq.search.ilp import propose
 from autoq.search.objective import TrainOutcome, constraint_values
 from autoq.space import parse_space
 
-BITS = {None: 32, "bc": 1, "twn": 2, "dorefa": None, "sign": 1}
 
 
 def _bits(spec) -> int:
