@@ -429,7 +429,7 @@ def search_cmd(
                                help="Counted trials (40) or wall-clock time (20m, 90s, 1h30m)."),
     target: Optional[str] = typer.Option(None, "--target", "-t", help="Target profile id or YAML (default: the space's)."),
     targets: Optional[str] = typer.Option(None, "--targets", help="Several targets, comma-separated: m4,a53,i5."),
-    sampler: str = typer.Option("nsga2", "--sampler", help="nsga2 | tpe | random."),
+    sampler: str = typer.Option("tpe", "--sampler", help="tpe (default) | nsga2 | random."),
     backend: str = typer.Option("local", "--backend", help="local (trials in this process) | ray (Ray Tune)."),
     workers: int = typer.Option(1, "--workers", "-w", help="Parallel trials (ray backend)."),
     address: Optional[str] = typer.Option(None, "--address", help="Ray cluster address (default: a local Ray)."),
@@ -484,6 +484,34 @@ def search_cmd(
         console.print(escape(f"continue with: autoq search --space {space} --budget {budget} --out {opts.out_dir} "
                              "--resume"))
         raise typer.Exit(130)
+
+
+@app.command("sensitivity")
+def sensitivity_cmd(
+    run: Optional[str] = typer.Argument(None, help="Run folder of `autoq search` (its space, seed and cache)."),
+    space: Optional[str] = typer.Option(None, "--space", "-s", help="Search-space YAML or shipped name instead of RUN."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Training seed (default: the run's or the space's)."),
+    data: Optional[str] = typer.Option(None, "--data", help="A .npz replacing the space's data source."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Per-layer sensitivity: validation-loss increase with only that layer quantized by each choice."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from autoq.search.command import sensitivity_table
+    from autoq.search.sensitivity import format_rows
+
+    result = sensitivity_table(run, space, seed, data)
+    if as_json:
+        _print_json(result)
+        return
+    table = Table(title=f"sensitivity of {result['model']} (float val loss {result['base_loss']:.4f}, "
+                        f"{result['steps']} fine-tune steps per entry)", title_justify="left")
+    for col in ("layer", "quantizes", "choice", "delta loss"):
+        table.add_column(col, justify="right" if col == "delta loss" else "left")
+    for row in format_rows(result):
+        table.add_row(*row)
+    Console(width=max(Console().width, 100)).print(table)
 
 
 # --- models and training --------------------------------------------------------------------

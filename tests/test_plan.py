@@ -29,7 +29,7 @@ def test_conv_entry_numbers_by_hand():
     ("lut", 4, 8 * 149, 10 * 10 * 33 * 4, 8 * 8 * 8 * 4),        # 8 rows of ceil(297 * 4 / 8)
     ("xnor", 1, 8 * 9 * 8, 10 * 10 * 33 * 4, 8 * 8 * 8 * 4),     # 33 channels -> one 64-bit word per tap
     ("and", 1, 8 * 9 * 8, 10 * 10 * 33 * 4, 8 * 8 * 8 * 4),
-    ("int8", 8, 2376, 10 * 10 * 33 * 4, 8 * 8 * 8 * 4),          # float arena; int8 copy is a buffer
+    ("int8", 8, 8 * 9 * 36, 10 * 10 * 33 * 4, 8 * 8 * 8 * 4),    # packed: c_in 33 -> 36; float arena
 ])
 def test_bytes_per_kind_valid_padding(kind, bits, expect_w, expect_in, expect_out):
     e = conv_entry("c", c_in=33, c_out=8, h_in=10, w_in=10, kh=3, kind=kind, weight_bits=bits,

@@ -121,8 +121,9 @@ def test_budget_is_met_exactly_presets_first_and_every_trial_stores_the_contract
         assert Path(a["weights_path"]).is_absolute() and Path(a["weights_path"]).is_file()
         assert t.values[0] == pytest.approx(a["metrics"]["val_acc"])
         assert t.values[1] == pytest.approx(a["costs"]["m4"]["latency_ms"])
-        assert set(a["timings"]) == {"build", "cost", "train", "store"}
+        assert set(a["timings"]) == ({"store"} if "cached_from" in a else {"build", "cost", "train", "store"})
     assert study.user_attrs["targets"] == ["m4"]
+    assert study.metric_names == ["accuracy", "latency@m4 ms", "flash@m4 B"]
     assert study.user_attrs["objectives"] == ["accuracy", "latency", "flash"]
     assert study.user_attrs["objective_names"] == ["accuracy", "latency@m4", "flash@m4"]
     assert study.user_attrs["space"]["model"] == "tiny"
@@ -177,7 +178,8 @@ def test_infeasible_configs_are_costed_but_not_trained(tmp_path):
         assert t.state == TS.COMPLETE and t.values[0] == 0.0
         assert "infeasible" in t.user_attrs["fail_reason"] and max(t.user_attrs["constraints"]) > 0
         assert t.user_attrs["config_hash"] not in {h for h, _ in steps.trained}
-    assert len(steps.trained) == 6 - len(skipped)
+    assert len(steps.trained) == sum(t.user_attrs["status"] != "skipped" and "cached_from" not in t.user_attrs
+                                     for t in trials)
 
 
 def test_constraint_values_follow_optunas_sign_convention():
@@ -348,7 +350,7 @@ def test_missing_data_file_is_a_user_error_before_any_study_is_written(tmp_path)
 
 
 def test_progress_summary_counts_and_front(tmp_path):
-    run_search(opts(tmp_path, budget=6), steps_factory=lambda o: FakeSteps())
+    run_search(opts(tmp_path, budget=6, sampler="nsga2"), steps_factory=lambda o: FakeSteps())  # no repeats
     s = summarize(load(tmp_path), Budget(trials=10), start=time.monotonic() - 5)
     assert s.done == 6 and s.ok == 6 and s.front
     accs = [p.accuracy for p in s.front]
@@ -365,7 +367,8 @@ def test_live_progress_draws_counts_front_and_clock(tmp_path):
 
     console = Console(file=io.StringIO(), width=140, force_terminal=False)
     with LiveProgress(Budget(trials=5), console) as live:
-        run_search(opts(tmp_path, budget=5), steps_factory=lambda o: FakeSteps(), on_trial=live.update)
+        run_search(opts(tmp_path, budget=5, sampler="nsga2"), steps_factory=lambda o: FakeSteps(),
+                   on_trial=live.update)
     text = console.file.getvalue()
     assert "trials 5/5" in text and "(ok 5, failed 0, skipped 0, cached 0)" in text
     assert "latency@m4" in text and "flash@m4" in text and "ETA" in text and "elapsed" in text
@@ -375,7 +378,7 @@ def test_live_progress_draws_counts_front_and_clock(tmp_path):
 
 
 def test_real_objective_on_the_tiny_model(tmp_path):
-    space = make_space(training={"epochs": 1, "baseline_epochs": 1}, presets=["base", "twn"])
+    space = make_space(training={"epochs": 2, "baseline_epochs": 30}, presets=["base", "twn"])
     res = run_search(opts(tmp_path, budget=2, space=space, cache_dir=tmp_path / "cache"))
     assert res.done == 2
     for t in load(tmp_path).get_trials():

@@ -21,7 +21,7 @@ def split_targets(target: str | None, targets: str | None) -> list[str] | None:
 
 
 def options_from_cli(space: str, budget: str, target: str | None = None, targets: str | None = None,
-                     sampler: str = "nsga2", backend: str = "local", workers: int = 1,
+                     sampler: str = "tpe", backend: str = "local", workers: int = 1,
                      address: str | None = None, out: str | None = None, resume: bool = False,
                      force: bool = False, seed: int | None = None,
                      epochs: int | None = None, data: str | None = None) -> SearchOptions:
@@ -48,8 +48,15 @@ def result_line(result: SearchResult) -> str:
             f"{result.seconds:.1f} s; study {Path(result.out_dir) / 'study.db'}")
     if result.presets_enqueued:
         line += f"; presets evaluated first: {', '.join(result.presets_enqueued)}"
+    if result.proposals_enqueued:
+        line += f"; sensitivity/ILP proposals: {result.proposals_enqueued}"
     if result.retried:
         line += f"; interrupted trials retried: {result.retried}"
+    for status in ("skipped", "failed"):
+        reasons = (result.not_ok or {}).get(status) or {}
+        if reasons:
+            parts = ", ".join(f"{n} {why}" for why, n in sorted(reasons.items(), key=lambda kv: -kv[1]))
+            line += f"; {status} {result.not_ok['trials'][status]} trial(s) ({parts})"
     return line
 
 
@@ -62,3 +69,38 @@ def front_tables(out_dir: str | Path, targets: list[str]) -> list:
         pf = pareto.pareto_front(out_dir, target=t)
         tables.append(pareto.render_table(pf)[0])
     return tables
+
+
+def sensitivity_table(run: str | None, space: str | None, seed: int | None = None,
+                      data: str | None = None) -> dict:
+    """The per-layer sensitivity table of a run's space (or of --space), computed or cached."""
+    from autoq.search.runner import default_steps
+    from autoq.search.study import Budget
+
+    if (run is None) == (space is None):
+        raise UserError("autoq sensitivity: give a run folder (RUN) or --space, not both / neither")
+    if run is not None:
+        sp, seed, out = _space_of_run(Path(run), seed)
+    else:
+        sp, out = load_space(space), Path("runs") / load_space(space).name
+    if data is not None:
+        sp.data_path = data
+    opts = SearchOptions(space=sp, budget=Budget(trials=1), out_dir=out, seed=seed).resolved()
+    steps = default_steps(opts)
+    steps.prepare()
+    return steps.sensitivity(sp)
+
+
+def _space_of_run(run: Path, seed: int | None):
+    import optuna
+
+    from autoq.pareto import resolve_study_path
+    from autoq.space import parse_space
+
+    path = resolve_study_path(run)
+    storage = f"sqlite:///{path}"
+    study = optuna.load_study(study_name=optuna.study.get_all_study_names(storage)[0], storage=storage)
+    attrs = study.user_attrs
+    training = attrs.get("training") or {}
+    return (parse_space(attrs["space"], str(path)), training.get("seed") if seed is None else seed,
+            path.parent)

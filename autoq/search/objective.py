@@ -7,9 +7,10 @@ fake. :class:`KerasSteps` is the real implementation.
 Multi-fidelity without pruners (Optuna's pruners do not support multi-objective studies):
 
 1. **Cost first, skip the infeasible.** The LayerPlan comes from the built (untrained) model,
-   so latency / flash / RAM are known before any training. A config that breaks a constraint
-   on any target is recorded with ``status: skipped`` (its real costs, accuracy 0) and not
-   trained; the samplers' constrained domination still learns from it.
+   so latency / flash / RAM are known before any training. Constraints apply per target (each
+   target's own front): a config that breaks a constraint on *every* target is recorded with
+   ``status: skipped`` (its real costs, accuracy 0) and not trained; one that is feasible on
+   some target is trained and counts for those targets' fronts (``costs[target].fits``).
 2. **Short-epoch screen with promotion** (optional, ``training.screen``). The config is first
    trained for ``screen.epochs``; it is promoted to the full ``training.epochs`` unless an
    earlier screened trial is at least as cheap on every cost objective and more accurate by
@@ -46,6 +47,7 @@ class TrainOutcome:
     weights_path: str | None = None
     reason: str | None = None
     seconds: float = 0.0
+    epochs_run: int | None = None    # a "did not learn" trial stops after its first epoch
 
 
 @dataclass
@@ -118,13 +120,23 @@ def objective_values(outcome: TrialOutcome, objective_names: list[str]) -> list[
 
 
 def constraint_items(costs: dict[str, dict], constraints: dict) -> list[tuple[str, float]]:
-    """Optuna's convention: one value per (target, constraint), feasible iff <= 0.
+    """Optuna's convention (feasible iff every value <= 0), per target's own front: a trial
+    that breaks a constraint on one target still counts for the others. The values are those
+    of one target: the first feasible one, else the one breaking the fewest constraints.
 
-    max_latency_ms: latency - max; max_flash_kb / max_ram_kb: bytes / 1024 - max;
+    Per target: max_latency_ms: latency - max; max_flash_kb / max_ram_kb: bytes / 1024 - max;
     fits sram: peak RAM - RAM limit; fits flash: flash - flash limit (bytes).
     """
+    per_target = [target_items(costs, constraints, t) for t in sorted(costs)]
+    if not per_target:
+        return []
+    return min(per_target, key=lambda items: sum(v > 0 for _, v in items))
+
+
+def target_items(costs: dict[str, dict], constraints: dict, only: str) -> list[tuple[str, float]]:
+    """One value per constraint of target ``only`` (constraint_items)."""
     items: list[tuple[str, float]] = []
-    for target in sorted(costs):
+    for target in [only]:
         c = costs[target]
         if "max_latency_ms" in constraints:
             items.append((f"{target}:max_latency_ms", float(c["latency_ms"]) - constraints["max_latency_ms"]))
@@ -198,7 +210,8 @@ def run_trial(config: dict, ctx: TrialContext, steps: TrialSteps) -> TrialOutcom
         t2 = time.perf_counter()
         out.timings.update(build=t1 - t0, cost=t2 - t1, train=0.0)
         broken = violated(out.costs, ctx.constraints)
-        if broken and ctx.skip_infeasible:
+        feasible = [t for t in ctx.targets if not violated({t: out.costs[t]}, ctx.constraints)]
+        if broken and not feasible and ctx.skip_infeasible:  # per target: skip only if none is met
             out.status, out.fail_reason = "skipped", "infeasible: " + "; ".join(broken)
             return out
         stage = "train"
@@ -219,6 +232,8 @@ def run_trial(config: dict, ctx: TrialContext, steps: TrialSteps) -> TrialOutcom
             result = steps.train(config, ctx.epochs, ctx)
             out.timings["train"] += result.seconds
             out.fidelity = "full"
+        if result.epochs_run is not None:
+            out.metrics["epochs_run"] = result.epochs_run
         if result.status != "ok" or result.val_acc is None or not math.isfinite(result.val_acc):
             out.status = "failed"
             out.fail_reason = result.reason or f"training returned val_acc={result.val_acc!r}"
@@ -248,13 +263,16 @@ class KerasSteps:
 
     def __init__(self, model: str, dataset: str, data_path: str | None, recipe: str, seed: int,
                  cache_dir: str, input_shape=None, baseline_epochs: int = 10,
-                 threads: int | None = None):
+                 threads: int | None = None, candidates: dict | None = None):
         self.model_name, self.dataset_name, self.data_path = model, dataset, data_path
         self.recipe_name, self.seed, self.cache_dir = recipe, seed, cache_dir
         self.expected_input = tuple(input_shape) if input_shape else None
         self.baseline_epochs, self.threads = baseline_epochs, threads
+        self.candidates = candidates           # layer -> role -> specs (layer_candidates)
         self._data = None
         self._baseline = None
+        self._trainer = None
+        self._built: tuple[str, Any] | None = None   # (config JSON, model) of the last plan()
         self._profiles: dict[str, Any] = {}
 
     def prepare(self) -> None:
@@ -299,6 +317,7 @@ class KerasSteps:
 
         data = self.data
         model = build_model(self.model_name, data.input_shape, data.num_classes, QuantConfig.from_dict(config))
+        self._built = (_key(config), model)  # train() ships this very model
         return plan_from_model(model).to_dict()
 
     def cost(self, plan: dict, target: str) -> dict:
@@ -310,15 +329,56 @@ class KerasSteps:
             self._profiles[target] = load_profile(target)
         return estimate(LayerPlan.from_dict(plan), self._profiles[target]).to_dict()
 
+    def trainer(self):
+        """The switch-model trainer (autoq.search.switch): one traced step per architecture."""
+        if self._trainer is None:
+            from autoq.search.switch import FastTrainer
+            from autoq.train import _setup
+
+            _setup(self.seed, self.threads)
+            self._trainer = FastTrainer(self.model_name, self.data, self.baseline().model_path,
+                                        self.recipe_name, self.candidates)
+        return self._trainer
+
+    def sensitivity(self, space, steps: int | None = None) -> dict:
+        """The space's per-layer sensitivity table (autoq.search.sensitivity), cached."""
+        from autoq.config import QuantConfig
+        from autoq.search import sensitivity
+
+        if steps is None:
+            macs = sum(e["macs"] for e in self.plan(QuantConfig(model=self.model_name).to_dict())["layers"])
+            steps = sensitivity.default_steps(macs)
+        return sensitivity.compute(self.trainer(), space, steps, cache_dir=self.cache_dir,
+                                   baseline_key=self.baseline().key)
+
     def train(self, config: dict, epochs: int, ctx: TrialContext) -> TrainOutcome:
         from autoq.config import QuantConfig
-        from autoq.train import finetune
 
-        ctx.trial_dir.mkdir(parents=True, exist_ok=True)
-        r = finetune(self.model_name, self.data, QuantConfig.from_dict(config), self.recipe_name,
-                     self.seed, baseline=self.baseline(), out_dir=str(ctx.trial_dir), epochs=int(epochs),
-                     threads=self.threads)
-        path = r.model_path or r.weights_path
+        built = self._built[1] if self._built and self._built[0] == _key(config) else None
+        self._built = None  # a model is trained once
+        r = self.trainer().train(QuantConfig.from_dict(config), int(epochs), self.seed, ctx.trial_dir,
+                                 model=built)
         return TrainOutcome(status=r.status, val_acc=r.val_acc, test_acc=r.test_acc,
-                            weights_path=None if path is None else str(Path(path).resolve()),
-                            reason=r.reason, seconds=float(r.seconds or 0.0))
+                            weights_path=r.model_path, reason=r.reason, seconds=float(r.seconds),
+                            epochs_run=r.epochs_run)
+
+
+def _key(config: dict) -> str:
+    import json
+
+    return json.dumps(config, sort_keys=True)
+
+
+def layer_candidates(space) -> dict[str, dict[str, list]]:
+    """Per layer and role, every quantizer spec a space's rules can give it (TF-free): the
+    switch model holds them all, so no config of the space needs a new graph."""
+    out: dict[str, dict[str, list]] = {}
+    for rule in space.rules:
+        for role in ("weight", "activation"):
+            choices = getattr(rule, role) or []
+            for name in rule.layers:
+                specs = out.setdefault(name, {"weight": [], "activation": []})[role]
+                for c in choices:
+                    if c.spec is not None and c.spec not in specs:
+                        specs.append(c.spec)
+    return out

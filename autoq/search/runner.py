@@ -17,7 +17,7 @@ from autoq.errors import UserError
 from autoq.search.objective import (TrialContext, TrialOutcome, TrialSteps, objective_values,
                                     run_trial)
 from autoq.search.study import (Budget, RunInfo, abandon_run, build_cache, check_run_folder, count_done,
-                                make_sampler, open_study, outcome_attrs, repair_interrupted,
+                                make_sampler, open_study, outcome_attrs, outcome_summary, repair_interrupted,
                                 screen_reference, set_constraints, trials_in_run)
 from autoq.space import SearchSpace, check_targets, config_hash
 
@@ -32,7 +32,7 @@ class SearchOptions:
     budget: Budget
     out_dir: Path
     targets: list[str] | None = None          # default: the space's targets
-    sampler: str = "nsga2"
+    sampler: str = "tpe"
     backend: str = "local"
     workers: int = 1
     address: str | None = None
@@ -41,6 +41,8 @@ class SearchOptions:
     seed: int | None = None                   # default: the space's training.seed
     epochs: int | None = None                 # default: the space's training.epochs
     cache_dir: Path | None = None             # float baselines; default runs/.autoq-cache
+    proposals: int | None = None              # sensitivity/ILP trials after the presets;
+                                              # None = auto (half the rest), 0 = off
 
     def resolved(self) -> "SearchOptions":
         self.out_dir = Path(self.out_dir).expanduser().resolve()
@@ -83,6 +85,8 @@ class SearchResult:
     seconds: float
     presets_enqueued: list[str] = field(default_factory=list)
     presets_skipped: list[str] = field(default_factory=list)
+    proposals_enqueued: int = 0
+    not_ok: dict = field(default_factory=dict)   # study.outcome_summary: skipped/failed by reason
     retried: list[int] = field(default_factory=list)
 
 
@@ -91,11 +95,12 @@ StepsFactory = Callable[[SearchOptions], TrialSteps]
 
 def default_steps(opts: SearchOptions) -> TrialSteps:
     """The real steps (TensorFlow): build, cost and fine-tune zoo models."""
-    from autoq.search.objective import KerasSteps
+    from autoq.search.objective import KerasSteps, layer_candidates
 
     sp = opts.space
     return KerasSteps(sp.model, sp.dataset, sp.data_path, sp.recipe, opts.seed, str(opts.cache_dir),
-                      sp.input_shape, baseline_epochs=sp.baseline_epochs)
+                      sp.input_shape, baseline_epochs=sp.baseline_epochs,
+                      candidates=layer_candidates(sp))
 
 
 def run_info(opts: SearchOptions) -> RunInfo:
@@ -133,6 +138,34 @@ def enqueue_presets(study, space: SearchSpace, limit: int | None = None) -> tupl
     if skipped:
         log.info("presets the space cannot express (not enqueued): %s", ", ".join(skipped))
     return done, skipped
+
+
+def proposal_count(opts: SearchOptions, presets: int) -> int:
+    """Auto: half the trials left after the presets (none for random search, whose point is
+    to be random, and none for a time budget's unknown count unless asked)."""
+    if opts.proposals is not None:
+        return max(0, opts.proposals)
+    if opts.sampler == "random" or opts.budget.trials is None:
+        return 0
+    rest = opts.budget.trials - presets
+    return rest // 2 if rest >= 2 else 0
+
+
+def enqueue_proposals(study, opts: SearchOptions, steps: TrialSteps, presets: int) -> int:
+    """Sensitivity-guided ILP proposals (autoq.search.ilp), enqueued after the presets."""
+    n = proposal_count(opts, presets)
+    if n == 0 or not hasattr(steps, "sensitivity"):
+        return 0
+    from autoq.search.ilp import propose
+
+    sp = opts.space
+    table = steps.sensitivity(sp)
+    found = propose(sp, table, steps, list(opts.targets), sp.objective_names(opts.targets),
+                    sp.constraints, n)
+    for p in found:
+        study.enqueue_trial(p["params"], user_attrs={"proposal": "ilp",
+                                                      "predicted_loss": p["predicted_loss"]})
+    return len(found)
 
 
 def trial_context(opts: SearchOptions, number: int, study) -> TrialContext:
@@ -217,6 +250,7 @@ def run_search(opts: SearchOptions, steps_factory: StepsFactory | None = None,
         result.retried = repair_interrupted(study)
     else:
         result.presets_enqueued, result.presets_skipped = enqueue_presets(study, opts.space, opts.budget.trials)
+        result.proposals_enqueued = enqueue_proposals(study, opts, steps, len(result.presets_enqueued))
     try:
         if opts.backend == "ray":
             from autoq.search.ray_backend import run_ray
@@ -227,6 +261,7 @@ def run_search(opts: SearchOptions, steps_factory: StepsFactory | None = None,
     except KeyboardInterrupt:
         result.interrupted = True
     result.done = count_done(study)
+    result.not_ok = outcome_summary(study)
     result.seconds = time.monotonic() - start
     return result
 

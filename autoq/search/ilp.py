@@ -1,0 +1,261 @@
+"""Sensitivity-guided proposals: an integer program over the cost model (HAWQ-V3 style).
+
+Each layer takes one (weight, input-activation) pair of the choices the space gives it.
+Its predicted damage is the sum of the two choices' sensitivities
+(:mod:`autoq.search.sensitivity`); its cost on every target comes from the cost model:
+``estimate(plan, profile).per_layer`` of plans in which every layer takes its k-th pair
+(k = 0, 1, ...: as many plans as the longest pair list), plus the network's fixed part
+(total minus the searched layers). Then, for budgets spread between the
+cheapest and the float network (geometrically, every cost objective bound at the same
+fraction of the log-range), ``scipy.optimize.milp`` (HiGHS) picks the pairs that minimise the summed
+sensitivity under the budgets and the space's constraints (per-layer RAM when ``fits:
+sram``, flash when ``fits: flash``, ``max_*``). Shared rules (one parameter, many layers)
+are linked by equality rows. Distinct solutions become enqueued trials; each trial is then
+costed exactly and trained like any other. TensorFlow-free: the plans and costs come from
+the search's steps (``plan``, ``cost``).
+"""
+from __future__ import annotations
+
+import itertools
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+from autoq.search.objective import COST_FIELDS
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LayerOptions:
+    name: str
+    pairs: list[tuple[str, str]]           # (weight label, activation label)
+    params: dict[str, str | None]          # dim -> parameter name (None: fixed)
+
+
+def _model_choice(space, key: str, prefer):
+    values = space.model_choices.get(key)
+    if isinstance(values, list):
+        return prefer if prefer in values else values[0]
+    return values
+
+
+def _dim_options(space, layer: str, dim: str) -> tuple[str | None, list[str]]:
+    """(parameter name or None, labels) of one layer's weight or activation."""
+    varying = space.param_choices()
+    for rule in reversed(space.rules):
+        if layer in rule.owned.get(dim, []):
+            labels = [c.label for c in getattr(rule, dim)]
+            owner = f"rule{rule.index}" if rule.share else layer
+            name = f"{owner}.{dim}"
+            return (name if name in varying else None), labels
+    from autoq.space import FLOAT_LABEL
+
+    return None, [FLOAT_LABEL]
+
+
+def layer_options(space, flf: bool) -> list[LayerOptions]:
+    from autoq.models.names import first_last
+
+    dead = set(first_last(space.model)) if flf else set()
+    out = []
+    for name in space.layer_names:
+        if name in dead:
+            continue
+        (wp, wl), (ap, al) = _dim_options(space, name, "weight"), _dim_options(space, name, "activation")
+        out.append(LayerOptions(name, list(itertools.product(wl, al)), {"weight": wp, "activation": ap}))
+    return out
+
+
+def base_params(space, flf: bool) -> dict:
+    """Every varying parameter at its neutral value (float, slope 1, chosen model options)."""
+    from autoq.space import FLOAT_LABEL
+
+    params = {}
+    for name, values in space.param_choices().items():
+        if name == "first_last_float":
+            params[name] = flf
+        elif name == "shortcut":
+            params[name] = values[0]
+        elif name.endswith(".relu_slope"):
+            params[name] = 1.0 if 1.0 in values else values[0]
+        else:
+            params[name] = FLOAT_LABEL if FLOAT_LABEL in values else values[0]
+    return params
+
+
+def pair_params(space, options: list[LayerOptions], flf: bool, k: int) -> dict:
+    """Parameters giving every layer its k-th pair (cyclically)."""
+    params = base_params(space, flf)
+    for opt in options:
+        w, a = opt.pairs[k % len(opt.pairs)]
+        for dim, label in (("weight", w), ("activation", a)):
+            if opt.params[dim] is not None:
+                params[opt.params[dim]] = label
+    return params
+
+
+def cost_tables(space, steps, targets: list[str], options: list[LayerOptions], flf: bool):
+    """Per (layer, pair): {target: per-layer cost dict}; and the fixed part per target."""
+    tables: dict[tuple[str, int], dict] = {}
+    longest = max(len(o.pairs) for o in options)
+    float_reports = None
+    for k in range(longest):
+        config = space.config_from_params(pair_params(space, options, flf, k))
+        plan = steps.plan(config)
+        reports = {t: steps.cost(plan, t) for t in targets}
+        if k == 0:
+            float_reports = reports
+        for opt in options:
+            p = k % len(opt.pairs)
+            if (opt.name, p) not in tables:
+                tables[(opt.name, p)] = {t: _layer_entry(reports[t], opt.name) for t in targets}
+    fixed = {}
+    for t in targets:  # the network minus its searched layers, from the k = 0 plan
+        report = float_reports[t]
+        layers = {o.name for o in options}
+        fixed[t] = {"latency_ms": report["latency_ms"] - sum(
+                        e["latency_ms"] for e in report["per_layer"] if e["name"] in layers),
+                    "flash_bytes": report["flash_bytes"] - sum(
+                        e["flash_bytes"] for e in report["per_layer"] if e["name"] in layers),
+                    "ram_limit_bytes": report["ram_limit_bytes"],
+                    "flash_limit_bytes": report["flash_limit_bytes"]}
+    return tables, fixed
+
+
+def _layer_entry(report: dict, name: str) -> dict:
+    for e in report["per_layer"]:
+        if e["name"] == name:
+            return e
+    return {"latency_ms": 0.0, "flash_bytes": 0, "ram_bytes": 0}
+
+
+def predicted_damage(table: dict, layer: str, pair: tuple[str, str]) -> float:
+    dims = table["layers"].get(layer, {})
+    return sum(float(dims.get(dim, {}).get(label, 0.0)) for dim, label in zip(("weight", "activation"), pair))
+
+
+def propose(space, table: dict, steps, targets: list[str], objective_names: list[str],
+            constraints: dict, n: int) -> list[dict]:
+    """Up to ``n`` distinct proposals: {"params", "budget", "predicted_loss", "predicted"}."""
+    if n <= 0:
+        return []
+    from scipy.optimize import Bounds, LinearConstraint, milp
+
+    flf = bool(_model_choice(space, "first_last_float", False))
+    options = layer_options(space, flf)
+    if not options:
+        return []
+    tables, fixed = cost_tables(space, steps, targets, options, flf)
+    index = [(o, p) for o in options for p in range(len(o.pairs))]
+    damage = np.array([predicted_damage(table, o.name, o.pairs[p]) for o, p in index])
+    costs = _cost_rows(index, tables, fixed, objective_names)
+    a_eq, b_eq = _one_hot_rows(index, options)
+    upper = np.ones(len(index))
+    fits = constraints.get("fits") or []
+    for i, (o, p) in enumerate(index):
+        for t in targets:
+            if "sram" in fits and tables[(o.name, p)][t]["ram_bytes"] > fixed[t]["ram_limit_bytes"]:
+                upper[i] = 0
+    limits = _limits(objective_names, constraints, fixed, targets)
+    out, seen = [], set()
+    spread = (np.arange(n) + 0.5) / n  # budget positions between cheapest (0) and float (1), log scale
+    for u in spread:
+        rows = [LinearConstraint(a_eq, b_eq, b_eq)]
+        budget = {}
+        for name, (row, lo, hi, base) in costs.items():
+            bound = lo * (hi / lo) ** u if lo > 0 else hi * u
+            bound = min(bound, limits.get(name, np.inf))
+            budget[name] = bound + base
+            rows.append(LinearConstraint(row[None, :], -np.inf, bound))
+        for name, (row, limit) in _hard_rows(index, tables, fixed, targets, fits).items():
+            rows.append(LinearConstraint(row[None, :], -np.inf, limit))
+        res = milp(damage, constraints=rows, integrality=np.ones(len(index)), bounds=Bounds(0, upper))
+        if res.x is None:
+            continue
+        chosen = {o.name: o.pairs[p] for (o, p), v in zip(index, res.x) if v > 0.5}
+        params = _params_of(space, options, chosen, flf)
+        key = tuple(sorted(params.items(), key=lambda kv: kv[0]))
+        if key in seen:
+            continue
+        seen.add(key)
+        out.append({"params": params, "budget": {k: round(v, 6) for k, v in budget.items()},
+                    "predicted_loss": float(damage @ res.x)})
+    log.info("ILP proposals: %d distinct of %d budgets", len(out), len(spread))
+    return out
+
+
+def _cost_rows(index, tables, fixed, objective_names):
+    """objective -> (coefficients, cheapest layer sum, float layer sum, fixed part)."""
+    rows = {}
+    for name in objective_names:
+        kind, _, target = name.partition("@")
+        if kind not in ("latency", "flash"):
+            continue  # peak RAM is a max, not a sum: handled per layer
+        field = COST_FIELDS[kind]
+        row = np.array([float(tables[(o.name, p)][target][field]) for o, p in index])
+        per_layer: dict[str, list[float]] = {}
+        for value, (o, _) in zip(row, index):
+            per_layer.setdefault(o.name, []).append(value)
+        lo = sum(min(v) for v in per_layer.values())
+        hi = sum(max(v) for v in per_layer.values())
+        rows[name] = (row, lo, hi, float(fixed[target][field]))
+    return rows
+
+
+def _limits(objective_names, constraints, fixed, targets) -> dict:
+    """The space's max_* constraints as bounds on the layer sums of the matching objectives."""
+    out = {}
+    for name in objective_names:
+        kind, _, target = name.partition("@")
+        if kind == "latency" and "max_latency_ms" in constraints:
+            out[name] = constraints["max_latency_ms"] - fixed[target]["latency_ms"]
+        if kind == "flash" and "max_flash_kb" in constraints:
+            out[name] = constraints["max_flash_kb"] * 1024 - fixed[target]["flash_bytes"]
+    return out
+
+
+def _hard_rows(index, tables, fixed, targets, fits) -> dict:
+    rows = {}
+    if "flash" in fits:
+        for t in targets:
+            row = np.array([float(tables[(o.name, p)][t]["flash_bytes"]) for o, p in index])
+            rows[f"fits_flash@{t}"] = (row, fixed[t]["flash_limit_bytes"] - fixed[t]["flash_bytes"])
+    return rows
+
+
+def _one_hot_rows(index, options):
+    """Each layer one pair; a parameter's layers agree (shared rules)."""
+    rows, rhs = [], []
+    for o in options:
+        rows.append(np.array([1.0 if o2 is o else 0.0 for o2, _ in index]))
+        rhs.append(1.0)
+    owners: dict[str, list] = {}
+    for o in options:
+        for d, dim in enumerate(("weight", "activation")):
+            if o.params[dim] is not None:
+                owners.setdefault(o.params[dim], []).append((o, d))
+    for members in owners.values():
+        first, d0 = members[0]
+        for o, d in members[1:]:
+            for label in {pair[d0] for pair in first.pairs}:
+                row = np.zeros(len(index))
+                for i, (o2, p) in enumerate(index):
+                    if o2 is first and first.pairs[p][d0] == label:
+                        row[i] += 1.0
+                    if o2 is o and o.pairs[p][d] == label:
+                        row[i] -= 1.0
+                rows.append(row)
+                rhs.append(0.0)
+    return np.array(rows), np.array(rhs)
+
+
+def _params_of(space, options, chosen: dict, flf: bool) -> dict:
+    params = base_params(space, flf)
+    for o in options:
+        w, a = chosen[o.name]
+        for dim, label in (("weight", w), ("activation", a)):
+            if o.params[dim] is not None:
+                params[o.params[dim]] = label
+    return params
