@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from autoq import quant
 from autoq.export import qbin
+from autoq.quant import layer_kind
 
 WEIGHT_QUANTIZERS = [
     None, {"name": "bc"}, {"name": "bc_scaled", "scale": 0.125}, {"name": "xnor"},
@@ -44,12 +45,12 @@ def _layers(rng):
     for i, spec in enumerate(WEIGHT_QUANTIZERS):
         q = quant.for_role(spec, "weight")
         conv = i % 2 == 0
-        kernel = rng.normal(0, 0.5, size=(3, 3, 5, 4) if conv else (11, 6)).astype(np.float32)
+        # dense n_in 16 = Flatten of a 2x2x4 conv output: a valid chain for input_shape [8, 8, 5]
+        kernel = rng.normal(0, 0.5, size=(3, 3, 5, 4) if conv else (16, 6)).astype(np.float32)
         c_out = kernel.shape[-1]
-        kind = "f32" if q is None else q.kind
         out.append((q, kernel, qbin.encode_layer(
-            f"layer{i}", "conv2d" if conv else "dense", kind, kernel, q, act_bits=32 if i % 3 else 1,
-            stride=1 + i % 2, padding="same" if conv else "valid",
+            f"layer{i}", "conv2d" if conv else "dense", layer_kind(q, None), kernel, q,
+            act_bits=32 if i % 3 else 1, stride=1 + i % 4 // 2 if conv else 1, padding="same" if conv else "valid",
             bias=rng.normal(size=c_out).astype(np.float32) if i % 2 else None,
             scale=rng.normal(size=c_out).astype(np.float32) if i % 4 == 1 else None)))
     return out
@@ -58,9 +59,9 @@ def _layers(rng):
 def test_round_trip_every_weight_quantizer(tmp_path):
     rng = np.random.default_rng(0)
     items = _layers(rng)
-    path = qbin.write_qbin(tmp_path / "m.qbin", [layer for _, _, layer in items], {"model": "test", "input_shape": [8, 8, 1]})
+    path = qbin.write_qbin(tmp_path / "m.qbin", [layer for _, _, layer in items], {"model": "test", "input_shape": [8, 8, 5]})
     qf = qbin.read_qbin(path)
-    assert qf.meta == {"model": "test", "input_shape": [8, 8, 1]}
+    assert qf.meta == {"model": "test", "input_shape": [8, 8, 5]}
     assert len(qf.layers) == len(items)
     for (q, kernel, written), read in zip(items, qf.layers):
         expected = kernel if q is None else q.decode(*q.encode(kernel))
