@@ -349,14 +349,16 @@ def inspect_cmd(
         _print_json({"path": qf.path, "version": qf.version, "bytes": qf.size, "meta": qf.meta, "layers": rows})
         return
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
-    table = Table(title=f"{qf.path}: .qbin v{qf.version}, {qf.size:,} bytes, {len(rows)} layers, CRCs ok")
+    # names and the path are user strings: escaped so that "[/x]" is printed, not parsed as markup
+    table = Table(title=escape(f"{qf.path}: .qbin v{qf.version}, {qf.size:,} bytes, {len(rows)} layers, CRCs ok"))
     for col in ("layer", "op", "kind", "bits w/a", "shape OHWI", "stride pad", "codebook", "bias scale"):
         table.add_column(col, no_wrap=True)
     for r in rows:
         book = r["codebook"] if r["codebook"] == "float" else f"{r['codebook']} ({r['levels']})"
-        table.add_row(r["name"], r["op"], r["kind"], f"{r['weight_bits']}/{r['act_bits']}",
+        table.add_row(escape(r["name"]), r["op"], r["kind"], f"{r['weight_bits']}/{r['act_bits']}",
                       "x".join(map(str, r["shape_ohwi"])), f"{r['stride']} {r['padding']}", book,
                       f"{'yes' if r['bias'] else '-'} {'yes' if r['scale'] else '-'}")
     Console(width=max(Console().width, 120)).print(table)   # piped output: do not truncate the columns

@@ -78,7 +78,7 @@ def test_quantized_weights_are_compressed(tmp_path):
     sizes = {}
     for spec in (None, {"name": "bc"}, {"name": "twn"}, {"name": "uniform", "bits": 8, "per_channel": True}):
         q = quant.for_role(spec, "weight")
-        layer = qbin.encode_layer("c", "conv2d", "f32" if q is None else q.kind, kernel, q)
+        layer = qbin.encode_layer("c", "conv2d", layer_kind(q, None), kernel, q)
         sizes[None if q is None else q.name] = qbin.write_qbin(tmp_path / "x.qbin", [layer]).stat().st_size
     assert sizes["bc"] < sizes[None] / 30          # 1 bit vs 32 bits (+ header)
     assert sizes["twn"] < sizes[None] / 15         # 2 bits
