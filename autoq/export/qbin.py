@@ -338,7 +338,7 @@ def _read_name(cur: _Cursor, path: str, label: str) -> str:
     try:
         name = cur.take(name_len, "name").decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise rules.fail(path, label, f"name is not valid UTF-8 ({exc})") from None
+        raise rules.fail(path, label, f"name is not valid UTF-8 ({exc}); allowed: UTF-8 text") from None
     return rules.check_name(path, label, name)
 
 

@@ -5,7 +5,7 @@ layer name) or metadata key, the field, the value found and what is allowed. Wha
 
 - header: reserved byte 0, layer count <= MAX_LAYERS, metadata <= MAX_META_BYTES;
 - metadata: a JSON object whose keys are META_KEYS with their types (strings printable and
-  <= MAX_NAME characters; input_shape 1 or 3 integers in 1..MAX_CHANNELS; integers bounded;
+  <= MAX_META_STRING characters; input_shape 1 or 3 integers in 1..MAX_CHANNELS; integers bounded;
   no NaN/Infinity, no duplicate keys, no numbers longer than 20 digits, no nesting);
 - every record field: op, kind, padding codes; weight_bits (1..8 for the quantized kinds, 32
   exactly for f32), act_bits in ACT_BITS; c_out, c_in in 1..MAX_CHANNELS (dense c_in up to
@@ -33,15 +33,16 @@ from autoq.quant.forms import is_power_of_two
 MAX_LAYERS = 10_000
 MAX_META_BYTES = 1 << 16
 MAX_FILE_BYTES = 1 << 30
-MAX_NAME = 255
+MAX_NAME = 255                  # layer names
+MAX_META_STRING = 4096          # metadata strings (a dataset or target may be a file path)
 MAX_CHANNELS = 1 << 16
 MAX_DENSE_IN = 1 << 22
 MAX_KERNEL = 64
 MAX_STRIDE = 64
 ACT_BITS = (1, 2, 3, 4, 5, 6, 7, 8, 32)
-META_KEYS = {"model": "string or null", "input_shape": "list of 1 or 3 integers 1..65536",
+META_KEYS = {"model": "printable string or null", "input_shape": "list of 1 or 3 integers 1..65536",
              "num_classes": "integer 1..4194304", "trial": "integer 0..2147483647",
-             "target": "string", "dataset": "string"}
+             "target": "printable string", "dataset": "printable string"}
 # kind -> (allowed weight bits, allowed act bits or None = any, allowed codebook forms)
 FORM_NAMES = ("none", "table", "per-channel table", "affine")
 KIND_RULES = {"f32": ((32,), None, (0,)), "lut": (tuple(range(1, 9)), None, (1, 2, 3)),
@@ -87,7 +88,7 @@ def _reject_constant(text: str):
 def _no_duplicates(pairs):
     keys = [k for k, _ in pairs]
     if len(set(keys)) != len(keys):
-        raise QbinError(f"duplicate key in {keys}")
+        raise QbinError(f"duplicate key in {keys[:20]}; allowed: each key once")
     return dict(pairs)
 
 
@@ -105,7 +106,7 @@ def parse_meta(raw: bytes, path: str):
     except QbinError as exc:
         raise fail(path, "metadata", str(exc)) from None
     except ValueError as exc:          # UnicodeDecodeError, JSONDecodeError
-        raise fail(path, "metadata", f"not valid UTF-8 JSON ({exc})") from None
+        raise fail(path, "metadata", f"not valid UTF-8 JSON ({exc}); allowed: a UTF-8 JSON object") from None
     check_meta(meta, path)
     return meta
 
@@ -123,7 +124,19 @@ def _meta_value_ok(key: str, value) -> bool:
         return _is_int(value, 0, 2**31 - 1)
     if value is None and key == "model":
         return True
-    return isinstance(value, str) and (value == "" or value.isprintable()) and len(value) <= MAX_NAME
+    return isinstance(value, str) and (value == "" or value.isprintable()) and len(value) <= MAX_META_STRING
+
+
+def _short(value) -> str:
+    """A bounded description of any value (huge integers and deep nesting included)."""
+    if isinstance(value, int) and value.bit_length() > 64:
+        return f"(an integer of {value.bit_length()} bits)"
+    if isinstance(value, (list, dict)):
+        if all(isinstance(v, (str, float, bool, type(None))) or isinstance(v, int) and v.bit_length() <= 64
+               for v in value):
+            return repr(value)[:60]
+        return f"(a {type(value).__name__} of {len(value)} items, nested)"
+    return repr(value)[:60]
 
 
 def check_meta(meta, path: str) -> None:
@@ -135,7 +148,7 @@ def check_meta(meta, path: str) -> None:
         if key not in META_KEYS:
             raise fail(path, "metadata", f"unknown key {str(key)[:40]!r}; allowed: {', '.join(META_KEYS)}")
         if not _meta_value_ok(key, value):
-            raise fail(path, f"metadata key {key!r}", f"value {repr(value)[:60]} is invalid; allowed: {META_KEYS[key]}")
+            raise fail(path, f"metadata key {key!r}", f"value {_short(value)} is invalid; allowed: {META_KEYS[key]}")
 
 
 # --- record fields -----------------------------------------------------------------------
@@ -287,7 +300,8 @@ def check_chain(path: str, meta: dict, layers) -> None:
                 raise fail(path, where, f"c_in {c_in} matches no tensor before it; allowed: the input's channels "
                                         f"or earlier conv c_out, alone or concatenated (from {spatial[:20]})")
             if layer.padding == "valid" and (kh > height or kw > width):
-                raise fail(path, where, f"{kh}x{kw} valid kernel on an input of at most {height}x{width}")
+                raise fail(path, where, f"{kh}x{kw} valid kernel on an input of at most {height}x{width}; "
+                                        f"allowed: kh <= {height}, kw <= {width}")
             spatial.append(c_out)
         else:
             if not _dense_input_ok(c_in, flat, spatial, height * width):
