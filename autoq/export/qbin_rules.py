@@ -252,20 +252,18 @@ def check_unique_names(path: str, names: list[str]) -> None:
         seen[name] = i
 
 
-def _sums(values: list[int], limit: int) -> int:
-    """Bit set of every sum of distinct ``values`` (a subset, possibly empty) up to ``limit``."""
-    reach, mask = 1, (1 << (limit + 1)) - 1
-    for v in values:
-        reach = (reach | (reach << v)) & mask
-    return reach
+def _add(reach: int, value: int, limit: int) -> int:
+    """Bit set of subset sums (bit s set: some distinct earlier values sum to s) after adding
+    ``value``, sums above ``limit`` dropped; built incrementally so a file costs O(layers)."""
+    reach |= reach << value
+    return reach & ((1 << (limit + 1)) - 1) if reach.bit_length() > limit + 1 else reach
 
 
-def _dense_input_ok(n_in: int, flat: list[int], spatial: list[int], hw: int) -> bool:
-    if _sums(flat, n_in) >> n_in & 1:
+def _dense_input_ok(n_in: int, flat: int, spatial: int, hw: int) -> bool:
+    if flat >> n_in & 1:
         return True
-    reach = _sums(spatial, n_in)
     for d in range(1, math.isqrt(n_in) + 1):
-        if n_in % d == 0 and any(reach >> s & 1 and n_in // s <= hw for s in (d, n_in // d)):
+        if n_in % d == 0 and any(s <= MAX_CHANNELS and spatial >> s & 1 and n_in // s <= hw for s in (d, n_in // d)):
             return True
     return False
 
@@ -281,7 +279,7 @@ def check_chain(path: str, meta: dict, layers) -> None:
     - conv2d: c_in is the channel count of the input (H, W, C) or of an earlier conv's output,
       or a sum of distinct ones (Concatenate); with padding valid, kh <= H and kw <= W;
     - dense: n_in is a sum of distinct earlier dense outputs (or the input's N for a 1-D
-      input), or s * k with s a conv-side channel count as above and 1 <= k <= H*W
+      input), or s * k with s a conv-side channel count as above (<= MAX_CHANNELS) and 1 <= k <= H*W
       (Flatten of an h x w x s tensor, h <= H, w <= W; GlobalAveragePooling: k = 1).
 
     So a sequential model's first conv must read exactly C channels, and a conv whose c_in is
@@ -290,22 +288,26 @@ def check_chain(path: str, meta: dict, layers) -> None:
     shape = meta.get("input_shape")
     if shape is None:
         return
-    spatial, flat = ([shape[2]], []) if len(shape) == 3 else ([], [shape[0]])
+    channels, outputs = ([shape[2]], []) if len(shape) == 3 else ([], [shape[0]])    # for the messages
+    spatial = _add(1, shape[2], MAX_CHANNELS) if len(shape) == 3 else 1
+    flat = 1 if len(shape) == 3 else _add(1, shape[0], MAX_DENSE_IN)
     height, width = (shape[0], shape[1]) if len(shape) == 3 else (1, 1)
     for i, layer in enumerate(layers):
         where = f"record {i} ({layer.name})"
         c_out, kh, kw, c_in = layer.shape
         if layer.op == "conv2d":
-            if not _sums(spatial, c_in) >> c_in & 1:
+            if not spatial >> c_in & 1:
                 raise fail(path, where, f"c_in {c_in} matches no tensor before it; allowed: the input's channels "
-                                        f"or earlier conv c_out, alone or concatenated (from {spatial[:20]})")
+                                        f"or earlier conv c_out, alone or concatenated (from {channels[:20]})")
             if layer.padding == "valid" and (kh > height or kw > width):
                 raise fail(path, where, f"{kh}x{kw} valid kernel on an input of at most {height}x{width}; "
                                         f"allowed: kh <= {height}, kw <= {width}")
-            spatial.append(c_out)
+            spatial = _add(spatial, c_out, MAX_CHANNELS)
+            channels.append(c_out)
         else:
             if not _dense_input_ok(c_in, flat, spatial, height * width):
                 raise fail(path, where, f"dense n_in {c_in} matches no tensor before it; allowed: earlier dense "
-                                        f"outputs {flat[:20]} (or sums) or k * (channels {spatial[:20]} or sums), "
-                                        f"k <= {height * width}")
-            flat.append(c_out)
+                                        f"outputs {outputs[:20]} (or sums) or k * (channels {channels[:20]} or "
+                                        f"sums), k <= {height * width}")
+            flat = _add(flat, c_out, MAX_DENSE_IN)
+            outputs.append(c_out)
