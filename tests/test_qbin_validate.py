@@ -557,3 +557,21 @@ def test_inspect_missing_or_directory(tmp_path, monkeypatch, capsys, what):
         path.mkdir()
     code, out, err = _inspect(monkeypatch, capsys, path)
     assert code == 2 and err.count("\n") == 1 and ("no such file" in err or "is a directory" in err)
+
+
+@pytest.mark.parametrize("kind,abits,form,ok", [
+    ("xnor", 1, ("sign",), True), ("xnor", 1, ("grid", 1.0, 0, 1), False), ("xnor", 1, None, False),
+    ("and", 1, ("grid", 1.0, 0, 1), True), ("and", 1, ("grid", 0.5, 0, 1), False), ("and", 1, ("sign",), False),
+    ("int8", 8, ("grid", 0.1, -127, 127), True), ("int8", 8, ("grid", 0.1, -200, 127), False),
+    ("lut", 4, ("grid", 0.1, -7, 7), True), ("lut", 2, ("grid", 0.1, -7, 7), False),
+    ("lut", 4, ("grid", float("nan"), -7, 7), False), ("lut", 4, ("grid", 0.0, -7, 7), False),
+    ("lut", 4, ("grid", 0.1, 3, 3), False), ("f32", 32, None, True), ("f32", 32, ("sign",), False),
+    ("lut", 4, None, False), ("shift", 1, ("sign",), True)])
+def test_input_form_rules(kind, abits, form, ok):
+    """Rules ready for the v2 records (input form in flag bit 2) of main's reader."""
+    args = (None,) if form is None else form
+    if ok:
+        rules.check_input_form("f.qbin", "record 0 (c)", kind, abits, *args)
+    else:
+        with pytest.raises(qbin.QbinError, match=r"^f\.qbin: record 0 \(c\): .*allowed"):
+            rules.check_input_form("f.qbin", "record 0 (c)", kind, abits, *args)

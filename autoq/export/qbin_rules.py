@@ -311,3 +311,29 @@ def check_chain(path: str, meta: dict, layers) -> None:
                                         f"sums), k <= {height * width}")
             flat = _add(flat, c_out, MAX_DENSE_IN)
             outputs.append(c_out)
+
+
+def check_input_form(path: str, where: str, kind: str, abits: int, op: str | None, step: float = 1.0,
+                     qmin: int = -1, qmax: int = 1) -> None:
+    """The layer's input form (format version 2, flag bit 2; ``op`` None when absent) agrees with
+    its kind and act_bits: xnor = sign; and = grid 0..1 step 1; int8 = 8-bit grid inside
+    -128..127; a grid has a finite step > 0, qmin < qmax and at most 2^act_bits levels; a float
+    input (act_bits 32) has no form. Not yet called: the v2 reader of main must call it."""
+    if op is None:
+        if kind in ("xnor", "and", "int8") or abits != 32:
+            raise fail(path, where, f"no input form with kind {kind}, act_bits {abits}; allowed only for float "
+                                    "inputs (act_bits 32) of kinds f32, lut, shift")
+        return
+    if abits == 32:
+        raise fail(path, where, f"input form {op} with act_bits 32; allowed act_bits {_list(ACT_BITS[:-1])}")
+    if op == "sign":
+        if kind in ("and", "int8") or abits != 1:
+            raise fail(path, where, f"sign input with kind {kind}, act_bits {abits}; allowed act_bits 1, not and/int8")
+        return
+    if not (math.isfinite(step) and step > 0 and qmin < qmax and qmax - qmin + 1 <= 1 << abits):
+        raise fail(path, where, f"grid input step {step}, range {qmin}..{qmax} with act_bits {abits}; allowed a "
+                                f"finite step > 0 and qmin < qmax with at most {1 << abits} levels")
+    if kind == "xnor" or kind == "and" and (qmin, qmax, step) != (0, 1, 1.0) or \
+            kind == "int8" and not (abits == 8 and -128 <= qmin and qmax <= 127):
+        raise fail(path, where, f"grid input {qmin}..{qmax} step {step} with kind {kind}; allowed: xnor sign, and "
+                                "0..1 step 1, int8 an 8-bit grid inside -128..127")
