@@ -401,10 +401,10 @@ def inspect_cmd(
         _print_json({"path": qf.path, "version": qf.version, "bytes": qf.size, "meta": qf.meta, "layers": rows})
         return
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
-    from rich.markup import escape
-
+    # names and the path are user strings: escaped so that "[/x]" is printed, not parsed as markup
     table = Table(title=escape(f"{qf.path}: .qbin v{qf.version}, {qf.size:,} bytes, {len(rows)} layers, CRCs ok"))
     for col in ("layer", "op", "kind", "bits w/a", "shape OHWI", "stride pad", "codebook", "bias scale"):
         table.add_column(col, no_wrap=True)

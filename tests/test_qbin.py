@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from autoq import quant
 from autoq.export import qbin
 from autoq.quant.forms import InputForm
+from autoq.quant import layer_kind
 
 WEIGHT_QUANTIZERS = [
     None, {"name": "bc"}, {"name": "bc_scaled", "scale": 0.125}, {"name": "xnor"},
@@ -49,24 +50,25 @@ def _layers(rng):
     for i, spec in enumerate(WEIGHT_QUANTIZERS):
         q = quant.for_role(spec, "weight")
         conv = i % 2 == 0
-        kernel = rng.normal(0, 0.5, size=(3, 3, 5, 4) if conv else (11, 6)).astype(np.float32)
+        # dense n_in 16 = Flatten of a 2x2x4 conv output: a valid chain for input_shape [8, 8, 5]
+        kernel = rng.normal(0, 0.5, size=(3, 3, 5, 4) if conv else (16, 6)).astype(np.float32)
         c_out = kernel.shape[-1]
-        kind = "f32" if q is None else q.kind
+        form = INPUT_FORMS[i % len(INPUT_FORMS)]
         out.append((q, kernel, qbin.encode_layer(
-            f"layer{i}", "conv2d" if conv else "dense", kind, kernel, q, act_bits=32 if i % 3 else 1,
-            stride=1 + i % 2, padding="same" if conv else "valid",
+            f"layer{i}", "conv2d" if conv else "dense", layer_kind(q, None), kernel, q,
+            act_bits=32 if form is None else form.bits, stride=1 + i % 4 // 2 if conv else 1, padding="same" if conv else "valid",
             bias=rng.normal(size=c_out).astype(np.float32) if i % 2 else None,
             scale=rng.normal(size=c_out).astype(np.float32) if i % 4 == 1 else None,
-            input_form=INPUT_FORMS[i % len(INPUT_FORMS)])))
+            input_form=form)))
     return out
 
 
 def test_round_trip_every_weight_quantizer(tmp_path):
     rng = np.random.default_rng(0)
     items = _layers(rng)
-    path = qbin.write_qbin(tmp_path / "m.qbin", [layer for _, _, layer in items], {"model": "test", "input_shape": [8, 8, 1]})
+    path = qbin.write_qbin(tmp_path / "m.qbin", [layer for _, _, layer in items], {"model": "test", "input_shape": [8, 8, 5]})
     qf = qbin.read_qbin(path)
-    assert qf.meta == {"model": "test", "input_shape": [8, 8, 1]}
+    assert qf.meta == {"model": "test", "input_shape": [8, 8, 5]}
     assert len(qf.layers) == len(items)
     for (q, kernel, written), read in zip(items, qf.layers):
         expected = kernel if q is None else q.decode(*q.encode(kernel))
@@ -86,7 +88,7 @@ def test_quantized_weights_are_compressed(tmp_path):
     sizes = {}
     for spec in (None, {"name": "bc"}, {"name": "twn"}, {"name": "uniform", "bits": 8, "per_channel": True}):
         q = quant.for_role(spec, "weight")
-        layer = qbin.encode_layer("c", "conv2d", "f32" if q is None else q.kind, kernel, q)
+        layer = qbin.encode_layer("c", "conv2d", layer_kind(q, None), kernel, q)
         sizes[None if q is None else q.name] = qbin.write_qbin(tmp_path / "x.qbin", [layer]).stat().st_size
     assert sizes["bc"] < sizes[None] / 30          # 1 bit vs 32 bits (+ header)
     assert sizes["twn"] < sizes[None] / 15         # 2 bits

@@ -48,12 +48,17 @@ Payload::
     qmin, qmax) * step.
 
 The reader checks every length against the file size, every CRC, the magic numbers, the
-version, the byte order, the shapes and that every index is below L; any failure raises
-:class:`QbinError` (a UserError) naming the file, the record and what was wrong.
+version and the byte order, then every field by the rules of :mod:`autoq.export.qbin_rules`
+(ranges, kind / bits / codebook form, finite floats, indices below L, metadata schema,
+printable unique names, reserved bits 0, the layer chain); any failure raises
+:class:`QbinError` (a UserError) naming the file, the record and field, and what is allowed.
+:func:`write_qbin` runs the same parse on the bytes it is about to write and refuses them
+when the reader would.
 """
 from __future__ import annotations
 
 import json
+import os
 import struct
 import zlib
 from dataclasses import dataclass, field
@@ -61,7 +66,8 @@ from pathlib import Path
 
 import numpy as np
 
-from autoq.errors import UserError
+from autoq.export import qbin_rules as rules
+from autoq.export.qbin_rules import QbinError
 from autoq.kinds import KINDS  # the one list of kernel kinds
 
 MAGIC = b"AUTOQBIN"
@@ -75,11 +81,7 @@ PADDINGS = ("valid", "same")
 FORM_NONE, FORM_TABLE, FORM_CHANNEL_TABLE, FORM_AFFINE = 0, 1, 2, 3
 
 __all__ = ["QbinError", "QLayer", "QbinFile", "write_qbin", "read_qbin", "pack_rows", "unpack_rows",
-           "encode_layer", "MAGIC", "VERSION"]
-
-
-class QbinError(UserError):
-    """A truncated, corrupted or unsupported .qbin file."""
+           "encode_layer", "parse_qbin", "MAGIC", "VERSION"]
 
 
 # --- bit packing ---------------------------------------------------------------------------
@@ -239,14 +241,14 @@ def _record_payload(layer: QLayer) -> bytes:
         else:
             book = np.asarray(layer.codebook, np.float32)
             form, zp = (FORM_TABLE if book.ndim == 1 else FORM_CHANNEL_TABLE), 0
-        weights = pack_rows(layer.indices.reshape(c_out, -1), layer.weight_bits)
+        weights = pack_rows(np.asarray(layer.indices).reshape(c_out, -1), layer.weight_bits)
     out += [struct.pack("<BHiI", form, levels, zp, book.size), book.astype("<f4").tobytes(),
             struct.pack("<I", len(weights)), weights]
     for vec in (layer.bias, layer.scale):
         if vec is not None:
             vec = np.asarray(vec, "<f4").reshape(-1)
             if vec.size != c_out:
-                raise ValueError(f"layer {layer.name}: {vec.size} bias/scale values for {c_out} channels")
+                raise ValueError(f"{vec.size} bias/scale values for {c_out} channels")
             out.append(vec.tobytes())
     f = layer.input_form
     if f is not None:
@@ -254,17 +256,47 @@ def _record_payload(layer: QLayer) -> bytes:
     return b"".join(out)
 
 
-def write_qbin(path: str | Path, layers: list[QLayer], meta: dict | None = None) -> Path:
-    """Write ``layers`` (in execution order) and ``meta`` to ``path``; returns the path."""
-    meta_bytes = json.dumps(meta or {}, sort_keys=True).encode("utf-8")
-    parts = [MAGIC, struct.pack("<HBBII", VERSION, LITTLE_ENDIAN, 0, len(layers), len(meta_bytes)), meta_bytes]
-    for layer in layers:
+def _encode(layer: QLayer, path: str, i: int) -> bytes:
+    """One record (length, payload, CRC); QbinError for what cannot be encoded at all."""
+    where = f"record {i} ({getattr(layer, 'name', '?')})"
+    rules.check_name(path, where, layer.name)
+    for what, value, names in (("op", layer.op, OPS), ("kind", layer.kind, KINDS), ("padding", layer.padding, PADDINGS)):
+        if value not in names:
+            raise rules.fail(path, where, f"{what} {value!r}; allowed: {', '.join(names)}")
+    ints = (layer.weight_bits, layer.act_bits, layer.stride, *layer.shape)
+    if len(layer.shape) != 4 or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in ints):
+        raise rules.fail(path, where, f"shape {layer.shape}, bits, stride must be integers (shape: c_out, kh, kw, c_in)")
+    rules.check_fields(path, where, layer.op, layer.kind, int(layer.weight_bits), int(layer.act_bits),
+                       tuple(int(v) for v in layer.shape), int(layer.stride), layer.padding)
+    try:
         payload = _record_payload(layer)
-        head = struct.pack("<I", len(payload))
-        parts += [head, payload, struct.pack("<I", zlib.crc32(head + payload))]
-    body = b"".join(parts) + END_MAGIC
+    except (struct.error, ValueError, TypeError, OverflowError) as exc:
+        raise rules.fail(path, where, f"cannot be encoded: {exc}") from None
+    head = struct.pack("<I", len(payload))
+    return head + payload + struct.pack("<I", zlib.crc32(head + payload))
+
+
+def write_qbin(path: str | Path, layers: list[QLayer], meta: dict | None = None) -> Path:
+    """Write ``layers`` (in execution order) and ``meta`` to ``path`` (atomically); returns the path.
+
+    The bytes are validated by the reader's own checks first: what :func:`read_qbin` would
+    reject is refused with a QbinError and nothing is written."""
     path = Path(path)
-    path.write_bytes(body + struct.pack("<I", zlib.crc32(body)))
+    p = str(path)
+    meta = {} if meta is None else meta
+    rules.check_meta(meta, p)
+    meta_bytes = json.dumps(meta, sort_keys=True, allow_nan=False).encode("utf-8")
+    parts = [MAGIC, struct.pack("<HBBII", VERSION, LITTLE_ENDIAN, 0, len(layers), len(meta_bytes)), meta_bytes]
+    parts += [_encode(layer, p, i) for i, layer in enumerate(layers)]
+    body = b"".join(parts) + END_MAGIC
+    data = body + struct.pack("<I", zlib.crc32(body))
+    try:
+        parse_qbin(data, p)
+    except QbinError as exc:
+        raise QbinError(f"{exc} (refused: nothing written)") from None
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
     return path
 
 
@@ -300,7 +332,9 @@ class _Cursor:
         return struct.unpack("<" + fmt, self.take(struct.calcsize("<" + fmt), field_name))
 
     def floats(self, n: int, field_name: str) -> np.ndarray:
-        return np.frombuffer(self.take(4 * n, field_name), dtype="<f4").astype(np.float32)
+        values = np.frombuffer(self.take(4 * n, field_name), dtype="<f4").astype(np.float32)
+        rules.check_finite(self.path, self.what, field_name, values)
+        return values
 
 
 def _enum(value: int, names: tuple, what: str, path: str, record: str) -> str:
@@ -310,68 +344,75 @@ def _enum(value: int, names: tuple, what: str, path: str, record: str) -> str:
     return names[value]
 
 
+def _read_name(cur: _Cursor, path: str, label: str) -> str:
+    (name_len,) = cur.unpack("H", "name length")
+    try:
+        name = cur.take(name_len, "name").decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise rules.fail(path, label, f"name is not valid UTF-8 ({exc}); allowed: UTF-8 text") from None
+    return rules.check_name(path, label, name)
+
+
+def _read_weights(cur: _Cursor, path: str, layer: QLayer, form: int, levels: int, zp: int, book: np.ndarray) -> None:
+    c_out, kh, kw, c_in = layer.shape
+    k, bits, label = kh * kw * c_in, layer.weight_bits, cur.what
+    (n_weights,) = cur.unpack("I", "weight length")
+    expected = 4 * c_out * k if form == FORM_NONE else c_out * row_bytes(k, bits)
+    if n_weights != expected:
+        raise rules.fail(path, label, f"{n_weights} weight bytes; {c_out}x{kh}x{kw}x{c_in} "
+                                      f"{'float32' if form == FORM_NONE else f'{bits}-bit indices'} need {expected}")
+    if form == FORM_NONE:
+        layer.weights = cur.floats(c_out * k, "weights").reshape(layer.shape)
+        return
+    raw = cur.take(n_weights, "weights")
+    indices = unpack_rows(raw, c_out, k, bits)
+    rules.check_indices(path, label, raw, c_out, k, bits, levels, indices)
+    layer.indices = indices.reshape(layer.shape)
+    if form == FORM_AFFINE:
+        layer.scales, layer.zero_point = book, zp
+        layer.codebook = _affine_book(book, zp, levels)
+    else:
+        layer.codebook = book if form == FORM_TABLE else book.reshape(c_out, levels)
+    rules.check_book_values(path, label, layer.kind, np.asarray(layer.codebook))
+
+
 def _read_record(cur: _Cursor, path: str, label: str, version: int = VERSION) -> QLayer:
-    op_code, kind_code, wbits, abits, name_len = cur.unpack("BBBBH", "op/kind/bits/name length")
-    name = cur.take(name_len, "name").decode("utf-8", errors="replace")
+    op_code, kind_code, wbits, abits = cur.unpack("BBBB", "op/kind/bits")
+    name = _read_name(cur, path, label)
     label = f"{label} ({name})"
     cur.what = label
     c_out, kh, kw, c_in, stride, pad_code, flags = cur.unpack("IIIIIBB", "shape")
     op, kind = _enum(op_code, OPS, "op", path, label), _enum(kind_code, KINDS, "kind", path, label)
     padding = _enum(pad_code, PADDINGS, "padding", path, label)
-    if not (1 <= wbits <= 8 or wbits == 32) or not (1 <= abits <= 32):
-        raise QbinError(f"{path}: {label}: weight_bits {wbits} / act_bits {abits} invalid (1..8 or 32)")
-    form, levels, zp, n_book = cur.unpack("BHiI", "codebook header")
-    book = cur.floats(n_book, "codebook")
-    (n_weights,) = cur.unpack("I", "weight length")
-    raw = cur.take(n_weights, "weights")
-    layer = QLayer(name=name, op=op, kind=kind, weight_bits=wbits, act_bits=abits,
-                   shape=(c_out, kh, kw, c_in), stride=stride, padding=padding)
-    k = kh * kw * c_in
-    if form == FORM_NONE:
-        expected = 4 * c_out * k
-        if n_weights != expected:
-            raise QbinError(f"{path}: {label}: {n_weights} weight bytes, float {c_out}x{kh}x{kw}x{c_in} needs {expected}")
-        layer.weights = np.frombuffer(raw, "<f4").astype(np.float32).reshape(layer.shape)
-    else:
-        if form not in (FORM_TABLE, FORM_CHANNEL_TABLE, FORM_AFFINE):
-            raise QbinError(f"{path}: {label}: codebook form {form} is invalid (0..3)")
-        if wbits > 8 or levels < 1 or levels > (1 << wbits):
-            raise QbinError(f"{path}: {label}: {levels} levels do not fit {wbits}-bit indices")
-        expected_book = {FORM_TABLE: levels, FORM_CHANNEL_TABLE: c_out * levels}.get(form)
-        if form == FORM_AFFINE and n_book not in (1, c_out) or expected_book not in (None, n_book):
-            raise QbinError(f"{path}: {label}: codebook has {n_book} floats, form {form} with {levels} levels "
-                            f"and {c_out} channels needs {expected_book or f'1 or {c_out}'}")
-        expected = c_out * row_bytes(k, wbits)
-        if n_weights != expected:
-            raise QbinError(f"{path}: {label}: {n_weights} packed weight bytes, {c_out} rows of {k} "
-                            f"{wbits}-bit indices need {expected}")
-        layer.indices = unpack_rows(raw, c_out, k, wbits).reshape(layer.shape)
-        if layer.indices.size and int(layer.indices.max()) >= levels:
-            raise QbinError(f"{path}: {label}: index {int(layer.indices.max())} >= {levels} codebook levels")
-        if form == FORM_AFFINE:
-            layer.scales, layer.zero_point = book, zp
-            layer.codebook = _affine_book(book, zp, levels)
-        else:
-            layer.codebook = book if form == FORM_TABLE else book.reshape(c_out, levels)
+    shape = (c_out, kh, kw, c_in)
+    rules.check_fields(path, label, op, kind, wbits, abits, shape, stride, padding)
     known = 7 if version >= 2 else 3
     if flags & ~known:
-        raise QbinError(f"{path}: {label}: unknown flag bits {flags:#x}")
+        allowed = "bit 0 (bias), bit 1 (scale)" + (", bit 2 (input form)" if version >= 2 else "")
+        raise rules.fail(path, label, f"flags {flags:#x}: unknown bits; allowed {allowed}")
+    form, levels, zp, n_book = cur.unpack("BHiI", "codebook header")
+    rules.check_codebook_header(path, label, kind, wbits, c_out, form, levels, zp, n_book)
+    book = cur.floats(n_book, "codebook")
+    layer = QLayer(name=name, op=op, kind=kind, weight_bits=wbits, act_bits=abits,
+                   shape=shape, stride=stride, padding=padding)
+    _read_weights(cur, path, layer, form, levels, zp, book)
     if flags & 1:
         layer.bias = cur.floats(c_out, "bias")
     if flags & 2:
         layer.scale = cur.floats(c_out, "scale")
     if flags & 4:
-        layer.input_form = _read_input_form(cur, path, label, abits)
+        layer.input_form = _read_input_form(cur, path, label, kind, abits)
     if cur.pos != cur.end:
-        raise QbinError(f"{path}: {label}: {cur.end - cur.pos} unexpected bytes at the end of the record")
+        raise rules.fail(path, label, f"{cur.end - cur.pos} unexpected bytes at the end of the record")
     return layer
 
 
-def _read_input_form(cur: _Cursor, path: str, label: str, bits: int):
+def _read_input_form(cur: _Cursor, path: str, label: str, kind: str, bits: int):
     from autoq.quant.forms import InputForm
 
     op_code, step, qmin, qmax = cur.unpack("Bfii", "input form")
     op = _enum(op_code, INPUT_OPS, "input op", path, label)
+    rules.check_input_form(path, label, kind, bits, None if op == "none" else op, float(step), qmin, qmax)
     try:
         return InputForm(op, bits, float(step), qmin, qmax, "fixed") if op != "none" else None
     except ValueError as exc:
@@ -384,19 +425,13 @@ def _affine_book(scales: np.ndarray, zp: int, levels: int) -> np.ndarray:
     return book[0] if len(scales) == 1 else book
 
 
-def read_qbin(path: str | Path) -> QbinFile:
-    """Read and fully validate a .qbin file; QbinError on any inconsistency."""
-    path = Path(path)
-    if not path.is_file():
-        raise QbinError(f"{path}: no such file")
-    data = path.read_bytes()
-    p = str(path)
+def _read_header(data: bytes, p: str) -> tuple[_Cursor, int, int, int]:
     if len(data) < 28:
         raise QbinError(f"{p}: truncated: {len(data)} bytes is shorter than the smallest .qbin (28)")
     if data[:8] != MAGIC:
         raise QbinError(f"{p}: not a .qbin file (magic {data[:8]!r}, expected {MAGIC!r})")
     cur = _Cursor(data, p, 8, len(data) - 8)
-    version, order, _reserved, n_layers, meta_len = cur.unpack("HBBII", "header")
+    version, order, reserved, n_layers, meta_len = cur.unpack("HBBII", "header")
     if version not in READABLE_VERSIONS:
         raise QbinError(f"{p}: format version {version} is not supported (this reader knows "
                         f"{', '.join(map(str, READABLE_VERSIONS))})")
@@ -405,10 +440,16 @@ def read_qbin(path: str | Path) -> QbinFile:
     if data[-8:-4] != END_MAGIC:
         raise QbinError(f"{p}: truncated or corrupted: end marker {data[-8:-4]!r} missing "
                         f"(expected {END_MAGIC!r} 8 bytes before the end)")
-    try:
-        meta = json.loads(cur.take(meta_len, "metadata").decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise QbinError(f"{p}: metadata is not valid UTF-8 JSON ({exc})") from None
+    if reserved:
+        raise rules.fail(p, "header", f"reserved byte at offset 11 is {reserved}; allowed 0")
+    rules.check_range(p, "header", "layer count", n_layers, 0, rules.MAX_LAYERS)
+    return cur, version, n_layers, meta_len
+
+
+def parse_qbin(data: bytes, p: str) -> QbinFile:
+    """Parse and fully validate the bytes of a .qbin file (``p`` names it in errors)."""
+    cur, version, n_layers, meta_len = _read_header(data, p)
+    meta = rules.parse_meta(cur.take(meta_len, "metadata"), p)
     layers = []
     for i in range(n_layers):
         label = f"record {i}"
@@ -428,7 +469,24 @@ def read_qbin(path: str | Path) -> QbinFile:
     if file_crc != zlib.crc32(data[:-4]):
         raise QbinError(f"{p}: file CRC mismatch (stored {file_crc:#010x}, computed {zlib.crc32(data[:-4]):#010x}): "
                         "the file is corrupted")
+    rules.check_unique_names(p, [layer.name for layer in layers])
+    rules.check_chain(p, meta, layers)
     return QbinFile(path=p, version=version, meta=meta, layers=layers, size=len(data))
+
+
+def read_qbin(path: str | Path) -> QbinFile:
+    """Read and fully validate a .qbin file; QbinError on any inconsistency."""
+    path = Path(path)
+    if not path.is_file():
+        raise QbinError(f"{path}: {'is a directory, not a .qbin file' if path.is_dir() else 'no such file'}")
+    try:
+        size = path.stat().st_size
+        if size > rules.MAX_FILE_BYTES:
+            raise QbinError(f"{path}: {size:,} bytes; allowed at most {rules.MAX_FILE_BYTES:,}")
+        data = path.read_bytes()
+    except OSError as exc:
+        raise QbinError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    return parse_qbin(data, str(path))
 
 
 def describe(qf: QbinFile) -> list[dict]:
