@@ -19,13 +19,13 @@ def test_seed_3_export_reports_the_test_accuracy_pareto_shows(tmp_path):
     from autoq.space import parse_space
 
     space = parse_space({"model": "tiny", "dataset": "digits", "input": [8, 8, 1],
-                         "training": {"epochs": 1, "baseline_epochs": 1, "seed": 0},
+                         "training": {"epochs": 2, "baseline_epochs": 20, "seed": 0},   # 1 epoch: "did not learn"
                          "targets": ["m4"], "objectives": ["accuracy", "flash"],
                          "layers": [{"select": {"type": "conv"}, "weight": [{"name": "twn"}],
                                      "activation": [{"name": "uniform", "bits": 8}]}],
                          "presets": []}, "test-space")
     out = tmp_path / "run"
-    run_search(SearchOptions(space=space, budget=Budget(trials=1), out_dir=out, seed=3, epochs=1))
+    run_search(SearchOptions(space=space, budget=Budget(trials=1), out_dir=out, seed=3, epochs=2))
     study = optuna.load_study(study_name="run", storage=f"sqlite:///{out / 'study.db'}")
     assert run_data_source(study) == {"dataset": "digits", "data_path": None, "seed": 3}
     point = next(p for p in pareto.pareto_front(out, target="m4").points if p.number == 0)
