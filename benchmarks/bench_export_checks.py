@@ -121,6 +121,7 @@ def main() -> None:
     ap.add_argument("--json")
     args = ap.parse_args()
     from autoq.data import load_dataset
+    from autoq.errors import UserError
     from autoq.export.exporter import export_trial
 
     rows, records = [], []
@@ -137,7 +138,12 @@ def main() -> None:
                       for i, (_, cfg) in enumerate(configs)]
             run = _study(tmp / f"run-{model_name}", dataset, data_path, args.seed, trials)
             for i, (label, _) in enumerate(configs):
-                res = export_trial(str(run), i, "i5", tmp / f"out-{model_name}-{i}", force=True)
+                try:
+                    res = export_trial(str(run), i, "i5", tmp / f"out-{model_name}-{i}", force=True)
+                except UserError as exc:            # a failed check: reported, the others still run
+                    records.append({"trial": label, "error": str(exc)})
+                    rows.append([label, "FAILED: " + str(exc)[:160]] + [""] * 8)
+                    continue
                 ch = res.manifest["checks"]
                 o = ch["onnx"]
                 rec = {"trial": label, "onnx_bytes": res.manifest["files"]["model.onnx"]["bytes"],

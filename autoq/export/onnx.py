@@ -331,11 +331,11 @@ def export_onnx(graph: ExportGraph, x: np.ndarray, reference: np.ndarray, path, 
         alone = run_onnx(data, x, per_sample=True)
         batch_diff = float(np.max(np.abs(alone - got), initial=0.0))
         levels = None
-        if over > allowed_flips and keras_inputs is not None and not argmax_differ:
+        if allowed_flips and over > allowed_flips and keras_inputs is not None and not argmax_differ:
             worst = np.argsort(-per_sample_diff)[:LEVEL_CHECK_SAMPLES]
             levels = level_agreement(graph, build_onnx(graph, use_int4, debug_outputs=True)[0], x[worst],
                                      keras_inputs(x[worst]))
-            if levels["max_level_step"] <= 1 and levels["share"] <= MAX_LEVEL_SHARE:
+            if levels["values"] and levels["max_level_step"] <= 1 and levels["share"] <= MAX_LEVEL_SHARE:
                 allowed_flips = over          # explained by single-level flips
         if over > allowed_flips or argmax_differ or batch_diff > BATCH_TOLERANCE:
             raise UserError(f"ONNX export check failed (onnxruntime default session options): logits differ from "
