@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from autoq.cost.deploy import DeployCost, scratch_bytes, scratch_need
+from autoq.cost.deploy import DeployCost, emit_for_target, scratch_bytes
 from autoq.kinds import KINDS
 
 log = logging.getLogger(__name__)
@@ -64,12 +64,10 @@ def link_m4(model, arch: str = "m4", work: Path | None = None, label: str = "") 
     """Plan, emit and link ``model`` (a built Keras model) for the Cortex-M4; the ELF's sizes."""
     from autoq.export import c_emit
     from autoq.export.graph import build_graph
-    from autoq.plan import plan_from_emission
     from autoq.resources import resource_dir
 
     graph = build_graph(model, fold_bn=False)
-    plan = plan_from_emission(graph, c_emit.emit_c(graph, variant="ref"))
-    em = c_emit.emit_c(graph, variant="opt", scratch_bytes=scratch_need(plan, arch))
+    plan, em = emit_for_target(graph, arch)
     with tempfile.TemporaryDirectory(prefix="autoq-link-", dir=work) as tmp:
         out = Path(tmp)
         (out / "model.c").write_text(em.source)

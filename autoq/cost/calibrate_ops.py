@@ -164,10 +164,9 @@ def write_program(graph, out: Path, objects_from: Path | None = None):
     save the rebuild); returns the CEmission."""
     import shutil
 
-    from autoq.cost.deploy import scratch_need
+    from autoq.cost.deploy import emit_for_target
     from autoq.export import c_emit
     from autoq.kernel_flags import is_x86_64
-    from autoq.plan import plan_from_emission
     from autoq.resources import resource_dir
 
     out.mkdir(parents=True, exist_ok=True)
@@ -180,9 +179,7 @@ def write_program(graph, out: Path, objects_from: Path | None = None):
             shutil.copy(obj, out / "kernels" / "src" / obj.name)   # newer than the sources: make keeps it
     subprocess.run(["make", "-s", "objects"], cwd=out, check=True, capture_output=True)
     # as the exporter: the opt kernels' scratch for this machine's build, from the plan
-    plan = plan_from_emission(graph, c_emit.emit_c(graph, "model"))
-    scratch = scratch_need(plan, "x86_64" if is_x86_64() else "aarch64")
-    em = c_emit.emit_c(graph, "model", scratch_bytes=scratch)
+    _, em = emit_for_target(graph, "x86_64" if is_x86_64() else "aarch64")
     for name, text in (("model.h", em.header), ("model.c", em.source), ("main.c", em.main)):
         (out / name).write_text(text)
     return em

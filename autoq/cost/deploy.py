@@ -195,5 +195,17 @@ def scratch_bytes(plan, arch: str) -> int:
     return 8 * ((scratch_need(plan, arch) + 7) // 8 + 1)
 
 
-__all__ = ["ARCHES", "DeployCost", "code_bytes", "layer_scratch_bytes", "library_ram_bytes", "scratch_bytes",
+def emit_for_target(graph, arch: str, model_name: str = "model", comment: str = "", variant: str = "opt"):
+    """(plan, CEmission) of an ExportGraph as ``autoq export`` ships it for ``arch``: the plan of
+    the emitted C, and the C with the opt kernels' scratch sized for that build (variant "ref":
+    no scratch). The one place the exporter, the deploy and op calibrations get their C from."""
+    from autoq.export.c_emit import emit_c
+    from autoq.plan import plan_from_emission
+
+    plan = plan_from_emission(graph, emit_c(graph, model_name))
+    scratch = scratch_need(plan, arch) if variant == "opt" else 0
+    return plan, emit_c(graph, model_name, comment=comment, variant=variant, scratch_bytes=scratch)
+
+
+__all__ = ["ARCHES", "DeployCost", "emit_for_target", "code_bytes", "layer_scratch_bytes", "library_ram_bytes", "scratch_bytes",
            "scratch_need", "stack_bytes"]

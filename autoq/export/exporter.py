@@ -270,20 +270,17 @@ def export_trial(run: str, trial_number: int, target: str, out: str | Path, forc
     lines.append(f"model.qbin: {checks['qbin']['layers']} layers, {checks['qbin']['bytes']:,} bytes, read back and CRCs ok")
 
     if emit_c:
-        from autoq.cost.deploy import scratch_need
+        from autoq.cost.deploy import emit_for_target
         from autoq.cost.model import estimate
         from autoq.export import c_emit
-        from autoq.plan import plan_from_emission
         from autoq.resources import resource_dir
 
         written += c_emit.copy_kernels(resource_dir("kernels"), out)
         written.append(c_emit.write_makefile(out))
         with tempfile.TemporaryDirectory(prefix="autoq-export-") as tmp:
             # the plan of this export: the target build's scratch, and what the cost model prices
-            plan = plan_from_emission(graph, c_emit.emit_c(graph, "model"))
-            scratch = scratch_need(plan, profile.deploy.arch) if c_variant == "opt" else 0
-            em = c_emit.emit_c(graph, "model", comment=f"trial {trial_number}, target {target}",
-                               variant=c_variant, scratch_bytes=scratch)
+            plan, em = emit_for_target(graph, profile.deploy.arch, comment=f"trial {trial_number}, target {target}",
+                                       variant=c_variant)
             (out / "model.h").write_text(em.header)
             (out / "model.c").write_text(em.source)
             (out / "main.c").write_text(em.main)
