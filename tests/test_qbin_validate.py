@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from autoq import quant
 from autoq.export import qbin
 from autoq.export import qbin_rules as rules
+from autoq.quant.forms import InputForm
 
 INPUT = (6, 6, 3)
 # (name, op, weight quantizer, kind, act_bits, kernel size, stride, padding, c_out)
@@ -31,6 +32,10 @@ BASE = [
     ("d1", "dense", {"name": "lsq", "bits": 8}, "int8", 8, 1, 1, "valid", 2),
 ]
 META = {"model": "t", "input_shape": list(INPUT), "num_classes": 2}
+# the input form v2 requires for every quantized input (kind, act_bits) of BASE
+INPUT_FORMS = {("xnor", 1): InputForm("sign", 1), ("and", 1): InputForm("grid", 1, 1.0, 0, 1),
+               ("int8", 8): InputForm("grid", 8, 0.02, -127, 127, "calibrated"),
+               ("lut", 4): InputForm("grid", 4, 0.25, 0, 15)}
 
 
 def make_layers(seed: int, specs=BASE) -> list[qbin.QLayer]:
@@ -39,11 +44,13 @@ def make_layers(seed: int, specs=BASE) -> list[qbin.QLayer]:
     layers, c_in = [], INPUT[2]
     for name, op, spec, kind, act_bits, k, stride, padding, c_out in specs:
         q = quant.for_role(spec, "weight")
+        form = None if act_bits == 32 else INPUT_FORMS[kind, act_bits]
         shape = (k, k, c_in, c_out) if op == "conv2d" else (c_in, c_out)
         kernel = rng.normal(0, 0.5, size=shape).astype(np.float32)
         layers.append(qbin.encode_layer(name, op, kind, kernel, q, act_bits=act_bits, stride=stride, padding=padding,
                                         bias=rng.normal(size=c_out).astype(np.float32) if rng.random() < .7 else None,
-                                        scale=rng.normal(size=c_out).astype(np.float32) if rng.random() < .5 else None))
+                                        scale=rng.normal(size=c_out).astype(np.float32) if rng.random() < .5 else None,
+                                        input_form=form))
         c_in = c_out
     return layers
 
@@ -182,7 +189,8 @@ RULES = [  # (id, mutation, pattern the message must contain: the record/field a
     ("wbits-9", dict(record=5, fields={"weight_bits": 9}), r"weight_bits 9 .*allowed"),
     ("kind-f32-on-table", dict(record=5, fields={"kind": 0}), r"weight_bits 2 with kind f32; allowed 32"),
     ("kind-int8-on-table", dict(record=6, fields={"kind": 5}), r"weight_bits 3 with kind int8; allowed 8"),
-    ("and-to-xnor-stays-valid", dict(record=2, fields={"kind": 3}), None),   # same 1-bit symmetric form: valid
+    # same 1-bit table, but the record's 0/1 input form is not xnor's sign
+    ("and-to-xnor-input-form", dict(record=2, fields={"kind": 3}), r"grid input 0\.\.1 step 1\.0 with kind xnor; allowed"),
     ("kind-lut-on-int8-act", dict(record=3, fields={"kind": 4}), r"weight_bits 8 with kind and; allowed 1"),
     ("shift-on-nonpow2", dict(record=1, fields={"kind": 2, "act_bits": 32}),
      r"shift codebook row 0 .*power of two"),
@@ -245,7 +253,8 @@ def _case(good: bytes, mutation: dict) -> bytes:
 def _chain_c_in(good: bytes) -> bytes:
     """c1 reads 5 channels instead of 4 (its weights resized consistently): no earlier tensor has 5."""
     c1 = qbin.encode_layer("c1", "conv2d", "xnor", np.ones((3, 3, 5, 5), np.float32),
-                           quant.for_role({"name": "xnor"}, "weight"), act_bits=1)
+                           quant.for_role({"name": "xnor"}, "weight"), act_bits=1,
+                           input_form=INPUT_FORMS["xnor", 1])
     header, meta, payloads = split(good)
     payloads[1] = bytearray(qbin._encode(c1, "x", 1)[4:-4])
     return join(header, meta, payloads)
@@ -259,15 +268,26 @@ def test_each_rule_rejects_with_a_clear_message(good, tmp_path, case_id, mutatio
     else:
         data = _case(good, mutation)
     path.write_bytes(data)
-    if case_id == "and-to-xnor-stays-valid":      # 'and' -> 'xnor' on the same 1-bit symmetric table is valid
-        assert [layer.kind for layer in qbin.read_qbin(path).layers][2] == "xnor"
-        return
     with pytest.raises(qbin.QbinError) as err:
         qbin.read_qbin(path)
     msg = str(err.value)
     assert msg.startswith(f"{path}: "), msg
     assert "allowed" in msg and "\n" not in msg, msg
     assert __import__("re").search(pattern, msg), msg
+
+
+@pytest.mark.parametrize("index", [i for i, spec in enumerate(BASE) if spec[4] != 32])
+def test_quantized_input_without_form_is_refused(tmp_path, index):
+    """Version 2 stores the fixed input range of every quantized input: a record without one
+    (flag bit 2 clear) would leave the C and ONNX guessing it, so reader and writer refuse it."""
+    layers = make_layers(0)
+    layers[index].input_form = None
+    path = tmp_path / "no-form.qbin"
+    name, kind, abits = BASE[index][0], BASE[index][3], BASE[index][4]
+    with pytest.raises(qbin.QbinError, match=rf"record {index} \({name}\): no input form with kind {kind}, "
+                                             rf"act_bits {abits}; allowed only for float inputs"):
+        qbin.write_qbin(path, layers, META)
+    assert not path.exists()
 
 
 def test_dense_chain_rules(tmp_path):
@@ -528,8 +548,8 @@ def _inspect(monkeypatch, capsys, path):
     return code, out.out, out.err
 
 
-@pytest.mark.parametrize("case_id,mutation,pattern", [r for r in RULES if r[0] not in ("chain-c_in", "and-to-xnor-stays-valid")],
-                         ids=[r[0] for r in RULES if r[0] not in ("chain-c_in", "and-to-xnor-stays-valid")])
+@pytest.mark.parametrize("case_id,mutation,pattern", [r for r in RULES if r[0] != "chain-c_in"],
+                         ids=[r[0] for r in RULES if r[0] != "chain-c_in"])
 def test_inspect_bad_file_one_line_exit_2(good, tmp_path, monkeypatch, capsys, case_id, mutation, pattern):
     path = tmp_path / "bad.qbin"
     path.write_bytes(_case(good, mutation))

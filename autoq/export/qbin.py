@@ -402,6 +402,8 @@ def _read_record(cur: _Cursor, path: str, label: str, version: int = VERSION) ->
         layer.scale = cur.floats(c_out, "scale")
     if flags & 4:
         layer.input_form = _read_input_form(cur, path, label, kind, abits)
+    elif version >= 2:  # v2 writes a form for every quantized input: its absence is an error
+        rules.check_input_form(path, label, kind, abits, None)
     if cur.pos != cur.end:
         raise rules.fail(path, label, f"{cur.end - cur.pos} unexpected bytes at the end of the record")
     return layer

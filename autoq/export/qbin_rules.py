@@ -318,7 +318,7 @@ def check_input_form(path: str, where: str, kind: str, abits: int, op: str | Non
     """The layer's input form (format version 2, flag bit 2; ``op`` None when absent) agrees with
     its kind and act_bits: xnor = sign; and = grid 0..1 step 1; int8 = 8-bit grid inside
     -128..127; a grid has a finite step > 0, qmin < qmax and at most 2^act_bits levels; a float
-    input (act_bits 32) has no form. Not yet called: the v2 reader of main must call it."""
+    input (act_bits 32) has no form (the v2 reader calls it for present and absent forms)."""
     if op is None:
         if kind in ("xnor", "and", "int8") or abits != 32:
             raise fail(path, where, f"no input form with kind {kind}, act_bits {abits}; allowed only for float "
