@@ -659,20 +659,31 @@ def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: every expected failure (bad input, a missing or unreadable
     file, input nested too deeply, out of memory) prints one line ``error: ...`` and exits
     with code 2; anything else is a bug and keeps its traceback."""
-    try:
-        app(args=argv, prog_name="autoq")
+    try:  # not standalone: typer's (vendored Click) usage errors come here and print as one line
+        code = app(args=argv, prog_name="autoq", standalone_mode=False)
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         sys.exit(130)
+    except typer.Abort:
+        typer.echo("aborted", err=True)
+        sys.exit(1)
+    except typer.TyperException as exc:  # bad command line: say where the help is
+        ctx = getattr(exc, "ctx", None)
+        where = ctx.command_path if ctx is not None else "autoq"
+        typer.echo(f"error: {where}: {_error_line(exc)}; see '{where} -h'", err=True)
+        sys.exit(2)
     except (UserError, OSError, UnicodeError, RecursionError, MemoryError) as exc:
         typer.echo(f"error: {_error_line(exc)}", err=True)
         sys.exit(2)
+    sys.exit(code if isinstance(code, int) else 0)  # typer.Exit(code) returns it when not standalone
 
 
 def _error_line(exc: BaseException) -> str:
     """The one-line message of an expected failure."""
     if isinstance(exc, UserError):
         text = str(exc)
+    elif isinstance(exc, typer.TyperException):
+        text = exc.format_message().rstrip(".")
     elif isinstance(exc, OSError):
         text = f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": ")
     elif isinstance(exc, RecursionError):

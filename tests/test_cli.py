@@ -176,3 +176,21 @@ def test_epochs_1_on_the_shipped_screened_spaces_turns_the_screen_off(space, tmp
     assert options_from_cli(space, "4", out=str(tmp_path / "a")).space.screen is not None
     opts = options_from_cli(space, "4", out=str(tmp_path / "b"), epochs=1)
     assert opts.epochs == 1 and opts.space.screen is None
+
+
+@pytest.mark.parametrize("argv,where,detail", [
+    (["search", "--bogus"], "autoq search", "No such option: --bogus"),
+    (["pareto"], "autoq pareto", "Missing argument 'RUN'"),
+    (["nosuch"], "autoq", "No such command 'nosuch'"),
+    (["search", "--workers", "abc"], "autoq search", "Invalid value for '--workers'"),
+])
+def test_usage_errors_are_one_line_exit_2(capsys, argv, where, detail):
+    """A mistyped command line gets the same one-line `error:` as bad input, and the help's name."""
+    from autoq import cli
+
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(argv)
+    out, err = capsys.readouterr()
+    assert exit_info.value.code == 2 and out == ""
+    assert err.startswith(f"error: {where}: ") and detail in err and err.count("\n") == 1, err
+    assert err.rstrip().endswith(f"see '{where} -h'"), err
