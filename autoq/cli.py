@@ -168,8 +168,9 @@ def _print_count_validation(console, profiles) -> None:
             continue
         scale, rows = checked
         loo = "n/a" if scale.loo_mape is None else f"{scale.loo_mape:.1%}"
-        table = Table(title=f"{p.id}: {scale.ns_per_instruction:.4g} ns/instruction fitted on {scale.rows} published "
-                            f"times vs our ref kernels' counts (MAPE {scale.mape:.1%}, leave one filter size out "
+        unit = "cycle" if any("ns/cycle" in k.source for k in p.kernels.values()) else "instruction"
+        table = Table(title=f"{p.id}: {scale.ns_per_instruction:.4g} ns/{unit} fitted on {scale.rows} published "
+                            f"times vs our ref kernels' {unit}s (MAPE {scale.mape:.1%}, leave one filter size out "
                             f"{loo}); ms")
         for col in ("layer", "kind", "published (thesis kernel)", "predicted ref", "predicted opt (priced)"):
             table.add_column(col, justify="left" if col in ("layer", "kind") else "right")

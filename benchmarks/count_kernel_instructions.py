@@ -101,8 +101,10 @@ def variants() -> list[tuple[str, str]]:
     return re.findall(r'^AQ_VARIANT\(\w+, "(\w+)", "(\w+)"', text, flags=re.M)
 
 
-def count(target: str, kind: str, variant: str, bits: int, shape: tuple, reps: int) -> int:
-    plugin = str(BUILD / "icount_plugin.so")
+def count(target: str, kind: str, variant: str, bits: int, shape: tuple, reps: int, tbs: Path | None = None) -> int:
+    """Instructions of one count-program run; with ``tbs`` (m4/a53) the plugin also writes its
+    per-block counts there (the cycle model's input, autoq/cost/cycles.py)."""
+    plugin = str(BUILD / "icount_plugin.so") + (f",tbs={tbs}" if tbs else "")
     if target == "i5":
         cmd = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", str(BUILD / "aq_count_x86"), kind,
                variant, str(bits), ",".join(map(str, shape)), str(reps)]
@@ -118,12 +120,16 @@ def count(target: str, kind: str, variant: str, bits: int, shape: tuple, reps: i
         args = ",".join(f"arg={a}" for a in ["aq_count", kind, variant, str(bits), ":".join(map(str, shape)), str(reps)])
         cmd = ["qemu-system-arm", "-M", "mps2-an386", "-nographic", "-semihosting-config",
                f"enable=on,target=native,{args}", "-plugin", plugin, "-d", "plugin",
-               "-kernel", str(BUILD / ("aq_count_m4.elf" if shape in THESIS else "aq_count_m4_1M.elf"))]
+               "-kernel", str(m4_elf(shape))]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     m = re.search(r"icount (\d+)", res.stdout + res.stderr)
     if res.returncode != 0 or not m or "rc=0" not in res.stdout:
         raise RuntimeError(f"{' '.join(cmd)} failed ({res.returncode}): {res.stdout} {res.stderr}")
     return int(m.group(1))
+
+
+def m4_elf(shape: tuple) -> Path:
+    return BUILD / ("aq_count_m4.elf" if shape in THESIS else "aq_count_m4_1M.elf")
 
 
 def build_m4_big() -> None:
@@ -149,12 +155,124 @@ def build_x86() -> None:
                    check=True)
 
 
+CASE_FIELDS = ["target", "kind", "bits", "variant", "c_in", "c_out", "h", "w", "f", "stride", "pad", "macs"]
+
+
+def cases(target: str) -> list[tuple]:
+    """(kind, bits, variant, shape, macs) counted on ``target``, in the CSV's order."""
+    out = []
+    for shape in THESIS + GRID + (BIG_GRID if target != "m4" else [BIG]):
+        c_in, c_out, h, w, f, s, pad = shape
+        oh = (h - f) // s + 1 if pad == "valid" else -(-h // s)
+        ow = (w - f) // s + 1 if pad == "valid" else -(-w // s)
+        for kind, variant in variants():
+            if variant == "ref" and shape not in THESIS:
+                continue  # ref counts are only needed where the boards were measured
+            out.extend((kind, bits, variant, shape, oh * ow * c_out * f * f * c_in) for bits in KIND_BITS[kind])
+    return out
+
+
+def cycle_rows(target: str, tmp: Path) -> list[list]:
+    """Per case: instructions and cycles per call (reps difference) from the plugin's per-block
+    counts and llvm-mca (autoq.cost.cycles), and the nop-timed lines executed per call."""
+    from autoq.cost.cycles import ARCHS, elf_cycles, read_blocks
+
+    runs: dict[Path, dict] = {}
+    icounts = {}
+    for case in cases(target):
+        kind, bits, variant, shape, _ = case
+        for reps in (1, 3):
+            tbs = tmp / "run.tbs"
+            icounts[(case, reps)] = count(target, kind, variant, bits, shape, reps, tbs)
+            elf = BUILD / "aq_count_a64" if target == "a53" else m4_elf(shape)
+            runs.setdefault(elf, {})[(case, reps)] = read_blocks(tbs)
+    measured = {}
+    for elf, elf_runs in runs.items():
+        measured.update(elf_cycles(elf_runs, elf, ARCHS[target]))
+    rows = []
+    for case in cases(target):
+        (i1, c1, r1), (i3, c3, r3) = measured[(case, 1)], measured[(case, 3)]
+        if (i1, i3) != (icounts[(case, 1)], icounts[(case, 3)]):
+            raise RuntimeError(f"{target} {case}: block sums {i1}, {i3} != icount {icounts[(case, 1)]}, "
+                               f"{icounts[(case, 3)]}")
+        kind, bits, variant, shape, macs = case
+        rows.append([target, kind, bits, variant, *shape, macs, (i3 - i1) // 2, round((c3 - c1) / 2), (r3 - r1) // 2])
+    return rows
+
+
+def per_mac_table(rows: list[list]) -> None:
+    """Instructions and cycles per MAC of the opt kernels per target and kind over the counted
+    zoo-like shapes (median, min-max), and on the thesis 3x3 layer."""
+    import statistics
+
+    print("\n# per MAC, opt kernels over the counted shapes (median [min-max]); thesis = 3x16x16->8 3x3 valid")
+    print("target,kind,bits,instr_per_mac,cycles_per_mac,thesis_instr_per_mac,thesis_cycles_per_mac")
+    for target in dict.fromkeys(r[0] for r in rows):
+        for kind, bits in dict.fromkeys((r[1], r[2]) for r in rows if r[0] == target):
+            sel = [r for r in rows if r[:4] == [target, kind, bits, "opt"]]
+            th = [r for r in sel if tuple(r[4:11]) == THESIS[0]][0]
+            fmt = lambda xs: f"{statistics.median(xs):.2f} [{min(xs):.2f}-{max(xs):.2f}]"
+            print(f"{target},{kind},{bits},{fmt([r[12] / r[11] for r in sel])},{fmt([r[13] / r[11] for r in sel])},"
+                  f"{th[12] / th[11]:.2f},{th[13] / th[11]:.2f}")
+
+
+def fit_table(rows: list[list]) -> None:
+    """Per board: one scale fitted on the published thesis times (default optimisation) against
+    our ref kernels' instructions and, separately, their modelled cycles; per measured kind the
+    signed mean error, MAPE and leave-one-filter-size-out MAPE (autoq.cost.cycle_profile)."""
+    from autoq.cost.cycle_profile import kind_errors, label
+    from autoq.cost.calibrate import select_variant
+    from autoq.cost.measurements import read_measurements
+
+    print("\n# board scale fitted on the published thesis times vs our ref kernels (variant thesis)")
+    print("target,model,scale,kind,rows,bias,mape,loo_filter_size_mape")
+    for target in dict.fromkeys(r[0] for r in rows):
+        published = select_variant(read_measurements(ROOT / "hw_models" / "measurements" / f"{target}.csv").rows,
+                                   "thesis", target)
+        for model, col, unit in (("instructions", 12, "ns/instruction"), ("cycles", 13, "ns/cycle")):
+            counts = {(r[0], r[1], r[2], r[3], tuple(r[4:11])): r[col] for r in rows if r[0] == target}
+            scale, errors = kind_errors(published, counts, target)
+            for e in errors:
+                loo = "n/a" if e.loo_mape is None else f"{e.loo_mape:.1%}"
+                print(f"{target},{model},{scale:.4g} {unit},{label(e)},{e.rows},{e.bias:+.1%},{e.mape:.1%},{loo}")
+
+
+def cycles_main(args) -> None:
+    """--cycles: the cycles CSV (stdout, and --csv), the per-MAC table and the fit table."""
+    import datetime
+    import tempfile
+
+    from autoq.cost.cycles import ARCHS, ITERATIONS, mca_version
+
+    targets = [t for t in args.targets.split(",") if t in ("m4", "a53")]
+    header = [*CASE_FIELDS, "instructions", "cycles", "nop_timed"]
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for target in targets:
+            rows += cycle_rows(target, Path(tmp))
+    if args.csv:
+        note = (f"# per kernel call: instructions (QEMU TCG plugin kernels/tools/icount_plugin.c, per-block counts) "
+                f"and cycles = sum of block executions x llvm-mca {mca_version()} cycles per block ("
+                f"{', '.join(f'{t}: -mtriple={a.triple} -mcpu={a.cpu}, taken branch +{a.taken_penalty:g}' for t, a in ARCHS.items())}"
+                f"; steady state of {ITERATIONS} iterations); nop_timed = executed lines llvm-mc could not parse, "
+                f"timed as nop; gcc 12 -O3 builds as in icount_qemu.csv; generated by "
+                f"benchmarks/count_kernel_instructions.py --cycles on {datetime.date.today()}")
+        with open(args.csv, "w", newline="") as fh:
+            fh.write(note + "\n")
+            csv.writer(fh).writerows([header] + rows)
+    csv.writer(sys.stdout).writerows([header] + rows)
+    per_mac_table(rows)
+    fit_table(rows)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--targets", default="a53,m4,i5")
     ap.add_argument("--csv", type=Path, help="also write the rows to this CSV file")
     ap.add_argument("--m4-table", action="store_true", help="only the M4 int8/f32 table (see the docstring)")
     ap.add_argument("--cmsis-elf", type=Path, help="user-built CMSIS-NN count program for --m4-table")
+    ap.add_argument("--cycles", action="store_true", help="m4/a53: instructions and llvm-mca cycles per call, "
+                    "per MAC per kind, and the board-scale fit table (see the docstring)")
     args = ap.parse_args()
     subprocess.run(["make", "-s", "-C", str(KDIR), "count-tools"], check=True)
     if args.m4_table:
@@ -165,28 +283,21 @@ def main() -> None:
         build_x86()
     if "m4" in args.targets.split(","):
         build_m4_big()
+    if args.cycles:
+        cycles_main(args)
+        return
     rows = []
     writer = csv.writer(sys.stdout)
-    header = ["target", "kind", "bits", "variant", "c_in", "c_out", "h", "w", "f", "stride", "pad", "macs",
-              "instructions"]
+    header = [*CASE_FIELDS, "instructions"]
     writer.writerow(header)
     for target in args.targets.split(","):
-        shapes = THESIS + GRID + (BIG_GRID if target != "m4" else [BIG])
-        for shape in shapes:
-            c_in, c_out, h, w, f, s, pad = shape
-            oh = (h - f) // s + 1 if pad == "valid" else -(-h // s)
-            ow = (w - f) // s + 1 if pad == "valid" else -(-w // s)
-            macs = oh * ow * c_out * f * f * c_in
-            for kind, variant in variants():
-                if variant == "ref" and shape not in THESIS:
-                    continue  # ref counts are only needed where the boards were measured
-                for bits in KIND_BITS[kind]:
-                    n1 = count(target, kind, variant, bits, shape, 1)
-                    n3 = count(target, kind, variant, bits, shape, 3)
-                    row = [target, kind, bits, variant, c_in, c_out, h, w, f, s, pad, macs, (n3 - n1) // 2]
-                    writer.writerow(row)
-                    sys.stdout.flush()
-                    rows.append(row)
+        for kind, bits, variant, shape, macs in cases(target):
+            n1 = count(target, kind, variant, bits, shape, 1)
+            n3 = count(target, kind, variant, bits, shape, 3)
+            row = [target, kind, bits, variant, *shape, macs, (n3 - n1) // 2]
+            writer.writerow(row)
+            sys.stdout.flush()
+            rows.append(row)
     if args.csv:
         import datetime
 

@@ -82,7 +82,8 @@ def test_shipped_profiles_load_and_cover_every_kind():
             k = profile.kernels[kind]
             assert k.provenance == "derived", (target, kind)
             assert "ESTIMATE" in k.source and f"autoq's opt {kind} kernel" in k.source
-            assert "ns/instruction" in k.source and "leave-one-filter-size-out" in k.source
+            unit = "ns/cycle" if target in ("m4", "a53") else "ns/instruction"   # m4/a53: autoq/cost/cycle_profile.py
+            assert unit in k.source and "leave-one-filter-size-out" in k.source
             assert k.loo_mape is not None
 
 
@@ -225,10 +226,11 @@ def test_measurement_csv_errors_name_line_and_column(line, fragment):
 def test_board_csvs_reproduce_the_shipped_coefficients():
     counts = "kernels/bench/results/icount_qemu.csv"
     for target in ("m4", "a53", "i5"):
-        fitted = calibrate_from_csv(f"hw_models/measurements/{target}.csv", target, counts=counts)
-        shipped = load_profile(target)
-        for kind in KINDS:
-            assert fitted.kernels[kind].coefficients == shipped.kernels[kind].coefficients, (target, kind)
+        if target == "i5":   # m4 and a53 are priced by the cycle model (tests/test_cycles.py)
+            fitted = calibrate_from_csv(f"hw_models/measurements/{target}.csv", target, counts=counts)
+            shipped = load_profile(target)
+            for kind in KINDS:
+                assert fitted.kernels[kind].coefficients == shipped.kernels[kind].coefficients, (target, kind)
         # without counts, the rows are fitted directly (a user's board measuring autoq's kernels)
         direct = calibrate_from_csv(f"hw_models/measurements/{target}.csv", target)
         for kind in ("f32", "lut"):

@@ -113,9 +113,10 @@ COUNT_FIELDS = ("target", "kind", "bits", "variant", "c_in", "c_out", "h", "w", 
                 "instructions")
 
 
-def read_counts(path: str | Path) -> dict[tuple, int]:
+def read_counts(path: str | Path, column: str = "instructions") -> dict[tuple, int]:
     """Instruction counts per kernel call (kernels/bench/results/icount_qemu.csv format):
-    {(target, kind, bits, variant, shape): instructions}."""
+    {(target, kind, bits, variant, shape): instructions}; ``column="cycles"`` reads the cycle
+    model's file (kernels/bench/results/cycles_qemu.csv, autoq/cost/cycles.py) the same way."""
     import csv
 
     from autoq.fileio import MAX_CSV_BYTES, read_text
@@ -126,19 +127,20 @@ def read_counts(path: str | Path) -> dict[tuple, int]:
     text = read_text(path, "instruction-count CSV", MAX_CSV_BYTES)
     lines = [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
     reader = csv.DictReader(lines)
-    missing = [c for c in COUNT_FIELDS if c not in (reader.fieldnames or [])]
+    fields = (*COUNT_FIELDS[:-1], column)
+    missing = [c for c in fields if c not in (reader.fieldnames or [])]
     if missing:
-        raise UserError(f"{path}: missing column {missing[0]!r}; expected {','.join(COUNT_FIELDS)}")
+        raise UserError(f"{path}: missing column {missing[0]!r}; expected {','.join(fields)}")
     counts = {}
     for number, row in enumerate(reader, start=2):
         try:
             shape = (int(row["c_in"]), int(row["c_out"]), int(row["h"]), int(row["w"]), int(row["f"]),
                      int(row["stride"]), row["pad"].strip())
             counts[(row["target"].strip(), row["kind"].strip(), int(row["bits"]), row["variant"].strip(), shape)] = \
-                int(row["instructions"])
+                int(row[column])
         except (ValueError, TypeError, AttributeError):
             raise UserError(f"{path}: data row {number - 1}: expected integers in c_in..stride, bits and "
-                            f"instructions, got {str(dict(row))[:200]}") from None
+                            f"{column}, got {str(dict(row))[:200]}") from None
     return counts
 
 
@@ -273,14 +275,15 @@ def shipped_validation(profile: HardwareProfile) -> tuple[CountScale, list[Valid
     when either is missing or the profile was not derived from counts."""
     from autoq.resources import resource_dir
 
+    cycles = any("ns/cycle" in k.source for k in profile.kernels.values())   # priced by autoq.cost.cycle_profile
     try:
         mpath = resource_dir("hw_models") / "measurements" / f"{profile.id}.csv"
-        cpath = resource_dir("kernels") / "bench" / "results" / "icount_qemu.csv"
+        cpath = resource_dir("kernels") / "bench" / "results" / ("cycles_qemu.csv" if cycles else "icount_qemu.csv")
     except (FileNotFoundError, ValueError):
         return None
     if not (mpath.is_file() and cpath.is_file()) or not all(k.provenance == "derived" for k in profile.kernels.values()):
         return None
-    counts = read_counts(cpath)
+    counts = read_counts(cpath, column="cycles" if cycles else "instructions")
     if not any(key[0] == profile.id for key in counts):
         return None
     return validate_counts(profile, read_measurements(mpath), counts)
