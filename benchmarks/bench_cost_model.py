@@ -7,13 +7,16 @@
    opt variants, minimum over 5 interleaved passes of 20 reps, grid and layers in the same
    passes), so the model layers are held out from the calibration.
    Reports MAPE and Spearman rank correlation (goal: MAPE <= 10 %, Spearman >= 0.95).
-2. Boards: the profiles price our opt kernels as (ns/instruction) x instruction counts; the
-   scale is fitted on the published thesis figures against our ref kernels' counts. Leave one
-   filter size out: fit the scale on the other two, predict it; error per board and held-out size.
+2. Boards: the profiles price our opt kernels as one scale x counts (m4/a53: ns per modelled
+   cycle, kernels/bench/results/cycles_qemu.csv, autoq/cost/cycle_profile.py; i5: ns per
+   instruction); the scale is fitted on the published thesis figures against our ref kernels'
+   counts. Leave one filter size out: fit the scale on the other two, predict it; error per
+   board and held-out size.
 3. The thesis's layers (3x16x16 -> 8, valid, 3x3/4x4/5x5) on m4 / a53 / i5: published time |
    scale x our ref kernel's count (validation) | the shipped profile's prediction for our opt
    kernel (what autoq prices), and the opt prediction of every kind (estimates).
-4. The ns/instruction implied by the default-optimisation table and by the -O3 figures.
+4. The ns per cycle (m4/a53) or instruction (i5) implied by the default-optimisation table and
+   by the -O3 figures.
 
 usage: python benchmarks/bench_cost_model.py [--configs 30] [--profile host.yaml] [--seed 0]
 Runtime: about a minute (TensorFlow builds the 5 float models once; the measuring ~30 s).
@@ -126,18 +129,29 @@ def host_check(n_configs: int, seed: int, profile_path: str | None, rounds: int,
 
 ROOT = Path(__file__).resolve().parent.parent
 COUNTS = ROOT / "kernels" / "bench" / "results" / "icount_qemu.csv"
+CYCLES = ROOT / "kernels" / "bench" / "results" / "cycles_qemu.csv"
 BOARDS = ("m4", "a53", "i5")
 
 
-def board_loo() -> None:
-    """The board profiles price our opt kernels as ns/instruction x counts; the scale is fitted
-    on the published times against our ref kernels' counts. Leave one filter size out: fit the
-    scale on two sizes, predict the third (every kind at that size)."""
-    from autoq.cost.calibrate import count_scale, read_counts
+def board_counts(target: str) -> tuple[dict, str]:
+    """The counts a board's profile is priced from and their unit (as the profiles are built)."""
+    from autoq.cost.calibrate import read_counts
 
-    print("\n== 2. boards: ns/instruction scale, leave one filter size out (fit on two sizes, predict the third) ==")
-    counts = read_counts(COUNTS)
+    if target in ("m4", "a53"):
+        return read_counts(CYCLES, column="cycles"), "cycle"
+    return read_counts(COUNTS), "instruction"
+
+
+def board_loo() -> None:
+    """The board profiles price our opt kernels as a scale x counts; the scale is fitted on the
+    published times against our ref kernels' counts. Leave one filter size out: fit the scale on
+    two sizes, predict the third (every kind at that size)."""
+    from autoq.cost.calibrate import count_scale
+
+    print("\n== 2. boards: ns per cycle / instruction scale, leave one filter size out (fit on two sizes, predict "
+          "the third) ==")
     for target in BOARDS:
+        counts, unit = board_counts(target)
         rows = [r for r in read_measurements(ROOT / "hw_models" / "measurements" / f"{target}.csv").rows
                 if r.variant == "thesis"]
         scale = count_scale(rows, counts, target)
@@ -146,7 +160,7 @@ def board_loo() -> None:
             held = count_scale([r for r in rows if r.f != f], counts, target).ns_per_instruction
             errs = [held * counts[(target, r.kind, r.bits, "ref", r.shape)] / r.time_ns - 1 for r in rows if r.f == f]
             parts.append(f"{f}x{f}: " + "/".join(f"{e:+.1%}" for e in errs))
-        print(f"  {target:4s} {scale.ns_per_instruction:9.4g} ns/instr, in-sample MAPE {scale.mape:.1%}, "
+        print(f"  {target:4s} {scale.ns_per_instruction:9.4g} ns/{unit}, in-sample MAPE {scale.mape:.1%}, "
               f"leave-one-size-out MAPE {scale.loo_mape:.1%}   (f32/lut1/lut2) " + "; ".join(parts))
 
 
@@ -180,19 +194,20 @@ def thesis_layers() -> None:
 
 
 def count_scales() -> None:
-    """ns per instruction of our ref kernels (the thesis algorithm, gcc -O3) implied by the
+    """ns per cycle / instruction of our ref kernels (the thesis algorithm, gcc -O3) implied by the
     boards' default-optimisation table (what the profiles use) and by their -O3 figures."""
-    from autoq.cost.calibrate import count_scale, read_counts
+    from autoq.cost.calibrate import count_scale
 
-    counts = read_counts(COUNTS)
-    print("\n== 4. ns per instruction of our ref kernels on the boards (counts vs published times) ==")
+    print("\n== 4. ns per modelled cycle (m4/a53) / instruction (i5) of our ref kernels on the boards (counts vs "
+          "published times) ==")
     for target in BOARDS:
+        counts, unit = board_counts(target)
         mfile = read_measurements(ROOT / "hw_models" / "measurements" / f"{target}.csv")
         clock = int(mfile.meta["clock_hz"])
         for variant in ("thesis", "thesis-O3"):
             scale = count_scale([r for r in mfile.rows if r.variant == variant], counts, target)
-            print(f"  {target:4s} {variant:9s}: {scale.ns_per_instruction:8.4g} ns/instruction = "
-                  f"{scale.ns_per_instruction * clock / 1e9:5.2f} cycles at {clock / 1e6:g} MHz "
+            print(f"  {target:4s} {variant:9s}: {scale.ns_per_instruction:8.4g} ns/{unit} = "
+                  f"{scale.ns_per_instruction * clock / 1e9:5.2f} clock cycles at {clock / 1e6:g} MHz "
                   f"({scale.rows} rows, MAPE {scale.mape:.1%})")
 
 

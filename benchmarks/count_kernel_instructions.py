@@ -1,6 +1,7 @@
 """Instructions per kernel call on aarch64 (Cortex-A53 build) and Cortex-M4F under QEMU, and on x86-64 (i5) under callgrind.
 
     python benchmarks/count_kernel_instructions.py [--targets a53,m4,i5] [--csv out.csv]
+    python benchmarks/count_kernel_instructions.py --targets m4,a53 --cycles [--csv cycles.csv]
 
 Needs the cross toolchains and QEMU (kernels/ci_cross.sh lists the Debian packages). Builds
 with `make -C kernels count-tools`: a QEMU TCG plugin that counts executed guest instructions
@@ -21,6 +22,15 @@ a53 and i5 (only BIG on the M4, to keep the emulation time down). The M4 counts 
 (instruction counts do not depend on the memory size; the TM4C123G's 32 KB heap is too small
 for the grid's float tensors plus the opt kernels' scratch); the thesis shapes use the 32 KB build.
 Output CSV: target,kind,bits,variant,c_in,c_out,h,w,f,stride,pad,macs,instructions
+
+--cycles (targets m4 and a53 only): the same cases with the plugin's per-block counts (tbs=FILE):
+each executed block timed by llvm-mca (autoq/cost/cycles.py), so every row gets instructions AND
+modelled cycles per call (reps difference as above; nop_timed = executed lines llvm-mc could not
+parse, timed as a nop: a few per call in the A53's glibc malloc). Prints the rows (--csv writes
+them: kernels/bench/results/cycles_qemu.csv, which `python -m autoq.cost.cycle_profile` turns into
+the m4, a53 and m4f80 profiles), instructions and cycles per MAC per kind over the shapes, and
+per board the scale fitted on the published thesis times with per-kind bias, MAPE and
+leave-one-filter-size-out MAPE, for one ns/instruction and for one ns/cycle.
 
 --m4-table prints instructions per call of the int8 and f32 opt kernels on the four M4 layers of
 the CMSIS-NN comparison (M4_TABLE) and, per valid MAC, and with --cmsis-elf the same count of a

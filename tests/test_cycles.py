@@ -10,7 +10,15 @@ import subprocess
 
 import pytest
 
-from autoq.cost.cycles import ARCHS, Block, elf_cycles, mca_block_cycles, normalize, program_cycles, read_blocks
+from autoq.cost.cycles import (
+    ARCHS,
+    Block,
+    elf_cycles,
+    mca_block_cycles,
+    normalize,
+    program_cycles,
+    read_blocks,
+)
 from autoq.cost.measurements import Measurement
 
 M4, A53 = ARCHS["m4"], ARCHS["a53"]

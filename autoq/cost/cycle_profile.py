@@ -25,7 +25,12 @@ import numpy as np
 
 from autoq.cost.calibrate import count_points, count_scale, read_counts, select_variant
 from autoq.cost.cycles import ARCHS
-from autoq.cost.fit import choose_coefficients, fit_best_block, leave_group_out_mape, mape
+from autoq.cost.fit import (
+    choose_coefficients,
+    fit_best_block,
+    leave_group_out_mape,
+    mape,
+)
 from autoq.cost.measurements import Measurement, read_measurements
 from autoq.cost.profile import HardwareProfile, KernelCost, load_profile
 from autoq.kinds import KINDS

@@ -11,11 +11,8 @@ call 100 cycles). Not modelled: flash wait states, cache misses (A53), interrupt
 
 - :func:`program_cycles` the arithmetic; :func:`mca_block_cycles` one llvm-mca run for many
   blocks (one code region each); :func:`elf_cycles` the two together for a plugin output.
-- :func:`kind_errors`: per measured kind, the signed mean error, MAPE and
-  leave-one-filter-size-out MAPE of one scale per board (reuses
-  :func:`autoq.cost.calibrate.count_scale`, which is unit-agnostic: ns per instruction or per cycle).
-- :func:`derive_from_cycles` / :func:`cycle_profile`: a board profile priced from cycle
-  counts, with the scale fitted on the published times or fixed at the nominal clock.
+- The board scales and profiles built on these counts: autoq/cost/cycle_profile.py. The
+  counts themselves: benchmarks/count_kernel_instructions.py --cycles.
 """
 from __future__ import annotations
 
@@ -126,7 +123,7 @@ def mca_block_cycles(blocks: Sequence[Sequence[str]], arch: Arch, iterations: in
     cmd = [mca, f"-mtriple={arch.triple}", f"-mcpu={arch.cpu}", f"-iterations={iterations}", "-summary-view",
            "-instruction-info=0", "-resource-pressure=0", "-"]
     for _ in range(5):
-        res = subprocess.run(cmd, input="\n".join(lines) + "\n", capture_output=True, text=True)
+        res = subprocess.run(cmd, input="\n".join(lines) + "\n", capture_output=True, text=True, check=False)
         bad = {int(m.group(1)) - 1: m.group(2) for m in re.finditer(r"<stdin>:(\d+):\d+: error: (.*)", res.stderr)}
         if res.returncode == 0 and not bad:
             cycles = [int(c) / iterations for c in re.findall(r"Total Cycles:\s+(\d+)", res.stdout)]
