@@ -5,6 +5,7 @@ llvm-mca / llvm-mc / llvm-objdump (Debian package llvm, installed by .ci/run) ar
 dependency: these tests fail, not skip, without them."""
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 
@@ -120,3 +121,32 @@ def test_shipped_cycle_profiles_regenerate_and_are_labelled():
         assert "llvm-mca" in shipped.kernels[kind].source and "12.5 ns/cycle" in shipped.kernels[kind].source
     assert shipped.deploy == load_profile("m4").deploy and shipped.clock_hz == 80_000_000
     assert "ESTIMATE" in shipped.notes and "as measured" in load_profile("m4").board
+
+
+def test_plugin_block_counts_sum_to_the_instruction_count(tmp_path):
+    """The TCG plugin's per-block mode (tbs=FILE) on a small aarch64 program: executions x
+    instructions summed over the blocks = the plain mode's count, and the loop's block is
+    found with its trip count and taken back edges."""
+    from pathlib import Path
+
+    kdir = Path(__file__).resolve().parent.parent / "kernels"
+    plugin = tmp_path / "icount_plugin.so"
+    subprocess.run(["cc", "-std=c99", "-O2", "-shared", "-fPIC", "-fvisibility=hidden", "-o", str(plugin),
+                    str(kdir / "tools" / "icount_plugin.c")], check=True)
+    src = tmp_path / "loop.c"
+    src.write_text("volatile int sink;\nint main(void) { for (int i = 0; i < 1000; i++) sink += i; return 0; }\n")
+    exe = tmp_path / "loop"
+    subprocess.run(["aarch64-linux-gnu-gcc", "-O1", "-static", "-o", str(exe), str(src)], check=True)
+
+    def icount(arg: str) -> int:
+        res = subprocess.run(["qemu-aarch64", "-plugin", f"{plugin}{arg}", "-d", "plugin", str(exe)],
+                             capture_output=True, text=True, check=True)
+        return int(re.search(r"icount (\d+)", res.stdout + res.stderr).group(1))
+
+    tbs = tmp_path / "run.tbs"
+    plain, per_block = icount(""), icount(f",tbs={tbs}")
+    blocks = read_blocks(tbs)
+    assert plain == per_block == sum(b.execs * b.n for b in blocks)
+    assert all(0 <= b.taken <= b.execs for b in blocks)
+    loop = [b for b in blocks if 999 <= b.execs <= 1000]   # the loop body, leaving by its back edge
+    assert loop and max(b.taken for b in loop) >= 998, [b for b in blocks if b.execs > 500]
