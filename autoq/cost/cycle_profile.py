@@ -98,12 +98,22 @@ def scaled_kernels(cycles: dict[tuple, int], target: str, ns_per_cycle: float, w
     return result
 
 
+def resolve(path: str | Path) -> Path:
+    """``kernels/...`` (the shipped file's name in the profiles' text) from any working folder."""
+    from autoq.resources import resource_dir
+
+    path = Path(path)
+    if path.is_absolute() or path.exists() or path.parts[:1] != ("kernels",):
+        return path
+    return resource_dir("kernels").joinpath(*path.parts[1:])
+
+
 def model_text(target: str, cycles_path: str | Path) -> str:
     """What the counts are; the llvm version is the one the CSV was generated with (its header)."""
     import re
 
     arch = ARCHS[target]
-    version = re.search(r"llvm-mca ([\w.]+)", Path(cycles_path).read_text(errors="replace")[:2000])
+    version = re.search(r"llvm-mca ([\w.]+)", resolve(cycles_path).read_text(errors="replace")[:2000])
     return (f"cycles per call modelled in {cycles_path} (QEMU per-block execution counts x llvm-mca "
             f"{version.group(1) if version else '(version not recorded)'} -mcpu={arch.cpu} cycles per block + "
             f"{arch.taken_penalty:g} per taken branch)")
@@ -126,7 +136,7 @@ def board_profile(target: str, cycles_path: str | Path = CYCLES_CSV) -> Hardware
     one ns/cycle scale fitted on the board's published times against our ref kernels' cycles.
     Board facts and the deploy section are kept from the existing profile."""
     board = load_profile(target)
-    cycles = read_counts(cycles_path, column="cycles")
+    cycles = read_counts(resolve(cycles_path), column="cycles")
     rows = published_rows(target)
     scale = count_scale(rows, cycles, target, "ref", str(cycles_path))
     _, errors = kind_errors(rows, cycles, target)
@@ -149,7 +159,7 @@ def cycle_profile(profile_id: str = "m4f80", base: str = "m4", cycles_path: str 
     """``base``'s core at its nominal clock priced by the cycle model (no wait states, no
     measured scale); the notes give what the thesis's board measures against the same model."""
     board = load_profile(base)
-    cycles = read_counts(cycles_path, column="cycles")
+    cycles = read_counts(resolve(cycles_path), column="cycles")
     mhz = board.clock_hz / 1e6
     ns = 1e3 / mhz
     what = f"{model_text(base, cycles_path)} x {ns:.4g} ns/cycle ({mhz:g} MHz nominal clock; no flash wait states, " \
