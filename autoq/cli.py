@@ -160,7 +160,7 @@ def _print_count_validation(console, profiles) -> None:
     kernel (validation) and the profile's for our opt kernel (what autoq prices)."""
     from rich.table import Table
 
-    from autoq.cost.calibrate import shipped_validation
+    from autoq.cost.calibrate import priced_by_cycles, shipped_validation
 
     for p in profiles:
         checked = shipped_validation(p)
@@ -168,7 +168,7 @@ def _print_count_validation(console, profiles) -> None:
             continue
         scale, rows = checked
         loo = "n/a" if scale.loo_mape is None else f"{scale.loo_mape:.1%}"
-        unit = "cycle" if any("ns/cycle" in k.source for k in p.kernels.values()) else "instruction"
+        unit = "cycle" if priced_by_cycles(p) else "instruction"
         table = Table(title=f"{p.id}: {scale.ns_per_instruction:.4g} ns/{unit} fitted on {scale.rows} published "
                             f"times vs our ref kernels' {unit}s (MAPE {scale.mape:.1%}, leave one filter size out "
                             f"{loo}); ms")

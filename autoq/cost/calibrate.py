@@ -270,12 +270,18 @@ def validate_counts(profile: HardwareProfile, mfile: MeasurementFile, counts: di
     return scale, out
 
 
+def priced_by_cycles(profile: HardwareProfile) -> bool:
+    """Whether the profile was built by autoq.cost.cycle_profile (ns per modelled cycle, the
+    shipped m4/a53/m4f80) rather than from instruction counts."""
+    return any("ns/cycle" in k.source for k in profile.kernels.values())
+
+
 def shipped_validation(profile: HardwareProfile) -> tuple[CountScale, list[ValidationRow]] | None:
     """:func:`validate_counts` with the shipped measurement CSV and instruction counts, or None
     when either is missing or the profile was not derived from counts."""
     from autoq.resources import resource_dir
 
-    cycles = any("ns/cycle" in k.source for k in profile.kernels.values())   # priced by autoq.cost.cycle_profile
+    cycles = priced_by_cycles(profile)
     try:
         mpath = resource_dir("hw_models") / "measurements" / f"{profile.id}.csv"
         cpath = resource_dir("kernels") / "bench" / "results" / ("cycles_qemu.csv" if cycles else "icount_qemu.csv")
