@@ -309,3 +309,85 @@ def test_local_run_uploads_models_and_export_falls_back_to_weights_path(tmp_path
     (tmp_path / "run" / "artifacts" / ref["id"]).unlink()
     with pytest.raises(UserError, match="the trained model is not available: artifact .* --artifacts DIR"):
         model_file(a, tmp_path / "dl-missing")
+
+
+# --- the worker rules, one process playing several workers (deterministic) ------------------------
+
+
+def _shared_study(tmp_path, budget=2):
+    from autoq.search.runner import run_info
+    from autoq.search.workers import open_shared
+
+    o = SearchOptions(space=make_space(), budget=Budget(trials=budget), out_dir=tmp_path / "run",
+                      storage=f"sqlite:///{tmp_path / 's.db'}", study="rules", heartbeat=0.2).resolved()
+    study, created, _ = open_shared(o, run_info(o), lambda seed: optuna.samplers.RandomSampler(seed=seed))
+    study.set_user_attr("ready", True)
+    return study
+
+
+def _as_worker(study, name, beat_age=0.0):
+    from autoq.search.workers import Worker
+
+    w = Worker(study, 0.2, seed=0)
+    w.id = name
+    w.record["since"] = time.time() - beat_age
+    study._storage.set_study_user_attr(study._study_id, "worker:" + name, {**w.record, "beat": time.time() - beat_age})
+    return w
+
+
+def test_workers_asking_at_once_never_pass_the_budget_and_give_back_enqueued_params(tmp_path):
+    study = _shared_study(tmp_path, budget=2)
+    a, b = _as_worker(study, "h:1"), _as_worker(study, "h:2")
+    first = study.ask()
+    a.claim(first)
+    first.set_user_attr("status", "ok")
+    study.tell(first, [0.5, 1.0, 1.0])
+    assert a.next_step(2) == "run" and b.next_step(2) == "run"   # both see one slot free
+    ta = study.ask()
+    study.enqueue_trial({"rule0.weight": "twn"}, user_attrs={"preset": "twn"})
+    tb = study.ask()                           # takes the enqueued preset
+    a.claim(ta)
+    b.claim(tb)
+    assert not a.surplus(ta, 2)                # the lower number keeps the slot
+    assert b.surplus(tb, 2)                    # the higher one is closed, not counted
+    trials = study.get_trials()
+    assert trials[tb.number].state == TS.FAIL and trials[tb.number].user_attrs["status"] == "unused"
+    assert sum(counted(t) for t in trials) == 1
+    assert a.next_step(2) == "wait"            # 1 counted + 1 live running = the budget
+    waiting = [t for t in trials if t.state == TS.WAITING]
+    assert len(waiting) == 1 and waiting[0].user_attrs["preset"] == "twn"      # given back
+    assert waiting[0].system_attrs["fixed_params"] == {"rule0.weight": "twn"}
+    ta.set_user_attr("status", "ok")
+    study.tell(ta, [0.5, 1.0, 1.0])
+    assert b.next_step(2) == "stop"
+
+
+def test_a_stale_workers_trial_is_interrupted_and_enqueued_once(tmp_path):
+    study = _shared_study(tmp_path, budget=3)
+    dead, alive = _as_worker(study, "h:dead", beat_age=60), _as_worker(study, "h:alive")
+    t = study.ask()
+    dead.claim(t)
+    t.suggest_categorical("rule0.weight", [None, "bc", "twn"])
+    assert alive.repair_stale() == [t.number]
+    assert alive.repair_stale() == []          # repaired once: one retry
+    frozen = study.get_trials()[t.number]
+    assert frozen.state == TS.FAIL and frozen.user_attrs["status"] == "interrupted"
+    retry = [w for w in study.get_trials() if w.state == TS.WAITING]
+    assert len(retry) == 1 and retry[0].user_attrs["retry_of"] == t.number
+
+
+def test_the_same_config_waits_for_the_lower_numbered_trial(tmp_path):
+    import threading
+
+    study = _shared_study(tmp_path)
+    a, b = _as_worker(study, "h:1"), _as_worker(study, "h:2")
+    ta, tb = study.ask(), study.ask()
+    a.claim(ta)
+    b.claim(tb)
+    ta.set_user_attr("config_hash", "same")
+    tb.set_user_attr("config_hash", "same")
+    assert a.wait_same_config(ta, "same") is None            # never waits for a higher number
+    threading.Timer(0.5, lambda: study.tell(ta, [0.5, 1.0, 1.0])).start()
+    t0 = time.monotonic()
+    assert b.wait_same_config(tb, "same") == ta.number
+    assert time.monotonic() - t0 >= 0.4
