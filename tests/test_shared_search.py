@@ -134,7 +134,7 @@ def test_two_workers_on_postgres_meet_the_budget_exactly_without_duplicates(tmp_
                                                                             space_file):
     budget = 8
     common = ["--space", space_file, "--budget", str(budget), "--storage", postgres, "--study", "two",
-              "--artifacts", str(tmp_path / "artifacts"), "--heartbeat", "1", "--sampler", "random"]
+              "--artifacts", str(tmp_path / "artifacts"), "--heartbeat", "2", "--sampler", "random"]
     t0 = time.monotonic()
     procs = [worker(keras_model, tmp_path / f"w{i}" / "run", *common) for i in range(2)]
     outs = [finish(p) for p in procs]
@@ -170,7 +170,7 @@ def test_two_workers_on_postgres_meet_the_budget_exactly_without_duplicates(tmp_
 def test_a_killed_worker_leaves_its_trial_to_the_other(tmp_path, postgres, keras_model, space_file):
     budget = 6
     common = ["--space", space_file, "--budget", str(budget), "--storage", postgres, "--study", "kill",
-              "--artifacts", str(tmp_path / "artifacts"), "--heartbeat", "0.5", "--sampler", "random"]
+              "--artifacts", str(tmp_path / "artifacts"), "--heartbeat", "1", "--sampler", "random"]
     slow = worker(keras_model, tmp_path / "slow" / "run", *common, sleep=30)
     deadline = time.time() + 60
     victim = None
@@ -326,9 +326,10 @@ def _shared_study(tmp_path, budget=2):
 
 
 def _as_worker(study, name, beat_age=0.0):
+    """A worker record as another process would write it (a 30 s heartbeat: live for 120 s)."""
     from autoq.search.workers import Worker
 
-    w = Worker(study, 0.2, seed=0)
+    w = Worker(study, 30.0, seed=0)
     w.id = name
     w.record["since"] = time.time() - beat_age
     study._storage.set_study_user_attr(study._study_id, "worker:" + name, {**w.record, "beat": time.time() - beat_age})
@@ -364,7 +365,7 @@ def test_workers_asking_at_once_never_pass_the_budget_and_give_back_enqueued_par
 
 def test_a_stale_workers_trial_is_interrupted_and_enqueued_once(tmp_path):
     study = _shared_study(tmp_path, budget=3)
-    dead, alive = _as_worker(study, "h:dead", beat_age=60), _as_worker(study, "h:alive")
+    dead, alive = _as_worker(study, "h:dead", beat_age=600), _as_worker(study, "h:alive")
     t = study.ask()
     dead.claim(t)
     t.suggest_categorical("rule0.weight", [None, "bc", "twn"])
