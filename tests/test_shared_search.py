@@ -234,6 +234,15 @@ def test_journal_storage_and_pareto_from_storage(tmp_path, keras_model):
     assert len(pf.points) == 3 and pf.study_name == "j"
     with pytest.raises(UserError, match="no study 'nope'.*studies there: j"):
         pareto_front(None, storage=url, study_name="nope")
+    from typer.testing import CliRunner
+
+    from autoq.cli import app
+
+    res = CliRunner().invoke(app, ["pareto", "--storage", url, "--study", "j", "--json"])
+    got = json.loads(res.output)
+    assert res.exit_code == 0 and got["n_trials"] == 3 and got["study_name"] == "j" and got["points"], res.output
+    res = CliRunner().invoke(app, ["pareto", str(tmp_path / "run"), "--storage", url, "--study", "j"])
+    assert isinstance(res.exception, UserError) and "not both" in str(res.exception)
 
 
 @pytest.mark.parametrize("url", ["redis://localhost", "postgres-ish", "journal:///", "/tmp/x.log"])
@@ -392,3 +401,40 @@ def test_the_same_config_waits_for_the_lower_numbered_trial(tmp_path):
     t0 = time.monotonic()
     assert b.wait_same_config(tb, "same") == ta.number
     assert time.monotonic() - t0 >= 0.4
+
+
+def test_the_real_float_baseline_is_trained_once_and_downloaded_by_the_next_worker(tmp_path):
+    """autoq.train.train_baseline with a BaselineShare: the first trains and uploads, a second
+    worker with an empty cache installs that very model (cache hit, no training)."""
+    from autoq.data import load_dataset
+    from autoq.search.artifacts import BaselineShare
+    from autoq.train import train_baseline
+
+    study = _shared_study(tmp_path)
+    data = load_dataset("synthetic", seed=0)
+    first = BaselineShare(study, tmp_path / "artifacts", "h:1", live=lambda: {"h:1"})
+    a = train_baseline("tiny", data, seed=0, cache_dir=tmp_path / "cache-a", epochs=1, share=first)
+    assert a.status == "ok" and not a.cached and first.event.startswith("trained here (first worker)")
+    second = BaselineShare(study, tmp_path / "artifacts", "h:2", live=lambda: {"h:1", "h:2"})
+    b = train_baseline("tiny", data, seed=0, cache_dir=tmp_path / "cache-b", epochs=1, share=second)
+    assert b.cached and b.key == a.key and second.event == "downloaded from the artifact store (trained by worker h:1)"
+    assert Path(b.model_path).parent.parent == tmp_path / "cache-b"
+    assert Path(b.model_path).read_bytes() == Path(a.model_path).read_bytes()
+    assert b.val_acc == a.val_acc
+
+
+def test_a_baseline_claimed_by_a_stopped_worker_is_trained_here(tmp_path):
+    from autoq.search.artifacts import BaselineShare
+
+    study = _shared_study(tmp_path)
+    assert BaselineShare(study, tmp_path / "art", "h:dead", live=set).fetch(BASELINE_KEY, tmp_path / "a") is False
+    other = BaselineShare(study, tmp_path / "art", "h:2", live=lambda: {"h:2"})
+    assert other.fetch(BASELINE_KEY, tmp_path / "b") is False               # trains, never waits forever
+    assert other.event == "trained here: worker h:dead claimed it and stopped"
+
+
+def test_resume_of_a_missing_shared_study_is_refused(tmp_path):
+    o = SearchOptions(space=make_space(), budget=Budget(trials=2), out_dir=tmp_path / "run", resume=True,
+                      storage=f"sqlite:///{tmp_path / 's.db'}", study="none-yet")
+    with pytest.raises(UserError, match="--resume: no study 'none-yet' in sqlite:///"):
+        run_search(o, steps_factory=lambda _: FakeSteps())
