@@ -334,7 +334,7 @@ def pareto_cmd(
     run: Optional[str] = typer.Argument(None, help="Run folder written by `autoq search` (runs/NAME) or its study.db "
                                         "(or give --storage/--study)."),
     storage: Optional[str] = typer.Option(None, "--storage", help="Shared study storage URL the search used "
-                                          "(postgresql://..., journal:///PATH.log, ...) instead of RUN."),
+                                          "(postgresql://..., journal:///ABS/PATH.log, ...) instead of RUN."),
     study: Optional[str] = typer.Option(None, "--study", help="Study name in --storage."),
     target: Optional[str] = typer.Option(None, "--target", "-t",
                                          help="Profile id or YAML: re-cost every trial for it (default: the search's first target)."),
@@ -452,7 +452,7 @@ def search_cmd(
     no_progress: bool = typer.Option(False, "--no-progress", help="No live display: one line per finished "
                                      "trial (also when stdout is not a terminal)."),
     storage: Optional[str] = typer.Option(None, "--storage", help="Shared Optuna storage: postgresql://USER:PW@HOST/DB, "
-                                          "mysql+pymysql://..., sqlite:///PATH.db or journal:///PATH.log; every "
+                                          "mysql+pymysql://..., sqlite:///PATH.db or journal:///ABS/PATH.log; every "
                                           "process started with the same --storage and --study works on one study."),
     study: Optional[str] = typer.Option(None, "--study", help="Study name in --storage (default: the run folder's name)."),
     artifacts: Optional[str] = typer.Option(None, "--artifacts", help="Folder of the artifact store for trained models "

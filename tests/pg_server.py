@@ -30,7 +30,8 @@ def _free_port() -> int:
 class PostgresServer:
     def __init__(self):
         self.bindir = _bindir()
-        self.root = Path(tempfile.mkdtemp(prefix="autoq-pg-"))
+        # /tmp, not $TMPDIR: the postgres user must reach the folder
+        self.root = Path(tempfile.mkdtemp(prefix="autoq-pg-", dir="/tmp"))
         self.data = self.root / "data"
         self.port = _free_port()
         self.as_user = []

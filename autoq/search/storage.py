@@ -2,7 +2,8 @@
 
 ``--storage`` takes an SQLAlchemy database URL that Optuna's ``RDBStorage`` opens
 (``postgresql://user:pw@host:5432/db``, ``mysql+pymysql://...``, ``sqlite:///abs/path.db``) or
-``journal:///abs/path/file.log``: Optuna's ``JournalStorage`` on a file (append-only log, one
+``journal:///abs/path/file.log`` (always an absolute path, extra slashes ignored): Optuna's
+``JournalStorage`` on a file (append-only log, one
 file on a shared disk, locked with ``JournalFileOpenLock`` so that NFS works too). Every
 process started with the same ``--storage`` and ``--study`` works on one study (README "Run on
 many machines"). TensorFlow-free: ``autoq pareto`` / ``export`` open storages through here.
@@ -17,7 +18,7 @@ from autoq.errors import UserError
 JOURNAL = "journal:///"
 RDB_SCHEMES = ("postgresql", "mysql", "sqlite")
 ALLOWED = ("postgresql://USER:PASSWORD@HOST:PORT/DB, mysql+pymysql://..., sqlite:///PATH.db "
-           "(any SQLAlchemy URL Optuna's RDBStorage opens) or journal:///PATH.log (Optuna "
+           "(any SQLAlchemy URL Optuna's RDBStorage opens) or journal:///ABS/PATH.log (Optuna "
            "JournalStorage on a shared file)")
 
 
@@ -58,7 +59,7 @@ def open_storage(url: str):
 
     kind = check_url(url)
     if kind == "journal":
-        path = Path(url[len(JOURNAL) - 1:]).expanduser()  # journal:///abs/x.log -> /abs/x.log
+        path = Path("/" + url.strip()[len(JOURNAL):].lstrip("/"))  # journal:///abs/x.log -> /abs/x.log
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             lock = optuna.storages.journal.JournalFileOpenLock(str(path))
