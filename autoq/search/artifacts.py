@@ -161,7 +161,10 @@ class BaselineShare:
         tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
         with store.open_reader(ref["id"]) as reader:
             with tarfile.open(fileobj=io.BytesIO(reader.read()), mode="r") as tar:
-                tar.extractall(tmp, filter="data")
+                if hasattr(tarfile, "data_filter"):   # Python >= 3.11.4: no links or paths outside tmp
+                    tar.extractall(tmp, filter="data")
+                else:
+                    tar.extractall(tmp, members=[m for m in tar.getmembers() if m.name in BASELINE_FILES])
         result = json.loads((tmp / "result.json").read_text())
         result.update(folder=str(folder.resolve()), model_path=str((folder / "model.keras").resolve()),
                       weights_path=str((folder / "model.weights.h5").resolve()))
