@@ -113,8 +113,13 @@ def finish(proc: subprocess.Popen, timeout: float = 180) -> str:
     return out
 
 
+_STORAGES: dict[str, object] = {}
+
+
 def trials_of(url: str, name: str):
-    return optuna.load_study(study_name=name, storage=url).get_trials()
+    # one storage (one connection pool) per URL: the polls must not exhaust the server's connections
+    storage = _STORAGES.setdefault(url, optuna.storages.RDBStorage(url))
+    return optuna.load_study(study_name=name, storage=storage).get_trials()
 
 
 def _export(args: list[str]):
