@@ -332,7 +332,11 @@ def calibrate_cmd(
 
 @app.command("pareto")
 def pareto_cmd(
-    run: str = typer.Argument(..., help="Run folder written by `autoq search` (runs/NAME) or its study.db."),
+    run: Optional[str] = typer.Argument(None, help="Run folder written by `autoq search` (runs/NAME) or its study.db "
+                                        "(or give --storage/--study)."),
+    storage: Optional[str] = typer.Option(None, "--storage", help="Shared study storage URL the search used "
+                                          "(postgresql://..., journal:///ABS/PATH.log, ...) instead of RUN."),
+    study: Optional[str] = typer.Option(None, "--study", help="Study name in --storage."),
     target: Optional[str] = typer.Option(None, "--target", "-t",
                                          help="Profile id or YAML: re-cost every trial for it (default: the search's first target)."),
     as_json: bool = typer.Option(False, "--json", help="Print the front as JSON."),
@@ -346,7 +350,8 @@ def pareto_cmd(
     _check_output("--html", html_path)
     from autoq import pareto
 
-    pf = pareto.pareto_front(run, target=target, only_fitting=only_fitting, recost=recost)
+    pf = pareto.pareto_front(run, target=target, only_fitting=only_fitting, recost=recost, storage=storage,
+                             study_name=study)
     if csv_path:
         typer.echo(f"wrote {pareto.write_csv(pf, csv_path)}", err=as_json)
     if html_path:
@@ -364,7 +369,12 @@ def pareto_cmd(
 
 @app.command("export")
 def export_cmd(
-    run: str = typer.Argument(..., help="Run folder written by `autoq search` (runs/NAME) or its study.db."),
+    run: Optional[str] = typer.Argument(None, help="Run folder written by `autoq search` (runs/NAME) or its study.db "
+                                        "(or give --storage/--study)."),
+    storage: Optional[str] = typer.Option(None, "--storage", help="Shared study storage URL the search used, instead of RUN."),
+    study: Optional[str] = typer.Option(None, "--study", help="Study name in --storage."),
+    artifacts: Optional[str] = typer.Option(None, "--artifacts", help="Artifact folder holding the trained models "
+                                            "(default: the one the search recorded on the trial)."),
     trial: int = typer.Option(..., "--trial", "-n", help="Trial number (see `autoq pareto`)."),
     target: Optional[str] = typer.Option(None, "--target", "-t",
                                          help="Profile id or YAML of the board (default: the search's first target)."),
@@ -381,9 +391,9 @@ def export_cmd(
     from autoq.export.exporter import export_trial
     from autoq.pareto import run_targets
 
-    target = target or run_targets(run)[0]
+    target = target or run_targets(run, storage, study)[0]
     result = export_trial(run, trial, target, out, force=force, data_path=data_path, emit_c=not skip_c,
-                          c_variant=c_kernels)
+                          c_variant=c_kernels, storage=storage, study_name=study, artifacts=artifacts)
     for line in result.summary_lines():
         typer.echo(line)
 
@@ -442,6 +452,15 @@ def search_cmd(
     data: Optional[str] = typer.Option(None, "--data", help="A .npz (x_train, y_train, x_test, y_test) replacing the space's data source."),
     no_progress: bool = typer.Option(False, "--no-progress", help="No live display: one line per finished "
                                      "trial (also when stdout is not a terminal)."),
+    storage: Optional[str] = typer.Option(None, "--storage", help="Shared Optuna storage: postgresql://USER:PW@HOST/DB, "
+                                          "mysql+pymysql://..., sqlite:///PATH.db or journal:///ABS/PATH.log; every "
+                                          "process started with the same --storage and --study works on one study."),
+    study: Optional[str] = typer.Option(None, "--study", help="Study name in --storage (default: the run folder's name)."),
+    artifacts: Optional[str] = typer.Option(None, "--artifacts", help="Folder of the artifact store for trained models "
+                                            "and the float baseline (default OUT/artifacts; with --storage on several "
+                                            "machines: a folder they all share)."),
+    heartbeat: float = typer.Option(10.0, "--heartbeat", help="--storage: seconds between a worker's heartbeats; a "
+                                    "worker silent for 4 of them is taken as stopped and its trial retried."),
 ) -> None:
     """Search per-layer quantization: Optuna study in OUT/study.db, thesis presets first, Pareto front at the end."""
     _check_range("--workers", workers, 1, MAX_WORKERS)
@@ -453,11 +472,15 @@ def search_cmd(
     from autoq.search.command import front_tables, options_from_cli, result_line
     from autoq.search.progress import LiveProgress, TrialLines
 
+    from autoq.search.lock import RunLock
+    from autoq.search.storage import label as storage_label
     from autoq.search.study import check_run_folder
 
     opts = options_from_cli(space, budget, target, targets, sampler, backend, workers, address, out,
-                            resume, force, seed, epochs, data)
-    check_run_folder(opts.out_dir, opts.resume, opts.force, create=False)   # refuse before announcing anything
+                            resume, force, seed, epochs, data, storage, study, artifacts, heartbeat)
+    RunLock(opts.out_dir, shared=bool(opts.storage)).probe()     # refuse before announcing anything
+    if not opts.storage:
+        check_run_folder(opts.out_dir, opts.resume, opts.force, create=False)
     console = Console(soft_wrap=True)   # a log line stays one line in a pipe's 80 columns
     from rich.markup import escape
 
@@ -467,7 +490,8 @@ def search_cmd(
     screen = f"screen {opts.space.screen.epochs}" if opts.space.screen else "no screen"
     console.print(escape(f"search {opts.space.name}: {opts.space.model} on {data}, targets "
                          f"{', '.join(opts.targets)}, budget {opts.budget}, {opts.epochs} epochs ({screen}), sampler "
-                         f"{opts.sampler}, backend {opts.backend}, run folder {opts.out_dir}"))
+                         f"{opts.sampler}, backend {opts.backend}, run folder {opts.out_dir}"
+                         + (f", study {opts.study} in {storage_label(opts.storage)}" if opts.storage else "")))
     if no_progress or not console.is_terminal:   # a log file, CI: one line per finished trial
         console.print("loading the data and the float baseline (trained once, then cached), then the trials")
         lines = TrialLines(opts.budget, lambda line: console.print(line, highlight=False, markup=False))
@@ -478,12 +502,14 @@ def search_cmd(
     console.print()
     console.print(result_line(result))
     if result.done:
-        for table in front_tables(opts.out_dir, opts.targets):
+        for table in front_tables(opts.out_dir, opts.targets, opts.storage, opts.study):
             _wide_console().print(table)
-        console.print(escape(f"per-layer configs, CSV, HTML: autoq pareto {opts.out_dir}"))
+        where = f"--storage '{storage_label(opts.storage)}' --study {opts.study}" if opts.storage else opts.out_dir
+        console.print(escape(f"per-layer configs, CSV, HTML: autoq pareto {where}"))
     if result.interrupted:
-        console.print(escape(f"continue with: autoq search --space {space} --budget {budget} --out {opts.out_dir} "
-                             "--resume"))
+        shared = f" --storage '{storage_label(opts.storage)}' --study {opts.study}" if opts.storage else ""
+        console.print(escape(f"continue with: autoq search --space {space} --budget {budget} --out {opts.out_dir}"
+                             f"{shared} --resume"))
         raise typer.Exit(130)
 
 

@@ -187,6 +187,32 @@ def _load_study(study_path: Path):
         raise UserError(f"{study_path}: not a readable autoq study ({type(exc).__name__}: {detail})") from None
 
 
+def open_run(run: str | Path | None = None, storage: str | None = None, study_name: str | None = None):
+    """(study, label): a run folder / study.db (read-only), or ``--storage URL --study NAME``
+    (a shared study, autoq.search.storage). Never written to."""
+    if storage is not None:
+        if run is not None:
+            raise UserError("give a run folder (RUN) or --storage/--study, not both")
+        if not study_name:
+            raise UserError("--storage needs --study NAME (the study the search workers used)")
+        from autoq.search.storage import label, load_shared_study
+
+        optuna_quiet()
+        return load_shared_study(storage, study_name), f"{label(storage)} study {study_name}"
+    if study_name is not None:
+        raise UserError("--study names a study in --storage; give --storage URL too")
+    if run is None:
+        raise UserError("give a run folder (RUN, written by `autoq search`) or --storage URL --study NAME")
+    study_path = resolve_study_path(run)
+    return _load_study(study_path), str(study_path)
+
+
+def optuna_quiet() -> None:
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
 def _quantizer_label(q: Any) -> str:
     """'dorefa(bits=2)' for {"name": "dorefa", "bits": 2}; 'float' for None."""
     if q is None:
@@ -383,15 +409,16 @@ def _targets_of(study, study_path) -> list[str]:
     return list(targets)
 
 
-def run_targets(run: str | Path) -> list[str]:
+def run_targets(run: str | Path | None, storage: str | None = None, study_name: str | None = None) -> list[str]:
     """The targets a search ran for (the default --target of pareto and export)."""
-    study_path = resolve_study_path(run)
-    return _targets_of(_load_study(study_path), study_path)
+    study, where = open_run(run, storage, study_name)
+    return _targets_of(study, where)
 
 
-def pareto_front(run: str | Path, target: str | None = None, objectives: Sequence[str] | None = None,
+def pareto_front(run: str | Path | None, target: str | None = None, objectives: Sequence[str] | None = None,
                  only_fitting: bool = False, recost: bool = False,
-                 estimator: Callable[[dict], dict] | None = None) -> ParetoFront:
+                 estimator: Callable[[dict], dict] | None = None, storage: str | None = None,
+                 study_name: str | None = None) -> ParetoFront:
     """Load a run, cost every finished trial on ``target`` and compute ranks and hypervolume.
 
     target: a profile id or path; default the first target the search used.
@@ -399,9 +426,9 @@ def pareto_front(run: str | Path, target: str | None = None, objectives: Sequenc
     only_fitting: rank only the trials that fit the target's memory.
     recost: ignore stored costs and re-estimate every trial from its LayerPlan.
     estimator: plan dict -> CostReport dict (default: autoq.cost with the target profile).
+    storage, study_name: a shared study instead of ``run`` (:func:`open_run`).
     """
-    study_path = resolve_study_path(run)
-    study = _load_study(study_path)
+    study, study_path = open_run(run, storage, study_name)
     target = target or _targets_of(study, study_path)[0]
     objs = [objective(n) for n in (objectives or _study_objectives(study))]
     points, skipped = load_points(study, target, estimator=estimator, recost=recost)

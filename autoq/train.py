@@ -309,15 +309,22 @@ def baseline_key(model_name: str, data: Dataset, recipe: Recipe, seed: int) -> s
 
 def train_baseline(model_name: str, dataset: "Dataset | str", recipe: "Recipe | str | None" = None,
                    seed: int = 0, cache_dir: str | Path | None = None,
-                   threads: int | None = None, epochs: int | None = None) -> BaselineResult:
-    """Train (or fetch from the cache) the float model; see the module docstring."""
+                   threads: int | None = None, epochs: int | None = None, share=None) -> BaselineResult:
+    """Train (or fetch from the cache) the float model; see the module docstring.
+
+    share: the baseline of a shared study (autoq.search.artifacts.BaselineShare): on a cache
+    miss, ``share.fetch(key, folder)`` installs another worker's baseline into the cache
+    folder, or tells this process to train it and ``share.publish(key, folder)`` it."""
     data = _resolve_dataset(dataset)
     recipe = get_recipe(recipe, model_name, epochs)
     key = baseline_key(model_name, data, recipe, seed)
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     folder = cache / f"{model_name}-{data.name}-{key[:16]}"
     result_file = folder / "result.json"
-    if result_file.is_file() and (folder / "model.keras").is_file():
+    cached = result_file.is_file() and (folder / "model.keras").is_file()
+    if not cached and share is not None:
+        cached = share.fetch(key, folder)
+    if cached:
         res = BaselineResult(**json.loads(result_file.read_text()))
         res.cached = True
         log.info("baseline %s: cache hit %s", model_name, folder)
@@ -351,6 +358,8 @@ def train_baseline(model_name: str, dataset: "Dataset | str", recipe: "Recipe | 
     except OSError:
         shutil.rmtree(tmp, ignore_errors=True)
     log.info("baseline %s trained in %.1fs: val %.4f test %.4f", model_name, seconds, val, test)
+    if share is not None:
+        share.publish(key, folder)
     return res
 
 

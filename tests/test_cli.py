@@ -60,7 +60,7 @@ def test_command_help_shows_metavars_not_types(name):
 
 def test_positional_argument_is_shown_upper_case():
     out = invoke("pareto", "--help").output
-    assert re.search(r"Usage: .* pareto \[OPTIONS\] RUN$", out, re.M)
+    assert re.search(r"Usage: .* pareto \[OPTIONS\] \[RUN\]$", out, re.M)   # RUN or --storage/--study
     assert "--target ID|FILE" in out and "--csv FILE" in out and "--json " in out
 
 

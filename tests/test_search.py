@@ -121,7 +121,7 @@ def test_budget_is_met_exactly_presets_first_and_every_trial_stores_the_contract
         assert Path(a["weights_path"]).is_absolute() and Path(a["weights_path"]).is_file()
         assert t.values[0] == pytest.approx(a["metrics"]["val_acc"])
         assert t.values[1] == pytest.approx(a["costs"]["m4"]["latency_ms"])
-        assert set(a["timings"]) == ({"store"} if "cached_from" in a else {"build", "cost", "train", "store"})
+        assert set(a["timings"]) == ({"store"} if "cached_from" in a else {"build", "cost", "train", "store", "upload"})
     assert study.user_attrs["targets"] == ["m4"]
     assert study.metric_names == ["accuracy", "latency@m4 ms", "flash@m4 B"]
     assert study.user_attrs["objectives"] == ["accuracy", "latency", "flash"]

@@ -67,7 +67,7 @@ def _find_trial(study, number: int):
         raise UserError(f"--trial {number}: trial is {t.state.name.lower()} (status {status!r}"
                         f"{', ' + t.user_attrs['fail_reason'] if t.user_attrs.get('fail_reason') else ''}); "
                         "export a finished trial from `autoq pareto`")
-    for key in ("config", "plan", "metrics", "weights_path"):
+    for key in ("config", "plan", "metrics"):
         if not t.user_attrs.get(key):
             raise UserError(f"--trial {number}: the trial has no {key!r} user attribute (contracts.md, Study)")
     return t
@@ -209,18 +209,22 @@ def _check_c(out: Path, graph, x: np.ndarray, reference: np.ndarray, work: Path)
 
 def export_trial(run: str, trial_number: int, target: str, out: str | Path, force: bool = False,
                  data_path: str | None = None, emit_c: bool = True, max_samples: int | None = None,
-                 c_variant: str = "opt") -> ExportResult:
+                 c_variant: str = "opt", storage: str | None = None, study_name: str | None = None,
+                 artifacts: str | None = None) -> ExportResult:
     """Export trial ``trial_number`` of ``run`` for ``target`` into ``out`` (see the module doc).
 
     c_variant: "opt" (optimised kernels, static scratch sized by the kernels) or "ref".
+    storage, study_name: a shared study instead of ``run`` (autoq.pareto.open_run).
+    artifacts: the artifact folder the search uploaded the models to (default: the one
+    recorded on the trial); runs older than the artifact store use ``weights_path``.
     """
     if c_variant not in ("opt", "ref"):
         raise UserError(f"--c-kernels: got {c_variant!r}; allowed: opt, ref")
     from autoq.cost.profile import list_profiles, load_profile
-    from autoq.pareto import _load_study, resolve_study_path
+    from autoq.pareto import open_run
+    from autoq.search.artifacts import model_file
 
-    study_path = resolve_study_path(run)
-    study = _load_study(study_path)
+    study, study_path = open_run(run, storage, study_name)
     trial = _find_trial(study, trial_number)
     profile = load_profile(target)
     targets = list(dict.fromkeys([target, *(study.user_attrs.get("targets") or []), *list_profiles()]))
@@ -238,7 +242,8 @@ def export_trial(run: str, trial_number: int, target: str, out: str | Path, forc
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     attrs = trial.user_attrs
-    model = _load_model(attrs["weights_path"])
+    model_path = model_file(attrs, out, artifacts)
+    model = _load_model(model_path)
     data = _load_data(study, data_path)
     x = data.x_test if max_samples is None else data.x_test[:max_samples]
     x = np.ascontiguousarray(x, np.float32)
@@ -299,7 +304,8 @@ def export_trial(run: str, trial_number: int, target: str, out: str | Path, forc
             if "sram_bytes" in profile.memory:
                 checks["c_m4"] = _check_m4(out, Path(tmp), profile, force, lines, estimate(plan, profile))
 
-    shutil.copy2(attrs["weights_path"], out / "model.keras")
+    if Path(model_path) != out / "model.keras":
+        shutil.copy2(model_path, out / "model.keras")
     written.append(out / "model.keras")
     manifest = {
         "autoq_export": 1, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

@@ -24,7 +24,9 @@ def options_from_cli(space: str, budget: str, target: str | None = None, targets
                      sampler: str = "tpe", backend: str = "local", workers: int = 1,
                      address: str | None = None, out: str | None = None, resume: bool = False,
                      force: bool = False, seed: int | None = None,
-                     epochs: int | None = None, data: str | None = None) -> SearchOptions:
+                     epochs: int | None = None, data: str | None = None, storage: str | None = None,
+                     study: str | None = None, artifacts: str | None = None,
+                     heartbeat: float = 10.0) -> SearchOptions:
     """Validate the command line (cheap checks first) into SearchOptions."""
     parsed_budget = parse_budget(budget)
     if sampler not in SAMPLERS:
@@ -39,13 +41,18 @@ def options_from_cli(space: str, budget: str, target: str | None = None, targets
     out_dir = Path(out) if out else Path("runs") / f"{sp.name}-{'-'.join(chosen or sp.targets)}"
     return SearchOptions(space=sp, budget=parsed_budget, out_dir=out_dir, targets=chosen,
                          sampler=sampler, backend=backend, workers=workers, address=address,
-                         resume=resume, force=force, seed=seed, epochs=epochs).resolved()
+                         resume=resume, force=force, seed=seed, epochs=epochs, storage=storage, study=study,
+                         artifacts=Path(artifacts) if artifacts else None, heartbeat=heartbeat).resolved()
 
 
 def result_line(result: SearchResult) -> str:
     state = "stopped (Ctrl-C)" if result.interrupted else "finished"
     line = (f"search {state}: {result.done} trials counted ({result.budget} budget) in "
-            f"{result.seconds:.1f} s; study {Path(result.out_dir) / 'study.db'}")
+            f"{result.seconds:.1f} s; study {result.study or Path(result.out_dir) / 'study.db'}")
+    if result.mine is not None:
+        line += f"; {result.mine} of them by this worker"
+    if result.baseline:
+        line += f"; float baseline {result.baseline}"
     if result.presets_enqueued:
         line += f"; presets evaluated first: {', '.join(result.presets_enqueued)}"
     if result.proposals_enqueued:
@@ -60,13 +67,14 @@ def result_line(result: SearchResult) -> str:
     return line
 
 
-def front_tables(out_dir: str | Path, targets: list[str]) -> list:
+def front_tables(out_dir: str | Path, targets: list[str], storage: str | None = None,
+                 study: str | None = None) -> list:
     """One rich table per target: the Pareto front of the run (autoq.pareto)."""
     from autoq import pareto
 
     tables = []
     for t in targets:
-        pf = pareto.pareto_front(out_dir, target=t)
+        pf = pareto.pareto_front(None if storage else out_dir, target=t, storage=storage, study_name=study)
         tables.append(pareto.render_table(pf)[0])
     return tables
 

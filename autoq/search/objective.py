@@ -87,6 +87,7 @@ class TrialContext:
     screen_epochs: int | None = None
     screen_margin: float = 0.02
     screen_reference: list[tuple[float, list[float]]] = field(default_factory=list)
+    artifacts: str | None = None                  # artifact store folder (autoq.search.artifacts)
 
     @property
     def trial_dir(self) -> Path:
@@ -274,6 +275,7 @@ class KerasSteps:
         self._trainer = None
         self._built: tuple[str, Any] | None = None   # (config JSON, model) of the last plan()
         self._profiles: dict[str, Any] = {}
+        self.baseline_share = None   # a shared study's BaselineShare (autoq.search.artifacts)
 
     def prepare(self) -> None:
         """Load the data (a missing file is a UserError now, not a failed trial) and the
@@ -307,7 +309,7 @@ class KerasSteps:
 
             self._baseline = train_baseline(self.model_name, self.data, self.recipe_name, self.seed,
                                             self.cache_dir, threads=self.threads,
-                                            epochs=self.baseline_epochs)
+                                            epochs=self.baseline_epochs, share=self.baseline_share)
         return self._baseline
 
     def plan(self, config: dict) -> dict:

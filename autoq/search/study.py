@@ -91,14 +91,17 @@ def clear_run(out_dir: Path) -> None:
         p = out_dir / name
         if p.exists():
             p.unlink()
-    for sub in ("trials", "ray"):
+    for sub in ("trials", "ray", "artifacts"):
         if (out_dir / sub).is_dir():
             shutil.rmtree(out_dir / sub)
 
 
 def abandon_run(out_dir: Path) -> None:
     """Undo check_run_folder on a fresh folder (the run failed before its study existed)."""
+    from autoq.search.lock import LOCK_FILE
+
     (out_dir / RUN_MARKER).unlink(missing_ok=True)
+    (out_dir / LOCK_FILE).unlink(missing_ok=True)   # this process holds it: nobody waits on it
     try:
         out_dir.rmdir()
     except OSError:
@@ -206,11 +209,22 @@ def open_study(out_dir: Path, info: RunInfo, sampler, resume: bool, force: bool)
     if resume and exists:
         names = optuna.study.get_all_study_names(storage)
         study = optuna.load_study(study_name=names[0], storage=storage, sampler=sampler)
-        _check_same_run(out_dir, study, info)
+        check_same_run(out_dir, study, info)
         return study
     study = optuna.create_study(storage=storage, study_name=info.name, sampler=sampler,
-                                directions=["maximize" if n == "accuracy" else "minimize"
-                                            for n in info.objective_names])
+                                directions=directions(info))
+    init_study(study, info)
+    return study
+
+
+def directions(info: RunInfo) -> list[str]:
+    return ["maximize" if n == "accuracy" else "minimize" for n in info.objective_names]
+
+
+def init_study(study, info: RunInfo) -> None:
+    """The study user_attrs of a new run (contracts.md "Study")."""
+    import optuna
+
     # names optuna-dashboard (and study.trials_dataframe) show: "accuracy", "latency@m4 ms", "flash@m4 B"
     with warnings.catch_warnings():   # experimental in Optuna since 3.2, stable in use
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -221,7 +235,6 @@ def open_study(out_dir: Path, info: RunInfo, sampler, resume: bool, force: bool)
     study.set_user_attr("objective_names", info.objective_names)
     study.set_user_attr("training", info.training)
     study.set_user_attr("created", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
-    return study
 
 
 _UNITS = {"accuracy": "", "latency": " ms", "flash": " B", "ram": " B"}
@@ -232,7 +245,7 @@ def metric_names(objective_names: list[str]) -> list[str]:
     return [n + _UNITS.get(n.split("@")[0], "") for n in objective_names]
 
 
-def _check_same_run(out_dir: Path, study, info: RunInfo) -> None:
+def check_same_run(out_dir: Path | str, study, info: RunInfo) -> None:
     attrs = study.user_attrs
     if space_fingerprint(attrs.get("space") or {}) != space_fingerprint(info.space_raw):
         raise UserError(f"--resume: {str(out_dir)!r} was started with a different search space; "
@@ -277,7 +290,8 @@ def repair_interrupted(study) -> list[int]:
     already = {t.user_attrs.get("retry_of") for t in trials}
     retried = []
     for t in trials:
-        if t.state != TS.FAIL or t.user_attrs.get("status") in STATUSES or t.number in already:
+        if (t.state != TS.FAIL or t.user_attrs.get("status") in (*STATUSES, "unused") or t.number in already
+                or not t.params):
             continue
         study.enqueue_trial(dict(t.params), user_attrs={"retry_of": t.number})
         retried.append(t.number)
