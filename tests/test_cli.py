@@ -180,7 +180,7 @@ def test_epochs_1_on_the_shipped_screened_spaces_turns_the_screen_off(space, tmp
 
 @pytest.mark.parametrize("argv,where,detail", [
     (["search", "--bogus"], "autoq search", "No such option: --bogus"),
-    (["pareto"], "autoq pareto", "Missing argument 'RUN'"),
+    (["inspect"], "autoq inspect", "Missing argument 'PATH'"),
     (["nosuch"], "autoq", "No such command 'nosuch'"),
     (["search", "--workers", "abc"], "autoq search", "Invalid value for '--workers'"),
 ])
