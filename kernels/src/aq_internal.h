@@ -83,6 +83,13 @@ void aq_int8_neon(const aq_conv_args *a);
 #define AQ_I8_NEON 0
 #endif
 
+#if AQ_DISPATCH
+/* Opt int8 on x86 from the packed bytes (src/conv_int8_x86.c): vpdpbusd with vnni at level 2,
+   else vpmaddubsw; 0 (nothing written) when the input spans all 256 values and there is no
+   VNNI, the one case that is not provably saturation-free. */
+int aq_int8_x86(const aq_conv_args *a, int level, int vnni);
+#endif
+
 /* Valid tap range [k0, k1) of an output coordinate: input index i0 + k must be in [0, n). */
 static inline void aq_tap_range(int out, int stride, int pad, int k, int n, int *i0, int *k0,
                                 int *k1) {

@@ -196,7 +196,10 @@ int aq_conv_int8_opt(const aq_conv_args *a) {
     if (rc) return rc;
     level = aq_simd_level();
 #if AQ_DISPATCH
-    if (level >= 1) { conv_pairs(a, level); return AQ_OK; }
+    if (level >= 1) { /* byte dot products (conv_int8_x86.c); the int16 pairs where not exact */
+        if (!aq_int8_x86(a, level, has_vnni())) conv_pairs(a, level);
+        return AQ_OK;
+    }
 #endif
 #if AQ_I8_DSP
     aq_int8_dsp(a);
