@@ -56,8 +56,12 @@ static inline int aq_popcount64_swar(uint64_t v) {
 
 /* Output channels per block of the opt float kernels (vector lanes) and binary kernels. */
 #if AQ_VEC
+#if AQ_DISPATCH
+#define AQ_F32_COB 32 /* x86: 2 zmm (4 ymm) of channels per block, see src/conv_f32_x86.c */
+#else
 #define AQ_F32_COB 16
-#define AQ_I8_COB AQ_F32_COB
+#endif
+#define AQ_I8_COB 16
 typedef int32_t aq_i8w_t; /* widened int8 weights of the opt int8 kernel */
 #else
 #define AQ_F32_COB 8 /* 8 float accumulators + 8 weights fit the M4's 32 single registers */
@@ -88,6 +92,9 @@ void aq_int8_neon(const aq_conv_args *a);
    else vpmaddubsw; 0 (nothing written) when the input spans all 256 values and there is no
    VNNI, the one case that is not provably saturation-free. */
 int aq_int8_x86(const aq_conv_args *a, int level, int vnni);
+/* aq_f32_core at SIMD level >= 1: register-blocked FMA micro-kernel (src/conv_f32_x86.c) */
+void aq_f32_core_x86(const aq_conv_args *a, const float *blk, int c0, const float *m, int level);
+void aq_block_f32_x86(const aq_conv_args *a, int c0, float *blk); /* full 32-channel blocks */
 #endif
 
 /* Valid tap range [k0, k1) of an output coordinate: input index i0 + k must be in [0, n). */
