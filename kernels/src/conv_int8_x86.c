@@ -72,7 +72,11 @@ vnni_block(const x86_plan *pl, const int8_t *wb, long bstride, const int nblk, i
         const int8_t *wr = wb + ky * wrow;
         for (j = 0; j < pl->run; j++) {
             __m512i w[2];
-            for (b = 0; b < nblk; b++) w[b] = _mm512_maskz_loadu_epi32(m, wr + b * bstride + (long)j * nb * 4);
+            for (b = 0; b < nblk; b++) {
+                w[b] = _mm512_maskz_loadu_epi32(m, wr + b * bstride + (long)j * nb * 4);
+                /* the weight streams come from L2 for each pixel block: ask for them early */
+                _mm_prefetch((const char *)(wr + b * bstride + (long)(j + 8) * nb * 4), _MM_HINT_T0);
+            }
 #pragma GCC unroll 12
             for (p = 0; p < np; p++) {
                 __m512i xb = _mm512_set1_epi32(ld32(xr + off[p] + 4 * j));
@@ -100,10 +104,14 @@ store16(const aq_conv_args *a, __m512i acc, long i, int c0, __mmask16 m) {
 /* Sum of each channel's weights over the block's rows (for the correction term), times corr */
 AQ_INLINE __attribute__((target("avx512f,avx512bw,avx512vnni"))) __m512i
 vnni_corr(const int8_t *wb, long rows, int nb, __mmask16 m, int corr) {
-    __m512i s = _mm512_setzero_si512(), ones = _mm512_set1_epi8(1);
+    __m512i s[4], ones = _mm512_set1_epi8(1);
     long r;
-    for (r = 0; r < rows; r++) s = _mm512_dpbusd_epi32(s, ones, _mm512_maskz_loadu_epi32(m, wb + r * nb * 4));
-    return _mm512_mullo_epi32(s, _mm512_set1_epi32(corr));
+    int i;
+    for (i = 0; i < 4; i++) s[i] = _mm512_setzero_si512(); /* 4 chains: vpdpbusd latency */
+    for (r = 0; r < rows; r++)
+        s[r & 3] = _mm512_dpbusd_epi32(s[r & 3], ones, _mm512_maskz_loadu_epi32(m, wb + r * nb * 4));
+    s[0] = _mm512_add_epi32(_mm512_add_epi32(s[0], s[1]), _mm512_add_epi32(s[2], s[3]));
+    return _mm512_mullo_epi32(s[0], _mm512_set1_epi32(corr));
 }
 
 /* Pixels i0 .. npix - 1 of nblk (1 or 2) blocks of 16 channels from c0, blocks of 12 / 4 / 1 */
@@ -250,19 +258,17 @@ __attribute__((target("avx2"))) static void conv_avx2_sign(const x86_plan *pl) {
 static void copy_input(const aq_conv_args *a, int c, uint8_t *xs, int hp, int wp, int c4) {
     const aq_geom *g = &a->g;
     const int8_t *x = (const int8_t *)a->x;
-    uint8_t zv = (uint8_t)(a->x_zero_point + c);
+    const int cin = g->c_in, h = g->h, w = g->w, pt = g->pad_top, pl = g->pad_left; /* locals: */
+    const uint8_t zv = (uint8_t)(a->x_zero_point + c), cc = (uint8_t)c; /* the stores may alias g */
     int y, xx, i;
     for (y = 0; y < hp; y++)
         for (xx = 0; xx < wp; xx++) {
-            int iy = y - g->pad_top, ix = xx - g->pad_left;
+            int iy = y - pt, ix = xx - pl;
             uint8_t *o = xs + ((long)y * wp + xx) * c4;
-            const int8_t *px = x + ((long)iy * g->w + ix) * g->c_in;
-            if (iy < 0 || iy >= g->h || ix < 0 || ix >= g->w) {
-                memset(o, zv, (size_t)g->c_in);
-            } else {
-                for (i = 0; i < g->c_in; i++) o[i] = (uint8_t)(px[i] + c);
-            }
-            for (i = g->c_in; i < c4; i++) o[i] = 0;
+            const uint8_t *px = (const uint8_t *)x + ((long)iy * w + ix) * cin;
+            if (iy < 0 || iy >= h || ix < 0 || ix >= w) memset(o, zv, (size_t)cin);
+            else for (i = 0; i < cin; i++) o[i] = (uint8_t)(px[i] + cc); /* x + c modulo 256 */
+            for (i = cin; i < c4; i++) o[i] = 0;
         }
 }
 
