@@ -106,6 +106,21 @@ static inline void aq_tap_range(int out, int stride, int pad, int k, int n, int 
     *k1 = (start + k > n) ? n - start : k;
 }
 
+/* A segment of output coordinates [lo, hi) sharing o = lo's valid tap range [k0, k1): the
+   x86 cores block the pixels of one segment together (src/conv_f32_x86.c, conv_int8_x86.c). */
+typedef struct { int lo, hi, k0, k1; } aq_oseg;
+static inline aq_oseg aq_out_segment(int o, int out, int stride, int pad, int k, int n) {
+    aq_oseg s;
+    int i0, a0, a1;
+    aq_tap_range(o, stride, pad, k, n, &i0, &s.k0, &s.k1);
+    s.lo = o;
+    for (s.hi = o + 1; s.hi < out; s.hi++) {
+        aq_tap_range(s.hi, stride, pad, k, n, &i0, &a0, &a1);
+        if (a0 != s.k0 || a1 != s.k1) break;
+    }
+    return s;
+}
+
 /* Float epilogue shared by ref and opt so that integer kinds stay bit-exact. */
 static inline float aq_epilogue(float acc, const aq_conv_args *a, int c, float m) {
     float v = acc * m;

@@ -31,24 +31,9 @@ typedef struct {
     long xrow, wrow;      /* floats per input row, per filter row of blk */
 } fplan;
 
-typedef struct { int lo, hi, k0, k1; } fseg; /* outputs [lo, hi) with valid taps [k0, k1) */
-
-/* The segment of outputs from o on that share o's valid tap range */
-static fseg segment_at(int o, int out, int stride, int pad, int k, int n) {
-    fseg s;
-    int i0, a0, a1;
-    aq_tap_range(o, stride, pad, k, n, &i0, &s.k0, &s.k1);
-    s.lo = o;
-    for (s.hi = o + 1; s.hi < out; s.hi++) {
-        aq_tap_range(s.hi, stride, pad, k, n, &i0, &a0, &a1);
-        if (a0 != s.k0 || a1 != s.k1) break;
-    }
-    return s;
-}
-
 /* Pixels i0.. of the segment pair: input row of filter row 0, input offset of the first valid
    filter column, output pixel index */
-static void fpixels(const fplan *pl, const fseg *r, const fseg *c, long i0, int np, long *iy, long *xo, long *pix) {
+static void fpixels(const fplan *pl, const aq_oseg *r, const aq_oseg *c, long i0, int np, long *iy, long *xo, long *pix) {
     const aq_geom *g = &pl->a->g;
     int ncol = c->hi - c->lo, p;
     long oy = r->lo + i0 / ncol, ox = c->lo + i0 % ncol;
@@ -107,7 +92,7 @@ AQ_INLINE __attribute__((target("avx512f"))) void store512(const fplan *pl, __m5
     _mm512_mask_storeu_ps((float *)a->y + pix * a->g.c_out + pl->c0 + c, m, v);
 }
 
-AQ_INLINE __attribute__((target("avx512f,fma"))) void pair512_t(const fplan *pl, const fseg *r, const fseg *c,
+AQ_INLINE __attribute__((target("avx512f,fma"))) void pair512_t(const fplan *pl, const aq_oseg *r, const aq_oseg *c,
                                                                const int nv) {
     const aq_geom *g = &pl->a->g;
     long n = (long)(r->hi - r->lo) * (c->hi - c->lo), i0;
@@ -127,7 +112,7 @@ AQ_INLINE __attribute__((target("avx512f,fma"))) void pair512_t(const fplan *pl,
     }
 }
 
-__attribute__((target("avx512f,fma"))) static void pair512(const fplan *pl, const fseg *r, const fseg *c) {
+__attribute__((target("avx512f,fma"))) static void pair512(const fplan *pl, const aq_oseg *r, const aq_oseg *c) {
     if (pl->n > 16) pair512_t(pl, r, c, 2);
     else pair512_t(pl, r, c, 1);
 }
@@ -174,7 +159,7 @@ AQ_INLINE __attribute__((target("avx2"))) void store256(const fplan *pl, __m256 
     }
 }
 
-__attribute__((target("avx2,fma"))) static void pair256(const fplan *pl, const fseg *r, const fseg *c) {
+__attribute__((target("avx2,fma"))) static void pair256(const fplan *pl, const aq_oseg *r, const aq_oseg *c) {
     const aq_geom *g = &pl->a->g;
     long n = (long)(r->hi - r->lo) * (c->hi - c->lo), i0;
     int run = (c->k1 - c->k0) * g->c_in, p, h;
@@ -243,12 +228,12 @@ void aq_f32_core_x86(const aq_conv_args *a, const float *blk, int c0, const floa
     pl.xrow = (long)g->w * g->c_in;
     pl.wrow = (long)g->kw * g->c_in * 32;
     for (oy = 0; oy < g->out_h;) {
-        fseg r = segment_at(oy, g->out_h, g->stride, g->pad_top, g->kh, g->h);
+        aq_oseg r = aq_out_segment(oy, g->out_h, g->stride, g->pad_top, g->kh, g->h);
         if (g->kw * g->c_in <= F32_ZROW) { /* all rows at once, padded filter rows read zeros */
             r.lo = 0, r.hi = g->out_h, r.k0 = 0, r.k1 = g->kh;
         }
         for (ox = 0; ox < g->out_w;) {
-            fseg c = segment_at(ox, g->out_w, g->stride, g->pad_left, g->kw, g->w);
+            aq_oseg c = aq_out_segment(ox, g->out_w, g->stride, g->pad_left, g->kw, g->w);
             if (level >= 2) pair512(&pl, &r, &c); /* an empty tap range stores the epilogue of 0 */
             else pair256(&pl, &r, &c);
             ox = c.hi;

@@ -31,8 +31,8 @@
 #if AQ_DISPATCH
 #include <immintrin.h>
 
-#define PX_VNNI 12 /* output pixels x 2 blocks of 16 channels: 24 zmm accumulators (vpdpbusd latency 5
-                      x 2 per cycle needs >= 10 independent chains; loads 14 per 24 dpbusd) */
+#define PX_VNNI 14 /* output pixels x 2 blocks of 16 channels: 28 zmm accumulators (vpdpbusd latency 5
+                      x 2 per cycle needs >= 10 independent chains; loads 16 per 28 dpbusd) */
 #define PX_AVX2 4 /* 4 pixels x 2 ymm accumulators + weights, |weights|, temporaries: 16 ymm */
 
 typedef struct {
@@ -42,18 +42,21 @@ typedef struct {
     long xrow;         /* bytes per padded input row */
     int corr;          /* zx + c */
     int wp;
+    int lo, hi, k0, nrun; /* output columns [lo, hi) with valid filter columns from k0: nrun groups */
 } x86_plan;
 
 static int32_t ld32(const uint8_t *p) { int32_t v; memcpy(&v, p, 4); return v; }
 
-/* Input offsets of output pixels i0 .. i0 + np - 1 (row-major over the output; one division) */
-static void pixel_offsets(const x86_plan *pl, long i0, int np, long *off) {
+/* Input offsets (of filter column k0) and output indices of pixels i0 .. i0 + np - 1 of the
+   column segment [lo, hi) x all rows, row-major (one division) */
+static void pixel_offsets(const x86_plan *pl, long i0, int np, long *off, long *pix) {
     const aq_geom *g = &pl->a->g;
-    long oy = i0 / g->out_w, ox = i0 % g->out_w;
+    long ncol = pl->hi - pl->lo, oy = i0 / ncol, ox = pl->lo + i0 % ncol;
     int p;
     for (p = 0; p < np; p++) {
-        off[p] = (oy * g->stride * pl->wp + ox * g->stride) * pl->c4;
-        if (++ox == g->out_w) { ox = 0; oy++; }
+        off[p] = (oy * g->stride * pl->wp + ox * g->stride + pl->k0) * pl->c4;
+        pix[p] = oy * g->out_w + ox;
+        if (++ox == pl->hi) { ox = pl->lo; oy++; }
     }
 }
 
@@ -70,14 +73,14 @@ vnni_block(const x86_plan *pl, const int8_t *wb, long bstride, const int nblk, i
     for (ky = 0; ky < pl->a->g.kh; ky++) {
         const uint8_t *xr = pl->xs + ky * pl->xrow;
         const int8_t *wr = wb + ky * wrow;
-        for (j = 0; j < pl->run; j++) {
+        for (j = 0; j < pl->nrun; j++) {
             __m512i w[2];
             for (b = 0; b < nblk; b++) {
                 w[b] = _mm512_maskz_loadu_epi32(m, wr + b * bstride + (long)j * nb * 4);
                 /* the weight streams come from L2 for each pixel block: ask for them early */
                 _mm_prefetch((const char *)(wr + b * bstride + (long)(j + 8) * nb * 4), _MM_HINT_T0);
             }
-#pragma GCC unroll 12
+#pragma GCC unroll 14
             for (p = 0; p < np; p++) {
                 __m512i xb = _mm512_set1_epi32(ld32(xr + off[p] + 4 * j));
                 for (b = 0; b < nblk; b++) acc[b][p] = _mm512_dpbusd_epi32(acc[b][p], xb, w[b]);
@@ -101,44 +104,72 @@ store16(const aq_conv_args *a, __m512i acc, long i, int c0, __mmask16 m) {
                                       _mm512_add_epi32(_mm512_cvtps_epi32(v), _mm512_set1_epi32(a->y_zero_point)));
 }
 
-/* Sum of each channel's weights over the block's rows (for the correction term), times corr */
+/* Pixels of the next register block when `left` of `total` remain: the total split evenly into
+   ceil(total / PX_VNNI) blocks (48 pixels: 4 x 12, not 3 x 14 + 4 + 1 + 1, single pixels being
+   latency-bound), rounded down to an instantiated size (even, or 1) */
+static int even_block(long total, long left) {
+    long nblocks = (total + PX_VNNI - 1) / PX_VNNI, t = (total + nblocks - 1) / nblocks;
+    if (t > left) t = left;
+    return t >= 2 ? (int)(t & ~1L) : 1;
+}
+
+/* (zx + c) times the sum of each channel's weights over the taps a pixel of the column
+   segment sees (the padded columns skipped, so not in the correction either): kh filter rows
+   of nrun groups from ws, filter rows wrow bytes apart */
 AQ_INLINE __attribute__((target("avx512f,avx512bw,avx512vnni"))) __m512i
-vnni_corr(const int8_t *wb, long rows, int nb, __mmask16 m, int corr) {
+vnni_corr(const int8_t *ws, int kh, long wrow, int nrun, int nb, __mmask16 m, int corr) {
     __m512i s[4], ones = _mm512_set1_epi8(1);
-    long r;
-    int i;
+    int i, ky, j;
     for (i = 0; i < 4; i++) s[i] = _mm512_setzero_si512(); /* 4 chains: vpdpbusd latency */
-    for (r = 0; r < rows; r++)
-        s[r & 3] = _mm512_dpbusd_epi32(s[r & 3], ones, _mm512_maskz_loadu_epi32(m, wb + r * nb * 4));
+    for (ky = 0; ky < kh; ky++)
+        for (j = 0; j < nrun; j++)
+            s[j & 3] = _mm512_dpbusd_epi32(s[j & 3], ones, _mm512_maskz_loadu_epi32(m, ws + ky * wrow + (long)j * nb * 4));
     s[0] = _mm512_add_epi32(_mm512_add_epi32(s[0], s[1]), _mm512_add_epi32(s[2], s[3]));
     return _mm512_mullo_epi32(s[0], _mm512_set1_epi32(corr));
 }
 
-/* Pixels i0 .. npix - 1 of nblk (1 or 2) blocks of 16 channels from c0, blocks of 12 / 4 / 1 */
+/* The pixels of nblk (1 or 2) blocks of 16 channels from c0, per column segment with the
+   same valid filter columns (padded columns skipped: 1/3 of the border MACs of a 3x3 'same'),
+   in register blocks of 14 / 4 / 1 pixels */
 AQ_INLINE __attribute__((target("avx512f,avx512bw,avx512vnni"))) void
-vnni_blocks(const x86_plan *pl, int c0, const int nblk) {
-    const aq_conv_args *a = pl->a;
+vnni_blocks(const x86_plan *pl0, int c0, const int nblk) {
+    const aq_conv_args *a = pl0->a;
     const aq_geom *g = &a->g;
-    long npix = (long)g->out_h * g->out_w, i0, rows = (long)pl->taps * pl->c4 / 4, bs = 16L * pl->taps * pl->c4;
-    const int8_t *wb = (const int8_t *)a->w + (long)c0 * pl->taps * pl->c4;
-    int nb = aq_i8p_nb(g, c0), b, p;
+    long i0, bs = 16L * pl0->taps * pl0->c4, wrow = (long)pl0->run * aq_i8p_nb(&pl0->a->g, c0) * 4;
+    const int8_t *wb = (const int8_t *)a->w + (long)c0 * pl0->taps * pl0->c4;
+    int nb = aq_i8p_nb(g, c0), b, p, ox;
     __mmask16 m = (__mmask16)((1u << nb) - 1);
-    __m512i corr[2];
-    for (b = 0; b < nblk; b++) corr[b] = vnni_corr(wb + b * bs, rows, nb, m, pl->corr);
-    for (i0 = 0; i0 < npix;) {
-        __m512i acc[2 * PX_VNNI];
-        long off[PX_VNNI], left = npix - i0;
-        int np = left >= PX_VNNI ? PX_VNNI : left >= 4 ? 4 : 1;
-        pixel_offsets(pl, i0, np, off);
-        if (np == PX_VNNI) vnni_block(pl, wb, bs, nblk, nb, m, off, PX_VNNI, acc);
-        else if (np == 4) vnni_block(pl, wb, bs, nblk, nb, m, off, 4, acc);
-        else vnni_block(pl, wb, bs, nblk, nb, m, off, 1, acc);
-        for (b = 0; b < nblk; b++) {
-            int c = c0 + 16 * b, n = g->c_out - c < 16 ? g->c_out - c : 16;
-            __mmask16 mo = (__mmask16)((1u << n) - 1);
-            for (p = 0; p < np; p++) store16(a, _mm512_sub_epi32(acc[b * PX_VNNI + p], corr[b]), i0 + p, c, mo);
+    for (ox = 0; ox < g->out_w;) {
+        aq_oseg sg = aq_out_segment(ox, g->out_w, g->stride, g->pad_left, g->kw, g->w);
+        x86_plan ps = *pl0, *pl = &ps;
+        long npix = (long)g->out_h * (sg.hi - sg.lo);
+        const int8_t *ws = wb + (long)sg.k0 * pl->c4 * nb;
+        __m512i corr[2];
+        ps.lo = sg.lo, ps.hi = sg.hi, ps.k0 = sg.k0, ps.nrun = (sg.k1 - sg.k0) * pl->c4 / 4;
+        for (b = 0; b < nblk; b++) corr[b] = vnni_corr(ws + b * bs, g->kh, wrow, ps.nrun, nb, m, pl->corr);
+        for (i0 = 0; i0 < npix;) {
+            __m512i acc[2 * PX_VNNI];
+            long off[PX_VNNI], pix[PX_VNNI], left = npix - i0;
+            int np = even_block(npix, left);
+            pixel_offsets(pl, i0, np, off, pix);
+            switch (np) { /* compile-time pixel counts: the accumulators stay in registers */
+            case 14: vnni_block(pl, ws, bs, nblk, nb, m, off, 14, acc); break;
+            case 12: vnni_block(pl, ws, bs, nblk, nb, m, off, 12, acc); break;
+            case 10: vnni_block(pl, ws, bs, nblk, nb, m, off, 10, acc); break;
+            case 8: vnni_block(pl, ws, bs, nblk, nb, m, off, 8, acc); break;
+            case 6: vnni_block(pl, ws, bs, nblk, nb, m, off, 6, acc); break;
+            case 4: vnni_block(pl, ws, bs, nblk, nb, m, off, 4, acc); break;
+            case 2: vnni_block(pl, ws, bs, nblk, nb, m, off, 2, acc); break;
+            default: vnni_block(pl, ws, bs, nblk, nb, m, off, 1, acc); break;
+            }
+            for (b = 0; b < nblk; b++) {
+                int c = c0 + 16 * b, n = g->c_out - c < 16 ? g->c_out - c : 16;
+                __mmask16 mo = (__mmask16)((1u << n) - 1);
+                for (p = 0; p < np; p++) store16(a, _mm512_sub_epi32(acc[b * PX_VNNI + p], corr[b]), pix[p], c, mo);
+            }
+            i0 += np;
         }
-        i0 += np;
+        ox = sg.hi;
     }
 }
 
@@ -174,7 +205,7 @@ avx2_block(const x86_plan *pl, const int8_t *wb, int nb, const __m256i *mk, cons
     for (ky = 0; ky < pl->a->g.kh; ky++) {
         const uint8_t *xr = pl->xs + ky * pl->xrow;
         const int8_t *wr = wb + ky * wrow;
-        for (j = 0; j < pl->run; j++) {
+        for (j = 0; j < pl->nrun; j++) {
             const int8_t *wj = wr + (long)j * nb * 4;
             __m256i w0 = load8(wj, mk[0], full), w1 = nv == 2 ? load8(wj + 32, mk[1], full) : w0;
             __m256i a0 = sign ? _mm256_abs_epi8(w0) : w0, a1 = sign ? _mm256_abs_epi8(w1) : w1;
@@ -233,16 +264,16 @@ AQ_INLINE __attribute__((target("avx2"))) void conv_avx2_t(const x86_plan *pl, c
         }
         for (i0 = 0; i0 < npix;) {
             __m256i acc[2 * PX_AVX2];
-            long off[PX_AVX2];
+            long off[PX_AVX2], pix[PX_AVX2];
             int np = npix - i0 >= PX_AVX2 ? PX_AVX2 : 1;
-            pixel_offsets(pl, i0, np, off);
+            pixel_offsets(pl, i0, np, off, pix);
             if (full && np == PX_AVX2) avx2_block(pl, wb, nb, mk, off, PX_AVX2, 1, sign, acc);
             else if (full) avx2_block(pl, wb, nb, mk, off, 1, 1, sign, acc);
             else if (np == PX_AVX2) avx2_block(pl, wb, nb, mk, off, PX_AVX2, 0, sign, acc);
             else avx2_block(pl, wb, nb, mk, off, 1, 0, sign, acc);
             for (p = 0; p < np; p++) {
-                store8(a, _mm256_sub_epi32(acc[2 * p], corr[0]), i0 + p, c0, n < 8 ? n : 8);
-                if (n > 8) store8(a, _mm256_sub_epi32(acc[2 * p + 1], corr[1]), i0 + p, c0 + 8, n - 8);
+                store8(a, _mm256_sub_epi32(acc[2 * p], corr[0]), pix[p], c0, n < 8 ? n : 8);
+                if (n > 8) store8(a, _mm256_sub_epi32(acc[2 * p + 1], corr[1]), pix[p], c0 + 8, n - 8);
             }
             i0 += np;
         }
@@ -285,6 +316,7 @@ int aq_int8_x86(const aq_conv_args *a, int level, int vnni) {
     pl.wp = (g->out_w - 1) * g->stride + g->kw;
     pl.xrow = (long)pl.wp * pl.c4;
     pl.xs = (const uint8_t *)a->scratch;
+    pl.lo = 0, pl.hi = g->out_w, pl.k0 = 0, pl.nrun = pl.run; /* all columns (the AVX2 paths) */
     if (level >= 2 && vnni) {
         c = 128;
     } else {
