@@ -5,10 +5,11 @@
  *
  * The input is copied once per call, offset by a constant c and zero-padded: xs = x + c on
  * valid taps, zx + c on padded ones (the real value 0), 0 on the input channels >= c_in (their
- * weights are 0). Every output pixel then sees all kh x kw taps, and with S[l] = the sum of
- * channel l's weights,
- *     acc = sum_valid (x - zx) w = sum_all (xs - (zx + c)) w = D - (zx + c) * S[l],
- * D = sum_all xs * w. All in int32, exact: |acc| <= 255 * 128 * K fits for every legal K, and
+ * weights are 0). A pixel then sums over the taps T it is given (VNNI: all filter rows x the
+ * valid filter columns of its column segment; AVX2: all taps); a padded tap in T holds
+ * xs = zx + c and adds 0 below, so with S[l] = the sum of channel l's weights over T,
+ *     acc = sum_valid (x - zx) w = sum_T (xs - (zx + c)) w = D - (zx + c) * S[l],
+ * D = sum_T xs * w. All in int32, exact: |acc| <= 255 * 128 * K fits for every legal K, and
  * the wrap-around vector adds are exact modulo 2^32, so D - (zx + c) S is exact when acc fits.
  *
  * Saturation (vpmaddubsw adds two u8 x s8 products into int16 WITH saturation):
