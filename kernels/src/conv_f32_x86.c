@@ -189,9 +189,9 @@ __attribute__((target("avx2"))) void aq_block_f32_x86(const aq_conv_args *a, int
     long k = (long)a->g.kh * a->g.kw * a->g.c_in, j;
     const float *w = (const float *)a->w + c0 * k;
     int l0, i;
-    for (l0 = 0; l0 < 32; l0 += 8) {
-        const float *r = w + l0 * k;
-        for (j = 0; j + 8 <= k; j += 8) {
+    for (j = 0; j + 8 <= k; j += 8) /* all 32 rows per step: blk written in order, 32 read streams */
+        for (l0 = 0; l0 < 32; l0 += 8) {
+            const float *r = w + l0 * k;
             __m256 t[8], u[8];
             for (i = 0; i < 8; i += 2) {
                 __m256 r0 = _mm256_loadu_ps(r + i * k + j), r1 = _mm256_loadu_ps(r + (i + 1) * k + j);
@@ -209,9 +209,8 @@ __attribute__((target("avx2"))) void aq_block_f32_x86(const aq_conv_args *a, int
                 _mm256_storeu_ps(blk + (j + i + 4) * 32 + l0, _mm256_permute2f128_ps(u[i], u[i + 4], 0x31));
             }
         }
-        for (; j < k; j++)
-            for (i = 0; i < 8; i++) blk[j * 32 + l0 + i] = r[i * k + j];
-    }
+    for (; j < k; j++)
+        for (i = 0; i < 32; i++) blk[j * 32 + i] = w[i * k + j];
 }
 
 /* ---- driver ---------------------------------------------------------------------------- */
