@@ -69,7 +69,11 @@ blk512(const fplan *pl, int ky0, int ky1, const float *wb, int run, const long *
         frow(pl, ky, iy, xo, np, xp);
         for (j = 0; j < run; j++) {
             __m512 w[2];
-            for (v = 0; v < nv; v++) w[v] = _mm512_loadu_ps(wr + (long)j * 32 + 16 * v);
+            for (v = 0; v < nv; v++) {
+                w[v] = _mm512_loadu_ps(wr + (long)j * 32 + 16 * v);
+                /* blk streams from L2 for each pixel block (K x 128 bytes): ask early */
+                _mm_prefetch((const char *)(wr + (long)(j + 12) * 32 + 16 * v), _MM_HINT_T0);
+            }
 #pragma GCC unroll 12
             for (p = 0; p < np; p++) {
                 __m512 xb = _mm512_set1_ps(xp[p][j]);
