@@ -198,47 +198,36 @@ int aq_unpack_indices(const uint8_t *p, long n, long k, int bits, uint8_t *out) 
 
 /* ---- decoding of index rows for the opt float kernels ---------------------------------- */
 
-/* Whole bytes are decoded at once (q indices per byte) instead of one division per weight;
-   value j goes to out[j * stride]. */
-static void decode_row(const uint8_t *row, long k, int bits, const float *lut, float *out,
-                       int stride) {
-    int q = 8 / bits, t;
+/* Index rows of channels c0 .. c0 + AQ_F32_COB - 1 decoded into blk[j][l] (zero for channels
+   >= c_out). Byte by byte over all channels of the block at once: each row byte gives q indices,
+   and the q rows blk[j] it fills are written whole (a channel-at-a-time decode writes one float
+   per cache line of blk). book(l) = the codebook of channel l (codes + l * book_step). */
+static void decode_block(const aq_conv_args *a, int c0, float *blk, int bits, const float *codes, int book_step) {
+    long k = (long)a->g.kh * a->g.kw * a->g.c_in, jb;
+    size_t rb = aq_index_row_bytes(k, bits);
+    int q = 8 / bits, t, l, n = a->g.c_out - c0 < AQ_F32_COB ? a->g.c_out - c0 : AQ_F32_COB;
     unsigned mask = (1u << bits) - 1u;
-    long full = k / q, j;
-    for (j = 0; j < full; j++) {
-        unsigned byte = row[j];
-        for (t = 0; t < q; t++) out[(j * q + t) * stride] = lut[(byte >> (bits * t)) & mask];
+    const uint8_t *w = (const uint8_t *)a->w + (size_t)c0 * rb;
+    for (jb = 0; jb < (long)rb; jb++) {
+        int nt = (jb + 1) * q <= k ? q : (int)(k - jb * q); /* indices in this byte */
+        float *o = blk + jb * q * AQ_F32_COB;
+        for (l = 0; l < n; l++) {
+            unsigned byte = w[(size_t)l * rb + jb];
+            const float *book = codes + (long)(c0 + l) * book_step;
+            for (t = 0; t < nt; t++) o[t * AQ_F32_COB + l] = book[(byte >> (bits * t)) & mask];
+        }
+        for (; l < AQ_F32_COB; l++)
+            for (t = 0; t < nt; t++) o[t * AQ_F32_COB + l] = 0.0f;
     }
-    for (j = full * q; j < k; j++) out[j * stride] = lut[(row[j / q] >> (bits * (j % q))) & mask];
-}
-
-static void zero_channel(float *blk, long k, int l) {
-    long j;
-    for (j = 0; j < k; j++) blk[j * AQ_F32_COB + l] = 0.0f;
 }
 
 void aq_block_lut(const aq_conv_args *a, int c0, float *blk) {
-    long k = (long)a->g.kh * a->g.kw * a->g.c_in;
-    size_t rb = aq_index_row_bytes(k, a->bits);
-    int levels = 1 << a->bits, l;
-    for (l = 0; l < AQ_F32_COB; l++) {
-        int c = c0 + l;
-        if (c >= a->g.c_out) { zero_channel(blk, k, l); continue; }
-        decode_row((const uint8_t *)a->w + (size_t)c * rb, k, a->bits,
-                   a->codebook + (a->codebook_per_channel ? (size_t)c * levels : 0), blk + l, AQ_F32_COB);
-    }
+    decode_block(a, c0, blk, a->bits, a->codebook, a->codebook_per_channel ? 1 << a->bits : 0);
 }
 
 void aq_block_shift(const aq_conv_args *a, int c0, float *blk) {
     static const float codes[4] = {-1.0f, 0.0f, 1.0f, 0.0f}; /* index 3 reserved: 0 */
-    long k = (long)a->g.kh * a->g.kw * a->g.c_in;
-    size_t rb = aq_index_row_bytes(k, 2);
-    int l;
-    for (l = 0; l < AQ_F32_COB; l++) {
-        int c = c0 + l;
-        if (c >= a->g.c_out) { zero_channel(blk, k, l); continue; }
-        decode_row((const uint8_t *)a->w + (size_t)c * rb, k, 2, codes, blk + l, AQ_F32_COB);
-    }
+    decode_block(a, c0, blk, 2, codes, 0);
 }
 
 void aq_block_bits(const aq_conv_args *a, int c0, uint64_t *blk) {
