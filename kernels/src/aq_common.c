@@ -198,27 +198,44 @@ int aq_unpack_indices(const uint8_t *p, long n, long k, int bits, uint8_t *out) 
 
 /* ---- decoding of index rows for the opt float kernels ---------------------------------- */
 
+/* nt indices of one byte of each of the n rows into blk rows o[t][l] (inline: q constant) */
+static inline void decode_bytes(float *o, const uint8_t *const *rows, const float *const *books, long jb, int n,
+                                int bits, int nt) {
+    unsigned mask = (1u << bits) - 1u;
+    int l, t;
+    for (l = 0; l < n; l++) {
+        unsigned byte = rows[l][jb];
+        for (t = 0; t < nt; t++) o[t * AQ_F32_COB + l] = books[l][(byte >> (bits * t)) & mask];
+    }
+    for (; l < AQ_F32_COB; l++)
+        for (t = 0; t < nt; t++) o[t * AQ_F32_COB + l] = 0.0f;
+}
+
 /* Index rows of channels c0 .. c0 + AQ_F32_COB - 1 decoded into blk[j][l] (zero for channels
    >= c_out). Byte by byte over all channels of the block at once: each row byte gives q indices,
    and the q rows blk[j] it fills are written whole (a channel-at-a-time decode writes one float
-   per cache line of blk). book(l) = the codebook of channel l (codes + l * book_step). */
+   per cache line of blk). books[l] = the codebook of channel l (codes + l * book_step). */
 static void decode_block(const aq_conv_args *a, int c0, float *blk, int bits, const float *codes, int book_step) {
-    long k = (long)a->g.kh * a->g.kw * a->g.c_in, jb;
+    long k = (long)a->g.kh * a->g.kw * a->g.c_in, jb, full;
     size_t rb = aq_index_row_bytes(k, bits);
-    int q = 8 / bits, t, l, n = a->g.c_out - c0 < AQ_F32_COB ? a->g.c_out - c0 : AQ_F32_COB;
-    unsigned mask = (1u << bits) - 1u;
-    const uint8_t *w = (const uint8_t *)a->w + (size_t)c0 * rb;
-    for (jb = 0; jb < (long)rb; jb++) {
-        int nt = (jb + 1) * q <= k ? q : (int)(k - jb * q); /* indices in this byte */
-        float *o = blk + jb * q * AQ_F32_COB;
-        for (l = 0; l < n; l++) {
-            unsigned byte = w[(size_t)l * rb + jb];
-            const float *book = codes + (long)(c0 + l) * book_step;
-            for (t = 0; t < nt; t++) o[t * AQ_F32_COB + l] = book[(byte >> (bits * t)) & mask];
-        }
-        for (; l < AQ_F32_COB; l++)
-            for (t = 0; t < nt; t++) o[t * AQ_F32_COB + l] = 0.0f;
+    int q = 8 / bits, l, n = a->g.c_out - c0 < AQ_F32_COB ? a->g.c_out - c0 : AQ_F32_COB;
+    const uint8_t *rows[AQ_F32_COB];
+    const float *books[AQ_F32_COB];
+    for (l = 0; l < n; l++) {
+        rows[l] = (const uint8_t *)a->w + (size_t)(c0 + l) * rb;
+        books[l] = codes + (long)(c0 + l) * book_step;
     }
+    full = k / q; /* whole bytes, with q a constant per case so the index loop unrolls */
+    for (jb = 0; jb < full; jb++) {
+        float *o = blk + jb * q * AQ_F32_COB;
+        switch (bits) {
+        case 1: decode_bytes(o, rows, books, jb, n, 1, 8); break;
+        case 2: decode_bytes(o, rows, books, jb, n, 2, 4); break;
+        case 4: decode_bytes(o, rows, books, jb, n, 4, 2); break;
+        default: decode_bytes(o, rows, books, jb, n, 8, 1); break;
+        }
+    }
+    if (full * q < k) decode_bytes(blk + full * q * AQ_F32_COB, rows, books, full, n, bits, (int)(k - full * q));
 }
 
 void aq_block_lut(const aq_conv_args *a, int c0, float *blk) {
