@@ -313,3 +313,29 @@ def test_cli_bench_kernels_prints_the_measurements_csv():
     assert all(r[10] == str(5 * 5 * 4 * 9 * 8) for r in rows)
     res = CliRunner().invoke(app, ["bench-kernels", "--shape", "8,4,5"])
     assert res.exit_code != 0
+
+
+@pytest.mark.parametrize("lo,hi,zp", [(-128, 127, 5), (-127, 127, 0), (0, 127, 0), (-128, -1, -128),
+                                      (-1, 126, 127), (-128, 126, 0), (0, 127, -128)])
+def test_int8_opt_exact_at_extreme_input_ranges(lo, hi, zp):
+    """The x86 byte-dot-product paths (conv_int8_x86.c) pick their input offset from the input's
+    range: [0, 127] spans (u8 x s8 pairs), [-127, 127] spans (the |w| x sign trick), the full
+    range (VNNI, else the int16 pairs). Extreme pairs (inputs at the range ends, weights -128
+    and 127) would saturate vpmaddubsw's int16 pair sums under a wrong offset."""
+    rng = np.random.default_rng(zlib.crc32(repr((lo, hi, zp)).encode()))
+    for c_in, k, s, pad, h, wd, co in [(3, 3, 1, "same", 5, 6, 17), (64, 3, 2, "same", 6, 7, 40), (8, 5, 1, "valid", 9, 9, 9)]:
+        xs = [rng.integers(lo, hi + 1, (h, wd, c_in)), np.full((h, wd, c_in), hi), np.full((h, wd, c_in), lo)]
+        ws = [rng.integers(-128, 128, (co, k, k, c_in)), np.full((co, k, k, c_in), -128), rng.choice([-128, 127], (co, k, k, c_in))]
+        for x, w in zip(xs, ws):
+            x, w = x.astype(np.int8), w.astype(np.int8)
+            kw = dict(stride=s, padding=pad, x_zero_point=zp, y_zero_point=3, scale=np.full(co, 1e-5, np.float32),
+                      bias=np.linspace(-1, 1, co).astype(np.float32))
+            ref = K.conv2d("int8", x, w, variant="ref", **kw)
+            reff = K.conv2d("int8", x, w, variant="ref", float_output=True, **kw)
+            acc = ref_conv(x.astype(np.float64) - zp, w.astype(np.float64), s, pad)
+            np.testing.assert_array_equal(reff, acc.astype(np.float32) * kw["scale"] + kw["bias"])
+            for level in range(MAX_LEVEL + 1):
+                K.simd_level(level)
+                np.testing.assert_array_equal(K.conv2d("int8", x, w, variant="opt", **kw), ref)
+                got = K.conv2d("int8", x, w, variant="opt", float_output=True, **kw)
+                np.testing.assert_array_equal(got.view(np.uint32), reff.view(np.uint32))

@@ -34,7 +34,7 @@ from autoq.kinds import KINDS
 ARCHES = ("m4", "aarch64", "x86_64")
 PROVENANCES = ("measured-board", "measured-host", "derived")
 # Output channels per block of the opt kernels' weight copies (kernels/src/aq_internal.h).
-_F32_COB = {"m4": 8, "aarch64": 16, "x86_64": 16}
+_F32_COB = {"m4": 8, "aarch64": 16, "x86_64": 32}   # AQ_F32_COB of each build (aq_internal.h)
 _I8_COB = {"m4": 4, "aarch64": 16, "x86_64": 16}
 _I8W_BYTES = {"m4": 2, "aarch64": 4, "x86_64": 4}
 _BIN_COB = 8

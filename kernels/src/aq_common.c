@@ -198,47 +198,53 @@ int aq_unpack_indices(const uint8_t *p, long n, long k, int bits, uint8_t *out) 
 
 /* ---- decoding of index rows for the opt float kernels ---------------------------------- */
 
-/* Whole bytes are decoded at once (q indices per byte) instead of one division per weight;
-   value j goes to out[j * stride]. */
-static void decode_row(const uint8_t *row, long k, int bits, const float *lut, float *out,
-                       int stride) {
-    int q = 8 / bits, t;
+/* nt indices of one byte of each of the n rows into blk rows o[t][l] (inline: q constant) */
+static inline void decode_bytes(float *o, const uint8_t *const *rows, const float *const *books, long jb, int n,
+                                int bits, int nt) {
     unsigned mask = (1u << bits) - 1u;
-    long full = k / q, j;
-    for (j = 0; j < full; j++) {
-        unsigned byte = row[j];
-        for (t = 0; t < q; t++) out[(j * q + t) * stride] = lut[(byte >> (bits * t)) & mask];
+    int l, t;
+    for (l = 0; l < n; l++) {
+        unsigned byte = rows[l][jb];
+        for (t = 0; t < nt; t++) o[t * AQ_F32_COB + l] = books[l][(byte >> (bits * t)) & mask];
     }
-    for (j = full * q; j < k; j++) out[j * stride] = lut[(row[j / q] >> (bits * (j % q))) & mask];
+    for (; l < AQ_F32_COB; l++)
+        for (t = 0; t < nt; t++) o[t * AQ_F32_COB + l] = 0.0f;
 }
 
-static void zero_channel(float *blk, long k, int l) {
-    long j;
-    for (j = 0; j < k; j++) blk[j * AQ_F32_COB + l] = 0.0f;
+/* Index rows of channels c0 .. c0 + AQ_F32_COB - 1 decoded into blk[j][l] (zero for channels
+   >= c_out). Byte by byte over all channels of the block at once: each row byte gives q indices,
+   and the q rows blk[j] it fills are written whole (a channel-at-a-time decode writes one float
+   per cache line of blk). books[l] = the codebook of channel l (codes + l * book_step). */
+static void decode_block(const aq_conv_args *a, int c0, float *blk, int bits, const float *codes, int book_step) {
+    long k = (long)a->g.kh * a->g.kw * a->g.c_in, jb, full;
+    size_t rb = aq_index_row_bytes(k, bits);
+    int q = 8 / bits, l, n = a->g.c_out - c0 < AQ_F32_COB ? a->g.c_out - c0 : AQ_F32_COB;
+    const uint8_t *rows[AQ_F32_COB];
+    const float *books[AQ_F32_COB];
+    for (l = 0; l < n; l++) {
+        rows[l] = (const uint8_t *)a->w + (size_t)(c0 + l) * rb;
+        books[l] = codes + (long)(c0 + l) * book_step;
+    }
+    full = k / q; /* whole bytes, with q a constant per case so the index loop unrolls */
+    for (jb = 0; jb < full; jb++) {
+        float *o = blk + jb * q * AQ_F32_COB;
+        switch (bits) {
+        case 1: decode_bytes(o, rows, books, jb, n, 1, 8); break;
+        case 2: decode_bytes(o, rows, books, jb, n, 2, 4); break;
+        case 4: decode_bytes(o, rows, books, jb, n, 4, 2); break;
+        default: decode_bytes(o, rows, books, jb, n, 8, 1); break;
+        }
+    }
+    if (full * q < k) decode_bytes(blk + full * q * AQ_F32_COB, rows, books, full, n, bits, (int)(k - full * q));
 }
 
 void aq_block_lut(const aq_conv_args *a, int c0, float *blk) {
-    long k = (long)a->g.kh * a->g.kw * a->g.c_in;
-    size_t rb = aq_index_row_bytes(k, a->bits);
-    int levels = 1 << a->bits, l;
-    for (l = 0; l < AQ_F32_COB; l++) {
-        int c = c0 + l;
-        if (c >= a->g.c_out) { zero_channel(blk, k, l); continue; }
-        decode_row((const uint8_t *)a->w + (size_t)c * rb, k, a->bits,
-                   a->codebook + (a->codebook_per_channel ? (size_t)c * levels : 0), blk + l, AQ_F32_COB);
-    }
+    decode_block(a, c0, blk, a->bits, a->codebook, a->codebook_per_channel ? 1 << a->bits : 0);
 }
 
 void aq_block_shift(const aq_conv_args *a, int c0, float *blk) {
     static const float codes[4] = {-1.0f, 0.0f, 1.0f, 0.0f}; /* index 3 reserved: 0 */
-    long k = (long)a->g.kh * a->g.kw * a->g.c_in;
-    size_t rb = aq_index_row_bytes(k, 2);
-    int l;
-    for (l = 0; l < AQ_F32_COB; l++) {
-        int c = c0 + l;
-        if (c >= a->g.c_out) { zero_channel(blk, k, l); continue; }
-        decode_row((const uint8_t *)a->w + (size_t)c * rb, k, 2, codes, blk + l, AQ_F32_COB);
-    }
+    decode_block(a, c0, blk, 2, codes, 0);
 }
 
 void aq_block_bits(const aq_conv_args *a, int c0, uint64_t *blk) {

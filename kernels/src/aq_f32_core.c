@@ -1,7 +1,7 @@
 /* Float core shared by the opt f32, lut and shift kernels: direct convolution over blocks of
  * AQ_F32_COB output channels (template src/aq_direct_core.inc, instantiated per SIMD level:
- * 128-bit vectors in the portable build (SSE2 / NEON), 256-bit in the AVX2 and AVX-512
- * instances, plain scalar C without a SIMD unit). */
+ * 128-bit vectors in the portable build (SSE2 / NEON), plain scalar C without a SIMD unit;
+ * on x86 at SIMD level >= 1 the register-blocked micro-kernel of src/conv_f32_x86.c). */
 /* Fused multiply-add where the ISA has it: float results already differ from the reference in
    the last bits (summation order), and -std=c99 would otherwise forbid the contraction. */
 #if defined(__GNUC__) && !defined(__clang__)
@@ -22,6 +22,9 @@ static void block_rows(const aq_conv_args *a, int c0, float *blk, const float *r
 
 void aq_block_f32(const aq_conv_args *a, int c0, float *blk) {
     long k = (long)a->g.kh * a->g.kw * a->g.c_in;
+#if AQ_DISPATCH
+    if (c0 + AQ_F32_COB <= a->g.c_out && aq_simd_level() >= 1) { aq_block_f32_x86(a, c0, blk); return; }
+#endif
     block_rows(a, c0, blk, (const float *)a->w + c0 * k, k, (int)k);
 }
 
@@ -41,9 +44,7 @@ static void store(const aq_conv_args *a, const float *acc, int oy, int ox, int c
 #define CORE_COB AQ_F32_COB
 #if AQ_VEC
 typedef float aq_v4f __attribute__((vector_size(16)));
-typedef float aq_v8f __attribute__((vector_size(32)));
 AQ_INLINE aq_v4f ld4(const float *p) { aq_v4f v; memcpy(&v, p, sizeof v); return v; }
-AQ_INLINE aq_v8f ld8(const float *p) { aq_v8f v; memcpy(&v, p, sizeof v); return v; }
 #define CORE_FN core_portable
 #define CORE_ATTR
 #define CORE_VEC_T aq_v4f
@@ -63,27 +64,10 @@ AQ_INLINE float ld1(const float *p) { return *p; }
 #include "aq_direct_core.inc"
 #undef CORE_LOADW
 #endif
-#if AQ_DISPATCH
-#define CORE_LOADW ld8
-#define CORE_VEC_T aq_v8f
-#define CORE_LANES 8
-#define CORE_PX 4
-#define CORE_FN core_avx2
-#define CORE_ATTR AQ_TARGET_AVX2
-#include "aq_direct_core.inc"
-#define CORE_VEC_T aq_v8f
-#define CORE_LANES 8
-#define CORE_PX 4
-#define CORE_FN core_avx512
-#define CORE_ATTR AQ_TARGET_AVX512
-#include "aq_direct_core.inc"
-#endif
-
 void aq_f32_core(const aq_conv_args *a, const float *blk, int c0, const float *m) {
 #if AQ_DISPATCH
     int level = aq_simd_level();
-    if (level >= 2) { core_avx512(a, (const float *)a->x, blk, c0, m); return; }
-    if (level == 1) { core_avx2(a, (const float *)a->x, blk, c0, m); return; }
+    if (level >= 1) { aq_f32_core_x86(a, blk, c0, m, level); return; } /* conv_f32_x86.c */
 #endif
     core_portable(a, (const float *)a->x, blk, c0, m);
 }

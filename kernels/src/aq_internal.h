@@ -56,8 +56,12 @@ static inline int aq_popcount64_swar(uint64_t v) {
 
 /* Output channels per block of the opt float kernels (vector lanes) and binary kernels. */
 #if AQ_VEC
+#if AQ_DISPATCH
+#define AQ_F32_COB 32 /* x86: 2 zmm (4 ymm) of channels per block, see src/conv_f32_x86.c */
+#else
 #define AQ_F32_COB 16
-#define AQ_I8_COB AQ_F32_COB
+#endif
+#define AQ_I8_COB 16
 typedef int32_t aq_i8w_t; /* widened int8 weights of the opt int8 kernel */
 #else
 #define AQ_F32_COB 8 /* 8 float accumulators + 8 weights fit the M4's 32 single registers */
@@ -83,6 +87,16 @@ void aq_int8_neon(const aq_conv_args *a);
 #define AQ_I8_NEON 0
 #endif
 
+#if AQ_DISPATCH
+/* Opt int8 on x86 from the packed bytes (src/conv_int8_x86.c): vpdpbusd with vnni at level 2,
+   else vpmaddubsw; 0 (nothing written) when the input spans all 256 values and there is no
+   VNNI, the one case that is not provably saturation-free. */
+int aq_int8_x86(const aq_conv_args *a, int level, int vnni);
+/* aq_f32_core at SIMD level >= 1: register-blocked FMA micro-kernel (src/conv_f32_x86.c) */
+void aq_f32_core_x86(const aq_conv_args *a, const float *blk, int c0, const float *m, int level);
+void aq_block_f32_x86(const aq_conv_args *a, int c0, float *blk); /* full 32-channel blocks */
+#endif
+
 /* Valid tap range [k0, k1) of an output coordinate: input index i0 + k must be in [0, n). */
 static inline void aq_tap_range(int out, int stride, int pad, int k, int n, int *i0, int *k0,
                                 int *k1) {
@@ -90,6 +104,21 @@ static inline void aq_tap_range(int out, int stride, int pad, int k, int n, int 
     *i0 = start;
     *k0 = start < 0 ? -start : 0;
     *k1 = (start + k > n) ? n - start : k;
+}
+
+/* A segment of output coordinates [lo, hi) sharing o = lo's valid tap range [k0, k1): the
+   x86 cores block the pixels of one segment together (src/conv_f32_x86.c, conv_int8_x86.c). */
+typedef struct { int lo, hi, k0, k1; } aq_oseg;
+static inline aq_oseg aq_out_segment(int o, int out, int stride, int pad, int k, int n) {
+    aq_oseg s;
+    int i0, a0, a1;
+    aq_tap_range(o, stride, pad, k, n, &i0, &s.k0, &s.k1);
+    s.lo = o;
+    for (s.hi = o + 1; s.hi < out; s.hi++) {
+        aq_tap_range(s.hi, stride, pad, k, n, &i0, &a0, &a1);
+        if (a0 != s.k0 || a1 != s.k1) break;
+    }
+    return s;
 }
 
 /* Float epilogue shared by ref and opt so that integer kinds stay bit-exact. */

@@ -71,7 +71,9 @@ AQ_INLINE int32_t ld1w(const int16_t *p) { return *p; }
 #include "aq_direct_core.inc"
 #undef CORE_LOADW
 
-/* x86 pair path (AVX2 and up): input channels taken two at a time. A 32-bit lane holds the
+/* x86 pair path (AVX2 and up), the fallback of the byte-dot-product paths (conv_int8_x86.c)
+   for an input using all 256 int8 values on a CPU without VNNI: input channels taken two at a
+   time (weights re-blocked per call, unlike there). A 32-bit lane holds the
    int16 pair (x'[2i], x'[2i+1]) of one pixel, resp. (w[2i], w[2i+1]) of one output channel
    (c_in padded to even with zeros), and vpmaddwd computes x0*w0 + x1*w1 per lane in int32:
    one multiply instruction per two taps instead of vpmulld per tap. Exact: |x'| <= 255,
@@ -196,7 +198,10 @@ int aq_conv_int8_opt(const aq_conv_args *a) {
     if (rc) return rc;
     level = aq_simd_level();
 #if AQ_DISPATCH
-    if (level >= 1) { conv_pairs(a, level); return AQ_OK; }
+    if (level >= 1) { /* byte dot products (conv_int8_x86.c); the int16 pairs where not exact */
+        if (!aq_int8_x86(a, level, has_vnni())) conv_pairs(a, level);
+        return AQ_OK;
+    }
 #endif
 #if AQ_I8_DSP
     aq_int8_dsp(a);
