@@ -434,7 +434,7 @@ def test_ray_searcher_logic_without_a_cluster(tmp_path):
 @pytest.mark.slow  # ~70 s (Ray start, TF import in two workers); logic: test above
 def test_ray_backend_two_workers_writes_the_same_study(tmp_path):
     pytest.importorskip("ray.tune")
-    space = make_space(training={"epochs": 1, "baseline_epochs": 1}, presets=["base"])
+    space = make_space(training={"epochs": 1, "baseline_epochs": 30}, presets=["base"])  # a baseline that learns
     res = run_search(opts(tmp_path, budget=2, space=space, backend="ray", workers=2,
                           cache_dir=tmp_path / "cache"))
     assert res.done == 2 and not res.interrupted

@@ -229,6 +229,10 @@ def run_search(opts: SearchOptions, steps_factory: StepsFactory | None = None,
     start = time.monotonic()  # a time budget includes data loading and the float baseline
     opts = opts.resolved()
     info = run_info(opts)
+    if opts.backend == "ray":  # a Ray cluster it would not join: refused before any folder or baseline
+        from autoq.search.ray_backend import check_cluster
+
+        check_cluster(opts)
     fresh = not opts.out_dir.exists()
     resuming = check_run_folder(opts.out_dir, opts.resume, opts.force) and opts.resume  # refuse before heavy work
     factory = steps_factory or default_steps
@@ -255,7 +259,7 @@ def run_search(opts: SearchOptions, steps_factory: StepsFactory | None = None,
         if opts.backend == "ray":
             from autoq.search.ray_backend import run_ray
 
-            result.interrupted = run_ray(study, opts, factory, start, on_trial)
+            result.interrupted = run_ray(study, opts, factory, start, on_trial, steps)
         else:
             _run_local(study, opts, steps, start, on_trial)
     except KeyboardInterrupt:
