@@ -54,6 +54,11 @@ def _port_block(size: int = 120) -> int:
     raise RuntimeError("no free port block")
 
 
+def _run(cmd: list[str], env: dict) -> None:
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, f"{cmd[:3]}: {proc.stdout[-1500:]}\n{proc.stderr[-1500:]}"
+
+
 @dataclass
 class Cluster:
     root: Path        # short folder: the nodes' --temp-dir (socket paths < 108 bytes)
@@ -68,18 +73,18 @@ class Cluster:
 
     def env(self) -> dict:
         env = dict(os.environ, AUTOQ_TEST_CLUSTER=self.tag, AUTOQ_TEST_MARKERS=str(self.markers),
-                   RAY_USAGE_STATS_ENABLED="0", AUTOQ_CACHE=str(self.root / "worker-cache"))
+                   RAY_USAGE_STATS_ENABLED="0", AUTOQ_CACHE=str(self.root / "worker-cache"),
+                   RAY_AUTH_MODE="disabled")   # else it depends on a token in ~/.ray from an earlier ray.init
         env.pop("RAY_ADDRESS", None)
         return env
 
     def start_head(self) -> None:
         p = self.port
-        subprocess.run([RAY, "start", "--head", "--port", str(p), "--num-cpus", "1",
+        _run([RAY, "start", "--head", "--port", str(p), "--num-cpus", "1",
                         "--temp-dir", str(self.root / "h"), "--include-dashboard", "false",
                         "--dashboard-port", str(p + 1), "--ray-client-server-port", str(p + 2),
                         "--dashboard-agent-listen-port", str(p + 3), "--min-worker-port", str(p + 10),
-                        "--max-worker-port", str(p + 59), "--disable-usage-stats"],
-                       env=self.env(), check=True, capture_output=True, timeout=180)
+                        "--max-worker-port", str(p + 59), "--disable-usage-stats"], self.env())
 
     def start_worker(self) -> None:
         p = self.port
@@ -88,8 +93,7 @@ class Cluster:
                      "--min-worker-port", str(p + 60), "--max-worker-port", str(p + 109),
                      "--disable-usage-stats"]
         script = f'mount -t tmpfs tmpfs "{self.base}" && exec "$@"'
-        subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", script, "sh", *ray_start],
-                       env=self.env(), check=True, capture_output=True, timeout=180)
+        _run(["unshare", "-m", "--propagation", "private", "sh", "-c", script, "sh", *ray_start], self.env())
 
     def pids(self) -> list[int]:
         """Every live process started for this cluster (found by its environment tag)."""
@@ -143,8 +147,10 @@ def cluster(tmp_path_factory):
 
 @pytest.fixture
 def worker_path(monkeypatch):
-    """Workers import this folder's modules (ray_cluster_steps); runtime_env passes PYTHONPATH."""
+    """Workers import this folder's modules (ray_cluster_steps); runtime_env passes PYTHONPATH.
+    The driver joins with the cluster's auth mode."""
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(REPO), str(REPO / "tests")]))
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
 
 
 def _opts(cluster, name, space, budget, **kw):
@@ -174,9 +180,10 @@ def test_no_shared_disk_every_trial_of_a_real_search_exports(cluster, worker_pat
         assert proc.returncode == 0, proc.stderr[-2000:]
         assert (out / "model.qbin").is_file() and (out / "model.keras").is_file()
     assert len(nodes) == 2                      # one trial on each node (2 workers, 1 CPU per node)
-    # the baseline went to the worker node's own cache (shipped), it did not train one
-    shipped = list((cluster.root / "worker-cache" / "baselines").glob("tiny-*/model.keras"))
-    assert len(shipped) == 1
+    # the worker node got the driver's baseline in its own cache; a retrained one would differ
+    driver = list((cluster.base / ".autoq-cache").glob("tiny-*/result.json"))
+    shipped = list((cluster.root / "worker-cache" / "baselines").glob("tiny-*/result.json"))
+    assert len(driver) == len(shipped) == 1 and driver[0].read_bytes() == shipped[0].read_bytes()
 
 
 def test_a_node_killed_mid_trial_is_retried_not_counted(cluster, worker_path, capfd):
@@ -230,3 +237,32 @@ def test_a_running_cluster_without_address_is_refused_in_one_line(cluster, monke
     with pytest.raises(UserError, match=r"a Ray cluster is running on this machine .*--address") as exc:
         run_search(opts)
     assert "\n" not in str(exc.value) and not (tmp_path / "run").exists()
+
+
+def test_a_worker_that_must_train_the_baseline_says_so_once(tmp_path):
+    """No cluster: the worker side of the baseline shipping, with a fake baseline."""
+    from types import SimpleNamespace
+
+    from autoq.search import ray_backend
+    from autoq.search.ray_files import install_baseline
+
+    shipped = {"folder": "tiny-synthetic-0123", "files": {"model.keras": b"m", "result.json": b"{}"}}
+    assert install_baseline(shipped, tmp_path) and not install_baseline(shipped, tmp_path)
+    assert (tmp_path / "tiny-synthetic-0123" / "model.keras").read_bytes() == b"m"
+
+    class Steps:
+        def __init__(self, cached):
+            self.cached = cached
+
+        def baseline(self):
+            return SimpleNamespace(status="ok", cached=self.cached)
+
+    opts = SearchOptions(space=make_space(), budget=Budget(trials=1), out_dir=tmp_path / "run",
+                         cache_dir=tmp_path)
+    ray_backend._WORKER_STEPS.clear()
+    _, note = ray_backend._steps_in_worker(opts, lambda o: Steps(cached=True), shipped)
+    assert note is None
+    ray_backend._WORKER_STEPS.clear()
+    _, note = ray_backend._steps_in_worker(opts, lambda o: Steps(cached=False), shipped)
+    assert "trained the float baseline itself" in note
+    ray_backend._WORKER_STEPS.clear()

@@ -421,6 +421,10 @@ def test_ray_searcher_logic_without_a_cluster(tmp_path):
             assert t.state == TS.FAIL and "diverged" in a["fail_reason"]
         else:
             assert t.constraints == {"m4:max_flash_kb": pytest.approx(a["costs"]["m4"]["flash_bytes"] / 1024 - 100)}
+            first = a.get("cached_from", t.number)        # the model travelled back into the run folder
+            assert a["weights_path"] == str(o.out_dir / "trials" / f"{first:05d}" / "model.keras")
+            assert Path(a["weights_path"]).read_text() == "fake"
+        assert set(a["worker"]) == {"node_id", "hostname", "pid"}
     searcher.suggest("t4")
     searcher.on_trial_complete("t4", None, error=True)                # a worker that crashed
     searcher.suggest("t5")

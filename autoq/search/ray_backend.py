@@ -153,6 +153,7 @@ def files_callback():
 
 
 def make_searcher(study, opts: SearchOptions, on_trial=None):
+    """Ray's OptunaSearch on the run's study; on_trial(study) after every finished trial."""
     from ray.tune.search.optuna import OptunaSearch
 
     names = opts.space.objective_names(opts.targets)
@@ -183,8 +184,13 @@ def make_searcher(study, opts: SearchOptions, on_trial=None):
             else:
                 self._record(ot_trial, result)
             self._completed_trials.add(trial_id)
-            if on_trial is not None:
-                on_trial(self._ot_study)
+            if self._on_trial is not None:
+                self._on_trial(self._ot_study)
+
+        def __getstate__(self):  # Tune pickles the searcher (tuner.pkl); the display's console cannot be
+            state = dict(super().__getstate__())
+            state["_on_trial"] = None
+            return state
 
         def _record(self, ot_trial, result: dict) -> None:
             outcome = TrialOutcome.from_dict(json.loads(result["autoq_outcome"]))
@@ -226,9 +232,11 @@ def make_searcher(study, opts: SearchOptions, on_trial=None):
         trial.set_user_attr("config_hash", h)
         return {"autoq": json.dumps(job, default=str)}
 
-    return StudySearch(space=define_by_run, metric=names,
-                       mode=["max" if n == "accuracy" else "min" for n in names],
-                       sampler=study.sampler, study_name=study.study_name, storage=study._storage)
+    searcher = StudySearch(space=define_by_run, metric=names,
+                           mode=["max" if n == "accuracy" else "min" for n in names],
+                           sampler=study.sampler, study_name=study.study_name, storage=study._storage)
+    searcher._on_trial = on_trial   # an attribute, not a closure cell: __getstate__ drops it
+    return searcher
 
 
 def _import_ray():
