@@ -34,8 +34,8 @@ from pathlib import Path
 
 from autoq.errors import UserError
 from autoq.search.objective import TrialContext, TrialOutcome, run_trial
-from autoq.search.ray_files import (FILES_KEY, WEIGHTS_KEY, baseline_files, install_baseline, pack_trial,
-                                    unpack_trial, worker_cache_dir)
+from autoq.search.ray_files import (FILES_KEY, NAME_KEY, WEIGHTS_KEY, baseline_files, install_baseline,
+                                    pack_trial, unpack_trial, worker_cache_dir)
 from autoq.search.runner import SearchOptions, budget_left, record, trial_context
 from autoq.space import config_hash
 
@@ -116,7 +116,7 @@ def run_job(job_json: str, steps, note: str | None = None) -> dict:
             files, name = pack_trial(ctx.trial_dir, outcome.weights_path)
         outcome.weights_path = None   # the driver sets its own copy's path
         if files is not None:
-            extra.update({FILES_KEY: files, "autoq_weights_name": name})
+            extra.update({FILES_KEY: files, NAME_KEY: name})
     names = job["objective_names"]
     values = [float("nan")] * len(names) if outcome.status == "failed" else objective_values(outcome, names)
     return {"autoq_outcome": json.dumps(outcome.to_dict(), default=str), **extra, **dict(zip(names, values))}
@@ -320,6 +320,11 @@ def ray_session(ray, opts: SearchOptions):
         ray.shutdown()
         if link_dir is not None:
             shutil.rmtree(link_dir, ignore_errors=True)
+            latest = opts.out_dir / "ray" / "session" / "session_latest"
+            if latest.is_symlink():   # it pointed through the link just removed
+                target = Path(os.readlink(latest)).name
+                latest.unlink()
+                latest.symlink_to(target)
 
 
 def run_ray(study, opts: SearchOptions, factory, start: float, on_trial, steps=None) -> bool:

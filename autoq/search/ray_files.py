@@ -19,6 +19,7 @@ from pathlib import Path
 
 FILES_KEY = "autoq_trial_files"      # result key: zip bytes of the worker's trial folder
 WEIGHTS_KEY = "autoq_weights_path"   # result key set by the driver: the unpacked model's path
+NAME_KEY = "autoq_weights_name"      # result key: the model's file name inside the shipped folder
 
 
 def pack_trial(trial_dir: Path, weights_path: str | None) -> tuple[bytes | None, str | None]:
@@ -48,7 +49,7 @@ def unpack_trial(result: dict, trial_dir: Path) -> None:
     data = result.pop(FILES_KEY, None)
     if data is None:
         return
-    rel = result.pop("autoq_weights_name", None)
+    rel = result.pop(NAME_KEY, None)
     trial_dir = Path(trial_dir)
     trial_dir.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(io.BytesIO(data)) as zf:
