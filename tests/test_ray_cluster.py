@@ -148,7 +148,7 @@ def cluster(tmp_path_factory):
 
 
 @pytest.fixture
-def worker_path(monkeypatch):
+def driver_env(monkeypatch):
     """Workers import this folder's modules (ray_cluster_steps); runtime_env passes PYTHONPATH.
     The driver joins with the cluster's auth mode."""
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(REPO), str(REPO / "tests")]))
@@ -160,7 +160,7 @@ def _opts(cluster, name, space, budget, **kw):
                          backend="ray", workers=2, address=cluster.address, **kw)
 
 
-def test_no_shared_disk_every_trial_of_a_real_search_exports(cluster, worker_path, tmp_path):
+def test_no_shared_disk_every_trial_of_a_real_search_exports(cluster, driver_env, tmp_path):
     """Real (tiny) trials on both nodes; the worker node cannot see the run folder."""
     from autoq.export.exporter import export_trial
 
@@ -187,7 +187,7 @@ def test_no_shared_disk_every_trial_of_a_real_search_exports(cluster, worker_pat
     assert len(driver) == len(shipped) == 1 and driver[0].read_bytes() == shipped[0].read_bytes()
 
 
-def test_a_node_killed_mid_trial_is_retried_not_counted(cluster, worker_path, capfd):
+def test_a_node_killed_mid_trial_is_retried_not_counted(cluster, driver_env, capfd):
     if cluster.raylet("w") is None:
         cluster.start_worker()
     worker_raylet = cluster.raylet("w")
