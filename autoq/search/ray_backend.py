@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 MAX_FAILURES = 3          # retries of a trial whose worker or node was lost
 WORKER_KEY = "autoq_worker"
 NOTE_KEY = "autoq_note"   # a worker's one-time remark for the driver's log
+RETRIES_KEY = "autoq_retries"
 _WORKER_STEPS: dict[str, tuple] = {}   # per worker process: (steps, note) reused across trials
 
 
@@ -148,6 +149,7 @@ def files_callback():
         def on_trial_result(self, iteration, trials, trial, result, **info):
             if FILES_KEY in result:
                 unpack_trial(result, _driver_trial_dir(trial.config))
+            result[RETRIES_KEY] = trial.run_metadata.num_failures   # attempts lost before this one
 
     return TrialFiles()
 
@@ -204,6 +206,8 @@ def make_searcher(study, opts: SearchOptions, on_trial=None):
                 log.warning("%s", result[NOTE_KEY])
             if result.get(WORKER_KEY):
                 ot_trial.set_user_attr("worker", json.loads(result[WORKER_KEY]))
+            if result.get(RETRIES_KEY):
+                ot_trial.set_user_attr("ray_retries", int(result[RETRIES_KEY]))
             h = ot_trial.user_attrs.get("config_hash") or config_hash(outcome.config)
             cached_from = ot_trial.user_attrs.get("cached_from")
             record(self._ot_study, ot_trial, outcome, ctx, h, cached_from)
