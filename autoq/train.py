@@ -326,7 +326,10 @@ def train_baseline(model_name: str, dataset: "Dataset | str", recipe: "Recipe | 
         cached = share.fetch(key, folder)
     if cached:
         res = BaselineResult(**json.loads(result_file.read_text()))
-        res.cached = True
+        res.cached = True  # paths of this folder, not where it was written (a copied cache, a Ray worker's)
+        here = folder.resolve()
+        res.folder, res.model_path = str(here), str(here / "model.keras")
+        res.weights_path = str(here / "model.weights.h5")
         log.info("baseline %s: cache hit %s", model_name, folder)
         return res
 

@@ -421,6 +421,10 @@ def test_ray_searcher_logic_without_a_cluster(tmp_path):
             assert t.state == TS.FAIL and "diverged" in a["fail_reason"]
         else:
             assert t.constraints == {"m4:max_flash_kb": pytest.approx(a["costs"]["m4"]["flash_bytes"] / 1024 - 100)}
+            first = a.get("cached_from", t.number)        # the model travelled back into the run folder
+            assert a["weights_path"] == str(o.out_dir / "trials" / f"{first:05d}" / "model.keras")
+            assert Path(a["weights_path"]).read_text() == "fake"
+        assert set(a["worker"]) == {"node_id", "hostname", "pid"}
     searcher.suggest("t4")
     searcher.on_trial_complete("t4", None, error=True)                # a worker that crashed
     searcher.suggest("t5")
@@ -434,7 +438,7 @@ def test_ray_searcher_logic_without_a_cluster(tmp_path):
 @pytest.mark.slow  # ~70 s (Ray start, TF import in two workers); logic: test above
 def test_ray_backend_two_workers_writes_the_same_study(tmp_path):
     pytest.importorskip("ray.tune")
-    space = make_space(training={"epochs": 1, "baseline_epochs": 1}, presets=["base"])
+    space = make_space(training={"epochs": 1, "baseline_epochs": 30}, presets=["base"])  # a baseline that learns
     res = run_search(opts(tmp_path, budget=2, space=space, backend="ray", workers=2,
                           cache_dir=tmp_path / "cache"))
     assert res.done == 2 and not res.interrupted

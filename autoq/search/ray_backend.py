@@ -5,29 +5,47 @@
   trials at once (``ConcurrencyLimiter``), one CPU each, ``reuse_actors`` on (a worker keeps
   its data set and float baseline between trials).
 - The driver (this process) decides parameters, checks the config cache and writes results:
-  the workers only build, cost and train, and return the outcome as JSON. So the stored
-  user_attrs, constraints and budget accounting are exactly the local backend's.
-- Paths given to workers are absolute (Ray may start them elsewhere); the quiet-log variables
-  and PYTHONPATH (for a source checkout) are passed in ``runtime_env``.
+  the workers only build, cost and train, and return the outcome as JSON plus the trial's
+  files (``autoq.search.ray_files``): no disk is shared. So the stored user_attrs,
+  constraints, model files and budget accounting are exactly the local backend's; each trial
+  also records the Ray ``worker`` that ran it (node id, hostname, pid).
+- A lost node or worker: Tune retries the trial (``FailureConfig(max_failures=MAX_FAILURES)``,
+  same parameters, same trial number); the searcher hears of it only when it finishes, so it
+  counts once. Failing every retry is a real failure (counted ``failed``); a trial stopped by
+  Tune (time budget, Ctrl-C) is ``interrupted``: not counted, retried on ``--resume``.
 - ``--address`` joins a running cluster (its nodes need autoq installed and the data files at
-  the same absolute paths); without it a local Ray with ``--workers`` CPUs is started.
+  the same absolute paths). Without it a private local Ray with ``--workers`` CPUs is started,
+  its session (logs) in ``<out>/ray/session``; a cluster already running on the machine (``ray
+  start``, RAY_ADDRESS) is refused rather than joined by surprise. Ray's log lines and the
+  node-failure reports it prints on the driver go to ``<out>/ray/driver.log``.
 """
 from __future__ import annotations
 
 import json
 import logging
 import os
+import shutil
+import socket
+import tempfile
 import time
+from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 from autoq.errors import UserError
 from autoq.search.objective import TrialContext, TrialOutcome, run_trial
+from autoq.search.ray_files import (FILES_KEY, NAME_KEY, WEIGHTS_KEY, baseline_files, install_baseline,
+                                    pack_trial, unpack_trial, worker_cache_dir)
 from autoq.search.runner import SearchOptions, budget_left, record, trial_context
 from autoq.space import config_hash
 
 log = logging.getLogger(__name__)
 
-_WORKER_STEPS: dict[str, object] = {}   # per worker process: steps reused across trials
+MAX_FAILURES = 3          # retries of a trial whose worker or node was lost
+WORKER_KEY = "autoq_worker"
+NOTE_KEY = "autoq_note"   # a worker's one-time remark for the driver's log
+RETRIES_KEY = "autoq_retries"
+_WORKER_STEPS: dict[str, tuple] = {}   # per worker process: (steps, note) reused across trials
 
 
 def runtime_env() -> dict:
@@ -42,40 +60,102 @@ def runtime_env() -> dict:
     return {"env_vars": env}
 
 
-def _steps_in_worker(opts: SearchOptions, factory):
+def worker_info() -> dict:
+    """Where this trial runs: Ray node id (None outside Ray), hostname, pid."""
+    node = None
+    try:
+        import ray
+
+        if ray.is_initialized():
+            node = ray.get_runtime_context().get_node_id()
+    except Exception:  # noqa: BLE001 - only a label
+        pass
+    return {"node_id": node, "hostname": socket.gethostname(), "pid": os.getpid()}
+
+
+def _steps_in_worker(opts: SearchOptions, factory, baseline: dict | None):
+    """The worker's steps, made once: the shipped baseline goes into this node's cache first,
+    so ``steps.baseline()`` is a cache hit; if it is not (other data or code here), the
+    worker trains it now, outside any trial's timings, and says so once."""
     key = str(opts.out_dir)
     if key not in _WORKER_STEPS:
-        steps = factory(opts)
+        note = None
+        wopts = opts
+        if baseline is not None:
+            wopts = replace(opts, cache_dir=worker_cache_dir(opts.cache_dir))
+            install_baseline(baseline, wopts.cache_dir)
+        steps = factory(wopts)
         if hasattr(steps, "threads"):
             steps.threads = 1        # one CPU per trial: keep TF's pools at one thread
-        _WORKER_STEPS[key] = steps
+        if baseline is not None and hasattr(steps, "baseline"):
+            t0 = time.perf_counter()
+            base = steps.baseline()
+            if not getattr(base, "cached", True):
+                info = worker_info()
+                note = (f"worker {info['hostname']} pid {info['pid']} trained the float baseline itself "
+                        f"({time.perf_counter() - t0:.1f} s): the driver's did not match its data or code")
+        _WORKER_STEPS[key] = (steps, note)
     return _WORKER_STEPS[key]
 
 
-def run_job(job_json: str, steps) -> dict:
-    """One trial from the driver's job JSON -> the result dict reported to Tune."""
+def run_job(job_json: str, steps, note: str | None = None) -> dict:
+    """One trial from the driver's job JSON -> the result dict reported to Tune. The trial's
+    folder is written into a private scratch folder and shipped in the result."""
     from autoq.search.objective import objective_values
 
     job = json.loads(job_json)
+    extra: dict = {WORKER_KEY: json.dumps(worker_info())}
+    if note:
+        extra[NOTE_KEY] = note
     if job.get("cached") is not None:
-        outcome = TrialOutcome.from_dict(job["cached"])
+        outcome = TrialOutcome.from_dict(job["cached"])   # weights_path: the earlier trial's, on the driver
     else:
-        outcome = run_trial(job["config"], TrialContext(**job["ctx"]), steps)
+        ctx = TrialContext(**job["ctx"])
+        with tempfile.TemporaryDirectory(prefix="autoq-trial-") as scratch:
+            ctx.out_dir = scratch   # never the driver's run folder: it may not exist on this node
+            outcome = run_trial(job["config"], ctx, steps)
+            files, name = pack_trial(ctx.trial_dir, outcome.weights_path)
+        outcome.weights_path = None   # the driver sets its own copy's path
+        if files is not None:
+            extra.update({FILES_KEY: files, NAME_KEY: name})
     names = job["objective_names"]
     values = [float("nan")] * len(names) if outcome.status == "failed" else objective_values(outcome, names)
-    return {"autoq_outcome": json.dumps(outcome.to_dict(), default=str), **dict(zip(names, values))}
+    return {"autoq_outcome": json.dumps(outcome.to_dict(), default=str), **extra, **dict(zip(names, values))}
 
 
-def _trainable(config: dict, opts: SearchOptions = None, factory=None):
-    """Runs in a Ray worker: one trial, reported back as JSON."""
+def _trainable(config: dict, opts: SearchOptions = None, factory=None, baseline=None):
+    """Runs in a Ray worker: one trial, reported back as JSON (+ its files)."""
     from ray import tune
 
     job = json.loads(config["autoq"])
-    steps = None if job.get("cached") is not None else _steps_in_worker(opts, factory)
-    tune.report(run_job(config["autoq"], steps))
+    steps, note = None, None
+    if job.get("cached") is None:
+        steps, note = _steps_in_worker(opts, factory, baseline)
+        _WORKER_STEPS[str(opts.out_dir)] = (steps, None)   # the note is told once
+    tune.report(run_job(config["autoq"], steps, note))
+
+
+def _driver_trial_dir(config: dict) -> Path | None:
+    job = json.loads(config["autoq"])
+    return TrialContext(**job["ctx"]).trial_dir if job.get("ctx") else None
+
+
+def files_callback():
+    """Tune callback (driver): unpack a result's trial files into the run folder as soon as
+    it arrives and drop the bytes from it, so Tune keeps no copy (trial state, loggers)."""
+    from ray.tune import Callback
+
+    class TrialFiles(Callback):
+        def on_trial_result(self, iteration, trials, trial, result, **info):
+            if FILES_KEY in result:
+                unpack_trial(result, _driver_trial_dir(trial.config))
+            result[RETRIES_KEY] = trial.run_metadata.num_failures   # attempts lost before this one
+
+    return TrialFiles()
 
 
 def make_searcher(study, opts: SearchOptions, on_trial=None):
+    """Ray's OptunaSearch on the run's study; on_trial(study) after every finished trial."""
     from ray.tune.search.optuna import OptunaSearch
 
     names = opts.space.objective_names(opts.targets)
@@ -96,7 +176,7 @@ def make_searcher(study, opts: SearchOptions, on_trial=None):
             ot_trial = self._ot_trials[trial_id]
             payload = (result or {}).get("autoq_outcome")
             if payload is None:
-                if error:  # the worker itself crashed: counted, so no endless retries
+                if error:  # failed on every retry (MAX_FAILURES): counted, so no endless retries
                     ot_trial.set_user_attr("status", "failed")
                     ot_trial.set_user_attr("fail_reason", "ray trial error (see the run's ray/ folder)")
                 else:      # stopped by Tune (time budget, Ctrl-C): retried on --resume
@@ -104,15 +184,34 @@ def make_searcher(study, opts: SearchOptions, on_trial=None):
                     ot_trial.set_user_attr("fail_reason", "stopped by Ray Tune before it finished")
                 self._ot_study.tell(ot_trial, state=optuna.trial.TrialState.FAIL)
             else:
-                outcome = TrialOutcome.from_dict(json.loads(payload))
-                h = ot_trial.user_attrs.get("config_hash") or config_hash(outcome.config)
-                cached_from = ot_trial.user_attrs.get("cached_from")
-                ctx = trial_context(opts, ot_trial.number, self._ot_study)
-                record(self._ot_study, ot_trial, outcome, ctx, h, cached_from)
-                cache.setdefault(h, {**outcome.to_dict(), "trial": ot_trial.number})
+                self._record(ot_trial, result)
             self._completed_trials.add(trial_id)
-            if on_trial is not None:
-                on_trial(self._ot_study)
+            if self._on_trial is not None:
+                self._on_trial(self._ot_study)
+
+        def __getstate__(self):  # Tune pickles the searcher (tuner.pkl); the display's console cannot be
+            state = dict(super().__getstate__())
+            state["_on_trial"] = None
+            return state
+
+        def _record(self, ot_trial, result: dict) -> None:
+            outcome = TrialOutcome.from_dict(json.loads(result["autoq_outcome"]))
+            ctx = trial_context(opts, ot_trial.number, self._ot_study)
+            if FILES_KEY in result:       # driven without the files callback (tests)
+                result = dict(result)
+                unpack_trial(result, ctx.trial_dir)
+            if WEIGHTS_KEY in result:     # the model, now in this run folder
+                outcome.weights_path = result[WEIGHTS_KEY]
+            if result.get(NOTE_KEY):
+                log.warning("%s", result[NOTE_KEY])
+            if result.get(WORKER_KEY):
+                ot_trial.set_user_attr("worker", json.loads(result[WORKER_KEY]))
+            if result.get(RETRIES_KEY):
+                ot_trial.set_user_attr("ray_retries", int(result[RETRIES_KEY]))
+            h = ot_trial.user_attrs.get("config_hash") or config_hash(outcome.config)
+            cached_from = ot_trial.user_attrs.get("cached_from")
+            record(self._ot_study, ot_trial, outcome, ctx, h, cached_from)
+            cache.setdefault(h, {**outcome.to_dict(), "trial": ot_trial.number})
 
         def save(self, checkpoint_path):  # the study is the persistent state
             return None
@@ -137,42 +236,124 @@ def make_searcher(study, opts: SearchOptions, on_trial=None):
         trial.set_user_attr("config_hash", h)
         return {"autoq": json.dumps(job, default=str)}
 
-    return StudySearch(space=define_by_run, metric=names,
-                       mode=["max" if n == "accuracy" else "min" for n in names],
-                       sampler=study.sampler, study_name=study.study_name, storage=study._storage)
+    searcher = StudySearch(space=define_by_run, metric=names,
+                           mode=["max" if n == "accuracy" else "min" for n in names],
+                           sampler=study.sampler, study_name=study.study_name, storage=study._storage)
+    searcher._on_trial = on_trial   # an attribute, not a closure cell: __getstate__ drops it
+    return searcher
 
 
-def run_ray(study, opts: SearchOptions, factory, start: float, on_trial) -> bool:
-    """Run the remaining budget through Ray Tune; True if stopped before the budget."""
+def _import_ray():
     try:
         import ray
-        from ray import tune
-        from ray.tune.search import ConcurrencyLimiter
+        from ray import tune  # noqa: F401
     except ImportError:
         raise UserError("--backend ray needs Ray Tune: pip install 'autoq[ray]'") from None
+    return ray
+
+
+def running_cluster() -> str | None:
+    """The address Ray itself would join without one (RAY_ADDRESS, or the last ``ray start``
+    on this machine), or None. Private Ray API, pinned version (pyproject)."""
+    from ray._private.services import get_ray_address_from_environment
+
+    return get_ray_address_from_environment(None, None)
+
+
+def check_cluster(opts: SearchOptions) -> None:
+    """Without --address autoq starts its own Ray; a cluster already running here is refused
+    (joining it by surprise would put trials on machines the user did not name)."""
+    ray = _import_ray()
+    if opts.address or ray.is_initialized():
+        return
+    found = running_cluster()
+    if found:
+        raise UserError(f"--backend ray: a Ray cluster is running on this machine ({found}); pass "
+                        f"--address {found} to run the trials on it, or stop it (ray stop) to let "
+                        "autoq start its own")
+
+
+@contextmanager
+def ray_output_to(log_file: Path):
+    """Ray's Python log lines and the reports its driver prints from the cluster (a node's
+    death: a 28-line raylet state dump) go to ``log_file``, not into autoq's output."""
+    import ray._private.worker as ray_worker
+
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(log_file)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    ray_log = logging.getLogger("ray")
+    saved = ray_log.handlers[:], ray_log.propagate, ray_worker.print_to_stdstream
+
+    def to_file(data, ignore_prefix=False):
+        with open(log_file, "a") as f:
+            ray_worker.print_worker_logs(data, f, ignore_prefix)
+
+    ray_log.handlers, ray_log.propagate = [handler], False
+    ray_worker.print_to_stdstream = to_file
+    try:
+        yield
+    finally:
+        ray_log.handlers, ray_log.propagate, ray_worker.print_to_stdstream = saved
+        handler.close()
+
+
+@contextmanager
+def ray_session(ray, opts: SearchOptions):
+    """Join ``--address``, or start a private local Ray whose session lives in
+    ``<out>/ray/session`` (reached through a short link in the temp folder: Ray's socket
+    paths must stay under 108 bytes); shut down what was started here."""
+    if ray.is_initialized():   # a caller's own Ray (tests, notebooks): use it as it is
+        yield
+        return
+    common = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING,
+                  runtime_env=runtime_env())
+    link_dir = None
+    if opts.address:
+        ray.init(address=opts.address, **common)
+    else:
+        check_cluster(opts)
+        session = opts.out_dir / "ray" / "session"
+        session.mkdir(parents=True, exist_ok=True)
+        link_dir = Path(tempfile.mkdtemp(prefix="autoq-ray-"))
+        (link_dir / "s").symlink_to(session, target_is_directory=True)
+        ray.init(address="local", num_cpus=opts.workers, _temp_dir=str(link_dir / "s"), **common)
+    try:
+        yield
+    finally:
+        ray.shutdown()
+        if link_dir is not None:
+            shutil.rmtree(link_dir, ignore_errors=True)
+            latest = opts.out_dir / "ray" / "session" / "session_latest"
+            if latest.is_symlink():   # it pointed through the link just removed
+                target = Path(os.readlink(latest)).name
+                latest.unlink()
+                latest.symlink_to(target)
+
+
+def run_ray(study, opts: SearchOptions, factory, start: float, on_trial, steps=None) -> bool:
+    """Run the remaining budget through Ray Tune; True if stopped before the budget.
+    ``steps``: the driver's prepared steps (their float baseline is shipped to the workers)."""
+    ray = _import_ray()
+    from ray import tune
+    from ray.tune.search import ConcurrencyLimiter
 
     remaining = budget_left(study, opts.budget, start)
     if remaining == 0:
         return False
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # with verbose=0: no Tune tables over our display
-    started_here = not ray.is_initialized()
-    if started_here:
-        ray.init(address=opts.address, num_cpus=None if opts.address else opts.workers,
-                 include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING,
-                 runtime_env=runtime_env())
-    try:
+    with ray_output_to(opts.out_dir / "ray" / "driver.log"), ray_session(ray, opts):
         searcher = ConcurrencyLimiter(make_searcher(study, opts, on_trial), max_concurrent=opts.workers)
-        trainable = tune.with_resources(tune.with_parameters(_trainable, opts=opts, factory=factory),
-                                        {"cpu": 1})
+        trainable = tune.with_resources(
+            tune.with_parameters(_trainable, opts=opts, factory=factory, baseline=baseline_files(steps)),
+            {"cpu": 1})
         time_left = None if opts.budget.seconds is None else max(1.0, opts.budget.seconds - (time.monotonic() - start))
         tuner = tune.Tuner(
             trainable,
             tune_config=tune.TuneConfig(search_alg=searcher, num_samples=remaining if remaining else -1,
                                         reuse_actors=True, time_budget_s=time_left),
             run_config=tune.RunConfig(storage_path=str(opts.out_dir / "ray"), name="tune", verbose=0,
-                                      log_to_file=True))
+                                      log_to_file=True, callbacks=[files_callback()],
+                                      failure_config=tune.FailureConfig(max_failures=MAX_FAILURES)))
         tuner.fit()
-    finally:
-        if started_here:
-            ray.shutdown()
     return budget_left(study, opts.budget, start) not in (0, None)

@@ -275,6 +275,10 @@ def run_search(opts: SearchOptions, steps_factory: StepsFactory | None = None,
     """
     start = time.monotonic()  # a time budget includes data loading and the float baseline
     opts = opts.resolved()
+    if opts.backend == "ray":  # a Ray cluster it would not join: refused before any folder or baseline
+        from autoq.search.ray_backend import check_cluster
+
+        check_cluster(opts)
     factory = steps_factory or default_steps
     result = SearchResult(out_dir=str(opts.out_dir), done=0, budget=opts.budget, interrupted=False,
                           seconds=0.0, study=str(opts.out_dir / "study.db"))
@@ -318,7 +322,7 @@ def _run_folder(opts: SearchOptions, factory: StepsFactory, start: float, on_tri
         if opts.backend == "ray":
             from autoq.search.ray_backend import run_ray
 
-            result.interrupted = run_ray(study, opts, factory, start, on_trial)
+            result.interrupted = run_ray(study, opts, factory, start, on_trial, steps)
         else:
             _run_local(study, opts, steps, start, on_trial)
     except KeyboardInterrupt:

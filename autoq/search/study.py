@@ -5,7 +5,7 @@ Run folder ``runs/NAME/``: ``study.db`` (Optuna, SQLite: the single store of res
 
 Budget accounting (documented in README "Search"): a trial *counts* once the objective has
 finished it, whatever the outcome -- ``status`` ok, failed (e.g. diverged: re-running the
-same seed would diverge again; with Ray, also a worker that crashed) or skipped (infeasible,
+same seed would diverge again; with Ray, a trial whose worker failed on every retry: a lost node is retried first) or skipped (infeasible,
 not trained) -- and also when its result came from the config cache. A trial that was
 *interrupted* (Ctrl-C, kill -9, stopped by Ray Tune) does not count: on ``--resume`` trials
 left RUNNING are marked FAIL with
