@@ -10,8 +10,10 @@ tables as float). Float layers keep float initialisers.
 
 Input forms: sign -> GreaterOrEqual + Where; grid -> Div, Round, Clip, Mul with the fixed step.
 
-Layout: tensors are NHWC like Keras; convolutions and pooling run in NCHW between two
-Transposes (onnxruntime removes the pairs when it optimises). Dense layers run as 1x1
+Layout: tensors are NHWC like Keras; convolutions and pooling (global average pooling too:
+GlobalAveragePool sums each sample's channel on its own, where a ReduceMean over NHWC's H, W
+axes sums in another order for batch 1 than for batch N) run in NCHW between two Transposes
+(onnxruntime removes the pairs when it optimises). Dense layers run as 1x1
 convolutions: batch-size independent, and onnxruntime's default DequantizeLinear -> MatMul fusion
 (MatMulNBits, which quantizes the float activations to int8) cannot change the result. The exporter runs the model
 in onnxruntime with its DEFAULT session options and compares it with Keras, so any drift fails
