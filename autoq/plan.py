@@ -30,7 +30,6 @@ Everything here imports without TensorFlow except :func:`plan_from_model`.
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any
 
@@ -244,15 +243,7 @@ def _entry(name, op, kind, weight_bits, act_bits, c_in, c_out, h_in, w_in, h_out
 
 # --- from a built Keras model: the emitted C (needs TensorFlow) ----------------------------
 
-_ARRAY = re.compile(r"static const (\w+) (\w+)\[(\d+)\]")
-_CTYPE_BYTES = {"float": 4, "uint8_t": 1, "int8_t": 1, "int16_t": 2, "int32_t": 4, "uint32_t": 4,
-                "uint64_t": 8, "int64_t": 8}
 _EPILOGUE_SUFFIXES = ("_scale", "_bias")
-
-
-def array_bytes(c_text: str) -> dict[str, int]:
-    """Bytes of every ``static const T name[N]`` array declared in ``c_text``, by name."""
-    return {m.group(2): _CTYPE_BYTES[m.group(1)] * int(m.group(3)) for m in _ARRAY.finditer(c_text)}
 
 
 def plan_from_model(model) -> LayerPlan:
@@ -263,7 +254,7 @@ def plan_from_model(model) -> LayerPlan:
     graph = build_graph(model, fold_bn=False)
     if not graph.compute:
         raise UserError(f"model {model.name!r} has no Conv2D/Dense layers to plan")
-    return plan_from_emission(graph, emit_c(graph, variant="ref"))
+    return plan_from_emission(graph, emit_c(graph, variant="ref", render=False))   # sizes only: no C text
 
 
 def plan_from_emission(graph, emission) -> LayerPlan:
@@ -292,7 +283,7 @@ def _entry_from_c(op, cl, shapes) -> LayerEntry:
     """Entry of one compute layer with the byte counts of its emitted arrays."""
     ql = op.layer
     h, w, c_in, c_out, kh, kw, stride, _ = cl.geom
-    sizes = array_bytes("\n".join(cl.arrays))
+    sizes = {a.name: a.nbytes for a in cl.arrays}
     weights = sum(n for k, n in sizes.items() if k.endswith("_w"))
     epilogue = sum(n for k, n in sizes.items() if k.endswith(_EPILOGUE_SUFFIXES))
     out_shape = op.shape

@@ -5,8 +5,10 @@ default), stored as a trial of a hand-made study (the contracts.md user_attrs) a
 with :func:`autoq.export.exporter.export_trial` (ONNX checked with onnxruntime's DEFAULT
 session options, .qbin, C built and run on the host). Printed per trial: the ONNX file size
 and weight storage, ONNX vs Keras max |diff| and argmax disagreements on the whole test split,
-samples beyond 1e-4 (quantized-activation level flips), one sample alone vs in a batch, C vs
-Keras, and Keras' test accuracy in the export vs the training's own (what `autoq pareto` shows).
+samples beyond 1e-4 x max(1, max |logit|) (quantized-activation level flips) and, when more than
+2 % are, the level check at each sample's first parting layer (autoq.export.levels), one sample
+alone vs in a batch, the same for the C, and Keras' test accuracy in the export vs the
+training's own (what `autoq pareto` shows).
 
 Data: LeNet-5 on the 8x8 digits; ResNet-20 on a seeded synthetic 32x32x3, 10-class set
 (``autoq.data.load_synthetic``; no CIFAR-10 download needed) written as a .npz and used
@@ -142,24 +144,37 @@ def main() -> None:
                     res = export_trial(str(run), i, "i5", tmp / f"out-{model_name}-{i}", force=True)
                 except UserError as exc:            # a failed check: reported, the others still run
                     records.append({"trial": label, "error": str(exc)})
-                    rows.append([label, "FAILED: " + str(exc)[:160]] + [""] * 8)
+                    rows.append([label, "FAILED: " + str(exc)[:160]] + [""] * 11)
                     continue
                 ch = res.manifest["checks"]
                 o = ch["onnx"]
                 rec = {"trial": label, "onnx_bytes": res.manifest["files"]["model.onnx"]["bytes"],
                        "weights": sorted(set(o["weights"].values())), "onnx_max_diff": o["max_abs_diff"],
-                       "onnx_argmax_differ": o["argmax_differ"], "onnx_beyond_1e-4": o["samples_beyond_tolerance"],
+                       "onnx_max_rel_diff": o["max_rel_diff"], "onnx_argmax_differ": o["argmax_differ"],
+                       "onnx_beyond_tolerance": o["samples_beyond_tolerance"],
                        "batch1_vs_batch": o["batch1_vs_batch_max_abs_diff"], "samples": o["samples"],
+                       "onnx_level_check": o["level_check"], "c_level_check": ch["c_host"]["level_check"],
                        "c_max_diff": ch["c_host"]["max_abs_diff"], "c_argmax_differ": ch["c_host"]["argmax_mismatches"],
+                       "c_outside": ch["c_host"]["samples_outside_tolerance"],
                        "keras_test_acc_export": ch["keras_test_acc"], "test_acc_training": trials[i]["metrics"]["test_acc"]}
                 records.append(rec)
-                rows.append([label, f"{rec['onnx_bytes']:,}", "/".join(rec["weights"]), f"{rec['onnx_max_diff']:.1e}",
-                             f"{rec['onnx_argmax_differ']}/{rec['samples']}", rec["onnx_beyond_1e-4"],
-                             f"{rec['batch1_vs_batch']:.1e}", f"{rec['c_max_diff']:.1e}", rec["c_argmax_differ"],
+                rows.append([label, f"{rec['onnx_bytes']:,}", "/".join(rec["weights"]),
+                             f"{rec['onnx_max_diff']:.1e} ({rec['onnx_max_rel_diff']:.1e})",
+                             f"{rec['onnx_argmax_differ']}/{rec['samples']}", rec["onnx_beyond_tolerance"],
+                             _levels(rec["onnx_level_check"]), f"{rec['batch1_vs_batch']:.1e}",
+                             f"{rec['c_max_diff']:.1e}", rec["c_argmax_differ"], rec["c_outside"],
+                             _levels(rec["c_level_check"]),
                              f"{rec['keras_test_acc_export']:.4f} / {rec['test_acc_training']:.4f}"])
-    print_table(["trial", "ONNX B", "weights", "ONNX max|diff|", "argmax differ", "beyond 1e-4",
-                 "batch1 vs N", "C max|diff|", "C argmax differ", "test acc export / training"], rows,
-                args.json, records)
+    print_table(["trial", "ONNX B", "weights", "ONNX max|diff| (rel. max|logit|)", "argmax differ",
+                 "beyond 1e-4 rel.", "ONNX level check", "batch1 vs N", "C max|diff|", "C argmax differ",
+                 "C beyond tol.", "C level check", "test acc export / training"], rows, args.json, records)
+
+
+def _levels(check) -> str:
+    """Level check at each sample's first parting layer: values off / values, max step ('-': not needed)."""
+    if not check:
+        return "-"
+    return f"{check['first_differ']}/{check['first_values']}, step {check['first_max_level_step']}"
 
 
 if __name__ == "__main__":

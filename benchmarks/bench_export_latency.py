@@ -22,7 +22,7 @@ input sizes, and the kernel grid has random shapes, so these configurations are 
 
 usage: python benchmarks/bench_export_latency.py [--calibrate [--save-profile P]] [--profile host]
                                                  [--rounds 3] [--reps 2] [--only NAME,...] [--json out.json]
-Runtime: ~17 min with --calibrate on the 2 shared cores (exports and builds ~4 min, 3 rounds ~3 min each).
+Runtime: 6-17 min with --calibrate on the 2 shared cores (exports and builds 1.5-4 min, 3 rounds 1.5-4 min each).
 """
 from __future__ import annotations
 

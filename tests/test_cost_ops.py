@@ -74,6 +74,19 @@ def test_fit_recovers_exact_coefficients():
     assert fitted["act"].provenance == "measured-host" and fitted["act"].points == 5
 
 
+def test_fit_drops_implausibly_fast_points_but_keeps_a_fixed_cost():
+    # 0.1 ns per value + 40 ns per op; three sizes read (almost) 0, as timer marks around an op
+    # in the shadow of the previous one do: without the filter the relative fit prices ~0
+    good = [(OpEntry("", "act", n, n), 0.1 * n + 40.0) for n in (84, 120, 256, 1024, 1024, 2048, 4096, 8192, 16384)]
+    bad = [(OpEntry("", "act", n, n), ns) for n, ns in ((1024, 0.0), (2048, 7.0), (120, 0.0))]
+    fitted = fit_ops(good + bad, "synthetic")["act"]
+    assert fitted.coefficients == pytest.approx({"ns_per_element": 0.1, "ns_fixed": 40.0}, rel=1e-6)
+    assert fitted.points == len(good) and "3 implausibly fast dropped" in fitted.source
+    # a large fixed cost alone (small ops slow per value) drops nothing
+    fixed = [(OpEntry("", "add", 2 * n, n), 500.0 + 0.01 * n) for n in (16, 64, 256, 1024, 4096, 16384, 65536)]
+    assert fit_ops(fixed, "synthetic")["add"].points == len(fixed)
+
+
 def test_instrument_marks_every_plan_item_of_the_emitted_c():
     from autoq.config import preset
     from autoq.export import c_emit

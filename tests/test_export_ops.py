@@ -151,3 +151,73 @@ def test_arena_plan_never_overlaps_live_tensors(case):
                             and spans[first][1] == spans[second][0] and offsets[a] == offsets[b])
                 assert in_place or offsets[a] + sizes[a] <= offsets[b] or offsets[b] + sizes[b] <= offsets[a], (a, b)
     assert size < sum(sizes.values())          # buffers are reused
+
+
+def _gap_model():
+    """conv -> BatchNorm -> ReLU -> strided conv -> global average pool -> dense, with logits in
+    the hundreds (large activations: where summation order shows)."""
+    from autoq.tf_env import import_tf
+
+    import_tf()
+    import keras
+
+    from autoq.quant.layers import QActivation, QConv2D, QDense
+
+    keras.utils.set_random_seed(11)
+    inp = keras.Input((12, 12, 3), name="input")
+    a = QConv2D(16, 3, padding="same", kernel_quantizer={"name": "bc"}, name="c1")(inp)
+    a = keras.layers.BatchNormalization(name="c1_bn")(a)
+    a = QActivation(name="c1_act")(a)
+    a = QConv2D(32, 3, strides=2, padding="same", name="c2")(a)
+    a = keras.layers.GlobalAveragePooling2D(name="gap")(a)
+    return keras.Model(inp, QDense(10, name="fc")(a))
+
+
+def test_onnx_with_global_pool_is_batch_free_and_scale_aware(tmp_path):
+    # ReduceMean over NHWC's H, W sums in another order for batch 1 than for batch N (~1e-7 of
+    # the logits, 1e-4 absolute here); the graph's GlobalAveragePool in NCHW is batch-free
+    from autoq.export.exporter import keras_logits
+    from autoq.export.graph import build_graph
+    from autoq.export.onnx import export_onnx
+
+    model = _gap_model()
+    graph = build_graph(model, fold_bn=False)
+    assert "gap" in {op.kind for op in graph.ops}
+    x = np.random.default_rng(5).uniform(0, 300, (300, 12, 12, 3)).astype(np.float32)
+    ref = keras_logits(model, x, per_sample=False)
+    assert np.abs(ref).max() > 300
+    info = export_onnx(graph, x, ref, tmp_path / "m.onnx")
+    assert info["batch1_vs_batch_max_abs_diff"] <= 1e-5
+    assert info["argmax_differ"] == 0 and info["max_rel_diff"] <= 1e-4
+
+
+def test_level_check_reads_the_c_and_tells_flips_from_errors(case, tmp_path):
+    # the debug build of model.c hands back every quantized layer's float input: the same levels
+    # as Keras; a layer moved by 3 levels is not a rounding tie, one value one level off is
+    from autoq.export import c_emit
+    from autoq.export.exporter import keras_layer_inputs
+    from autoq.export.levels import c_layer_inputs, compare_levels, explained, quantized_layers
+    from autoq.resources import resource_dir
+
+    if shutil.which("gcc") is None:
+        pytest.fail("gcc not installed")
+    model, graph, x, _ = case
+    c_emit.copy_kernels(resource_dir("kernels"), tmp_path)
+    em = c_emit.emit_c(graph, variant="ref")
+    for name, text in (("model.h", em.header), ("model.c", em.source), ("main.c", em.main)):
+        (tmp_path / name).write_text(text)
+    ours = c_layer_inputs(tmp_path, graph, x[:8], tmp_path / "work")
+    keras = keras_layer_inputs(model, graph, x[:8])
+    assert set(ours) == {op.name for op in quantized_layers(graph)} == set(keras)
+    for name in ours:
+        assert np.allclose(ours[name], keras[name], atol=1e-4, rtol=1e-4), name
+    same = compare_levels(graph, ours, keras, 8)
+    assert same["first_max_level_step"] <= 1 and explained(same)
+    last = quantized_layers(graph)[-1]
+    step = last.input_form.step
+    moved = {**keras, last.name: keras[last.name] + 3 * step}
+    wrong = compare_levels(graph, keras, moved, 8)
+    assert wrong["first_max_level_step"] >= 2 and not explained(wrong)
+    one = keras[last.name].copy()
+    one.reshape(8, -1)[0, 0] += step
+    assert compare_levels(graph, {**keras, last.name: one}, keras, 8)["first_differ"] <= 1

@@ -42,3 +42,47 @@ def test_zoo_model_exports(model_name, preset_name, tmp_path):
     got = c_emit.run_host(c_emit.build_host(tmp_path, tmp_path / "b"), x, 10, tmp_path / "b")
     assert np.array_equal(got.argmax(1), ref.argmax(1))
     assert np.allclose(got, ref, atol=1e-4, rtol=1e-4)
+
+
+MIXED = {"model": "resnet20", "default": {"weight": {"name": "twn"}, "activation": None}, "layers": {
+    "stage1_block1_conv1": {"weight": {"name": "uniform", "bits": 8}, "activation": {"name": "uniform", "bits": 8}},
+    "stage2_block1_conv1": {"weight": {"name": "bc"}, "activation": {"name": "sign"}},
+    "stage2_block1_conv2": {"weight": {"name": "dorefa", "bits": 1}, "activation": {"name": "dorefa", "bits": 1}},
+    "stage3_block1_conv1": {"weight": {"name": "dorefa", "bits": 4}, "activation": {"name": "dorefa", "bits": 2}}}}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("config_name", ["int8", "bc", "mixed"])
+def test_resnet20_32x32_passes_the_exporters_checks(config_name, tmp_path):
+    # the exporter's own ONNX and C checks (default-options onnxruntime, batch-free, level check
+    # where quantized activations flip) on ResNet-20 at CIFAR size; the trained versions:
+    # benchmarks/bench_export_checks.py --only resnet20
+    from autoq.config import QuantConfig, preset
+    from autoq.cost.deploy import emit_for_target
+    from autoq.export import c_emit
+    from autoq.export.exporter import ONNX_TOLERANCE, _allowed_flips, _check_c, keras_layer_inputs, keras_logits
+    from autoq.export.graph import build_graph
+    from autoq.export.onnx import export_onnx
+    from autoq.models.zoo import build_model
+    from autoq.resources import resource_dir
+
+    import keras
+
+    keras.utils.set_random_seed(0)
+    config = QuantConfig.from_dict(MIXED) if config_name == "mixed" else preset(config_name, "resnet20")
+    model = build_model("resnet20", (32, 32, 3), 10, config)
+    x = np.random.default_rng(0).uniform(0, 1, (64, 32, 32, 3)).astype(np.float32)
+    graph = build_graph(model, fold_bn=False)
+    ref = keras_logits(model, x)
+    inputs = lambda xs: keras_layer_inputs(model, graph, xs)  # noqa: E731
+    info = export_onnx(graph, x, ref, tmp_path / "m.onnx", ONNX_TOLERANCE, allowed_flips=_allowed_flips(graph, len(x)),
+                       keras_inputs=inputs)
+    assert info["batch1_vs_batch_max_abs_diff"] <= 1e-5 and info["argmax_differ"] == 0
+    out = tmp_path / "c"
+    c_emit.copy_kernels(resource_dir("kernels"), out)
+    _, em = emit_for_target(graph, "x86_64")
+    for name, text in (("model.h", em.header), ("model.c", em.source), ("main.c", em.main)):
+        (out / name).write_text(text)
+    work = tmp_path / "work"
+    work.mkdir()
+    assert _check_c(out, graph, x, ref, work, keras_inputs=inputs)["argmax_mismatches"] == 0

@@ -125,3 +125,32 @@ def test_arena_of_a_residual_branch():
     assert plan.arena_bytes == 3 * 8 * 8 * 4 * 4
     assert [e.kind for e in plan.layers] == ["f32"] * 3
     assert [(o.name, o.op) for o in plan.ops] == [("add", "add")]
+
+
+@pytest.mark.parametrize("model_name,shape,preset_name", [("lenet5", (8, 8, 1), "base"), ("lenet5", (8, 8, 1), "int8"),
+                                                          ("tiny", (8, 8, 3), "hybrid"), ("resnet20", (8, 8, 3), "bc"),
+                                                          ("tiny", (8, 8, 3), "drf-a2")])
+def test_sizes_only_plan_counts_the_bytes_of_the_rendered_c(model_name, shape, preset_name):
+    # plan_from_model does not write the weight literals; its bytes must be those of the full
+    # model.c text, read back from its declarations
+    import re
+
+    from autoq.config import preset
+    from autoq.export.c_emit import emit_c
+    from autoq.export.graph import build_graph
+    from autoq.models.zoo import build_model
+    from autoq.plan import plan_from_emission, plan_from_model
+
+    model = build_model(model_name, shape, 10, preset(preset_name, model_name))
+    graph = build_graph(model, fold_bn=False)
+    full = emit_c(graph, variant="ref")
+    size = {"float": 4, "uint8_t": 1, "int8_t": 1, "uint32_t": 4, "uint64_t": 8}
+    declared = {m.group(2): size[m.group(1)] * int(m.group(3))
+                for m in re.finditer(r"static const (\w+) (\w+)\[(\d+)\] = \{", full.source)}
+    plan = plan_from_model(model)
+    assert plan == plan_from_emission(graph, full)
+    for entry, cl in zip(plan.layers, full.layers):
+        names = [a.name for a in cl.arrays]
+        assert entry.weight_bytes + entry.codebook_bytes + entry.bias_bytes == sum(declared[n] for n in names)
+        assert entry.weight_bytes == sum(declared[n] for n in names if n.endswith("_w"))
+    assert plan.const_bytes == sum(declared.values())

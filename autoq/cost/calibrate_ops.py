@@ -291,16 +291,41 @@ def fit_op_kind(points: Sequence[OpPoint], names: Sequence[str]) -> tuple[dict[s
     return dict(zip(names, (float(v) for v in coeffs))), float(np.mean(ape(points, coeffs))), loo
 
 
+# A point whose time per unit of work is below this share of that of the points of similar size
+# (within a factor NEIGHBOUR_SPAN of work) is not a measurement: timer marks around an op that
+# runs in the shadow of the previous one (an in-place ReLU right after a BatchNorm pass) can read
+# near 0, and on relative errors one such point drags the whole fit towards 0 (ReLU was priced
+# 0.001 ns per value for a measured 0.1). Comparing with points of similar size keeps the rule
+# blind to a fixed cost per op (small ops have a higher time per unit).
+IMPLAUSIBLE_SHARE = 0.25
+NEIGHBOUR_SPAN = 4.0
+
+
+def plausible_points(points: Sequence[OpPoint], names: Sequence[str]) -> list[OpPoint]:
+    """``points`` without those implausibly fast for their size (IMPLAUSIBLE_SHARE), the work of
+    a point being its feature of the first fitted coefficient (elements, taps, inputs)."""
+    work = np.array([max(op_features(o)[names[0]], 1.0) for o, _ in points])
+    rates = np.array([ns for _, ns in points]) / work
+    keep = []
+    for p, w, r in zip(points, work, rates):
+        near = rates[(work >= w / NEIGHBOUR_SPAN) & (work <= w * NEIGHBOUR_SPAN)]
+        if r >= IMPLAUSIBLE_SHARE * float(np.median(near)):
+            keep.append(p)
+    return keep
+
+
 def fit_ops(points: Sequence[OpPoint], source: str) -> dict[str, KernelCost]:
-    """One KernelCost (profile ``ops`` entry) per op kind with points."""
+    """One KernelCost (profile ``ops`` entry) per op kind with points (implausibly fast ones dropped)."""
     result = {}
     for kind in sorted({o.op for o, _ in points}):
-        pts = [p for p in points if p[0].op == kind]
+        measured = [p for p in points if p[0].op == kind]
+        pts = plausible_points(measured, OP_FIT.get(kind, DEFAULT_FIT))
         names = [n for n in OP_FIT.get(kind, DEFAULT_FIT)][:max(1, len(pts) - 1)]
         coeffs, err, loo = fit_op_kind(pts, names)
+        dropped = f" ({len(measured) - len(pts)} implausibly fast dropped)" if len(pts) < len(measured) else ""
         result[kind] = KernelCost(
             coefficients={k: float(f"{v:.6g}") for k, v in coeffs.items()}, provenance="measured-host",
-            source=f"{source}; {len(pts)} distinct sizes; weighted NNLS on {', '.join(names)}",
+            source=f"{source}; {len(pts)} distinct sizes{dropped}; weighted NNLS on {', '.join(names)}",
             points=len(pts), mape=round(err, 4), loo_mape=None if loo is None else round(loo, 4))
     return result
 
@@ -329,4 +354,4 @@ def ops_source(models: Sequence[tuple], reps: int, rounds: int) -> str:
 
 
 __all__ = ["CALIBRATION_MODELS", "Piece", "Program", "calibrate_ops", "fastest", "fit_ops", "instrument", "op_points",
-           "ops_source", "prepare_model", "time_pieces", "time_program", "write_program"]
+           "ops_source", "plausible_points", "prepare_model", "time_pieces", "time_program", "write_program"]
