@@ -32,6 +32,11 @@ CASES = [
     (3, (1, 3), 1, "same", 4, 9, 33),
     (64, (3, 2), 2, "valid", 7, 6, 8),
     (650, (2, 4), 1, "same", 3, 5, 17),  # 11 words x 4 taps: > 31 words per filter row (AVX2 flush)
+    (40, (3, 3), 1, "same", 7, 11, 72),  # >= 32 channels, >= 4 equal-tap pixels or rows: AVX-512 tiles + rest
+    (70, (3, 3), 2, "same", 11, 13, 40),  # the same, 2 words per tap, stride 2
+    (16, (3, 3), 1, "same", 7, 10, 24),  # c_in <= 32: two pixels per word (AVX-512), 16 + 8 channels
+    (32, (3, 3), 2, "same", 11, 12, 56),  # the same, stride 2, 32 + 16 + 8 channels
+    (5, (3, 3), 1, "valid", 8, 9, 16),
 ]
 CASE_IDS = [f"cin{c[0]}-k{c[1][0]}x{c[1][1]}-s{c[2]}-{c[3]}-co{c[6]}" for c in CASES]
 MAX_LEVEL = K.simd_level()
