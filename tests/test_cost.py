@@ -281,6 +281,37 @@ def test_fit_finds_the_output_channel_block():
     assert block == 8 and coeffs["ns_per_mac"] == pytest.approx(0.25, rel=1e-6)
 
 
+
+def test_fit_prices_the_partial_block_weight_repack():
+    from autoq.cost.fit import FULL_SET, choose_coefficients, fit_best_block, mape
+    from autoq.cost.model import features
+
+    # a kernel with c_out blocks of 32 whose partial last block repacks its padded weights at
+    # 0.4 ns each (x86 f32: scalar zero-filling copy): small dense / few-pixel layers with
+    # c_out = 10 cost several times their MACs
+    def true_ns(e):
+        f = features(e, 64, 32)
+        return 0.01 * f["ns_per_mac"] + 0.2 * f["ns_per_output"] + 0.4 * f["ns_per_tail_weight"] + 100.0
+
+    rows = []
+    rng = np.random.default_rng(2)
+    for _ in range(30):
+        c_in, c_out, h = int(rng.choice([8, 32, 64, 128])), int(rng.choice([10, 16, 32, 64, 84, 120])), \
+            int(rng.choice([1, 4, 8, 16]))
+        e = conv_entry("x", c_in=c_in, c_out=c_out, h_in=h, w_in=h, kh=1 if h == 1 else 3, padding="same")
+        ns = true_ns(e)
+        rows.append(Measurement("f32", 32, "opt", c_in, c_out, h, h, e.kh, 1, "same", e.macs, ns, ns))
+    assert features(dense_entry("d", n_in=84, n_out=10), 64, 32)["ns_per_tail_weight"] == 84 * 32
+    assert features(dense_entry("d", n_in=84, n_out=64), 64, 32)["ns_per_tail_weight"] == 0
+    names = choose_coefficients(rows, repack=True)
+    assert names[-2:] == ("ns_per_tail_weight", "ns_fixed") and "ns_per_tail_weight" not in FULL_SET
+    block, coeffs = fit_best_block(rows, names, 64)
+    assert block == 32 and mape(rows, coeffs, 64, block) < 1e-3
+    assert coeffs["ns_per_tail_weight"] == pytest.approx(0.4, rel=1e-3)
+    block0, coeffs0 = fit_best_block(rows, FULL_SET, 64)
+    assert mape(rows, coeffs0, 64, block0) > 0.05    # the old form cannot fit such a kernel
+
+
 def _bench_available() -> bool:
     try:
         import autoq.kernels  # noqa: F401  (the compiled binding)

@@ -59,7 +59,7 @@ def fit_kernels(rows: Sequence[Measurement], word_bits: int, provenance: str, so
         kind_rows = [r for r in rows if r.kind == kind]
         if not kind_rows:
             continue
-        names = choose_coefficients(kind_rows)
+        names = choose_coefficients(kind_rows, repack=True)
         block, coeffs = fit_best_block(kind_rows, names, word_bits)
         bits = sorted({r.bits for r in kind_rows})
         n_shapes = len({r.shape for r in kind_rows})

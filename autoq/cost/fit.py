@@ -30,11 +30,15 @@ BINARY_SMALL_SET = ("ns_per_word_op", "ns_per_output")  # popcount kernels scale
 FULL_SET_MIN_SHAPES = 10
 
 
-def choose_coefficients(rows: Sequence[Measurement]) -> tuple[str, ...]:
-    """Coefficient names to fit: the full model needs >= FULL_SET_MIN_SHAPES distinct shapes."""
+def choose_coefficients(rows: Sequence[Measurement], repack: bool = False) -> tuple[str, ...]:
+    """Coefficient names to fit: the full model needs >= FULL_SET_MIN_SHAPES distinct shapes.
+    ``repack``: the full model also prices the partial c_out block's weight repack
+    (ns_per_tail_weight, autoq.cost.model): fits of measured kernels (host, a user's board); the
+    shipped boards' count- and cycle-derived profiles keep the form they were generated with."""
     shapes = {r.shape for r in rows}
     if len(shapes) >= FULL_SET_MIN_SHAPES:
-        return BINARY_FULL_SET if rows[0].kind in ("xnor", "and") else FULL_SET
+        names = BINARY_FULL_SET if rows[0].kind in ("xnor", "and") else FULL_SET
+        return (*names[:-1], "ns_per_tail_weight", names[-1]) if repack else names
     if len(shapes) >= 2:
         return BINARY_SMALL_SET if rows[0].kind in ("xnor", "and") else SMALL_SET
     return ("ns_per_mac",)

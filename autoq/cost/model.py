@@ -5,8 +5,13 @@ Per layer (kernel kind k, coefficients c_k from the profile)::
     t_layer = c_k.ns_per_mac * macs_B + c_k.ns_per_word_op * word_ops_B
             + c_k.ns_per_row * rows_B + c_k.ns_per_output * (h_out*w_out*c_out)
             + c_k.ns_per_input * (h_in*w_in*c_in) + c_k.ns_per_weight * weight_count
-            + c_k.ns_per_weight_byte * weight_bytes + c_k.ns_fixed
-    (weight_bytes: the packed weights, so a kind's cost can grow with its bit width: memory traffic)
+            + c_k.ns_per_weight_byte * weight_bytes + c_k.ns_per_tail_weight * tail_weights_B
+            + c_k.ns_fixed
+    (weight_bytes: the packed weights, so a kind's cost can grow with its bit width: memory traffic;
+    tail_weights_B = kh*kw*c_in*B if B does not divide c_out, else 0: the kernels repack the
+    weights of each c_out block per call, a full block with vector transposes, the partial last
+    block with a scalar copy that zero-fills the missing channels, several times slower per
+    weight; on x86 f32 that made a 10-channel dense layer cost 4x its fit)
     with c_B = B * ceil(c_out / B), B = the kind's c_out_block (the kernels compute output
     channels in blocks; a partial block costs a full one; B = 1: no blocking):
     macs_B     = h_out*w_out*c_B * kh*kw*c_in
@@ -46,7 +51,9 @@ def features(entry: LayerEntry, word_bits: int, c_out_block: int = 1) -> dict[st
             "ns_per_word_op": pixels * c_b * entry.kh * entry.kw * math.ceil(entry.c_in / word_bits),
             "ns_per_row": pixels * c_b * entry.kh, "ns_per_output": entry.outputs,
             "ns_per_input": entry.inputs, "ns_per_weight": entry.weight_count,
-            "ns_per_weight_byte": entry.weight_bytes, "ns_fixed": 1.0}
+            "ns_per_weight_byte": entry.weight_bytes,
+            "ns_per_tail_weight": entry.kh * entry.kw * entry.c_in * c_out_block if entry.c_out % c_out_block else 0,
+            "ns_fixed": 1.0}
 
 
 def layer_latency_ns(entry: LayerEntry, profile: HardwareProfile) -> float:

@@ -48,7 +48,7 @@ from autoq.plan import OP_KINDS
 PROVENANCES = ("measured-board", "measured-host", "derived")
 # Coefficient name -> the LayerEntry feature it multiplies (see autoq.cost.model.features).
 COEFFICIENTS = ("ns_per_mac", "ns_per_word_op", "ns_per_row", "ns_per_output", "ns_per_input", "ns_per_weight",
-                "ns_per_weight_byte", "ns_fixed")
+                "ns_per_weight_byte", "ns_per_tail_weight", "ns_fixed")
 # Op coefficient -> what it multiplies (autoq.cost.ops.op_features): out_elements, in_elements,
 # out_elements * window (pooling taps), 1.
 OP_COEFFICIENTS = ("ns_per_element", "ns_per_input", "ns_per_tap", "ns_fixed")
