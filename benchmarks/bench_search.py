@@ -8,7 +8,7 @@
    written to a .npz: see resnet_data), N = 8 against 24, on a reduced space
    (benchmarks/resnet20_bench.yaml), seeds 0 and 1.
 3. ``default``: the shipped default (presets on, TPE, proposals auto) at N = 16 against
-   random search at 48.
+   random search at 48 that starts with the same presets (the presets are not what is compared).
 4. ``cost``: median trial wall time of a search against the same epochs + evaluation on an
    already-traced plain Keras float model (model.fit + model.evaluate), same process.
 Every part also counts trials recorded ok at chance accuracy (must be 0) and the epochs a
@@ -17,7 +17,8 @@ Every part also counts trials recorded ok at chance accuracy (must be 0) and the
 usage: python benchmarks/bench_search.py [--part all|lenet|resnet|default|cost]
                                          [--seeds 0,1,2] [--epochs 2] [--out DIR]
                                          [--resnet-seeds 0,1] [--resnet-epochs 1]
-Runtime on 2 busy cores: lenet ~15 min (3 seeds), resnet ~15 min, default ~6 min, cost ~2 min.
+Runtime on 2 busy cores (load ~11): lenet 12 min (3 seeds), resnet ~35 min (2 seeds, baselines
+included), default 7.5 min (2 seeds), cost 2 min.
 """
 from __future__ import annotations
 
