@@ -17,8 +17,8 @@ Every part also counts trials recorded ok at chance accuracy (must be 0) and the
 usage: python benchmarks/bench_search.py [--part all|lenet|resnet|default|cost]
                                          [--seeds 0,1,2] [--epochs 2] [--out DIR]
                                          [--resnet-seeds 0,1] [--resnet-epochs 1]
-Runtime on 2 busy cores (load ~11): lenet 12 min (3 seeds), resnet ~35 min (2 seeds, baselines
-included), default 7.5 min (2 seeds), cost 2 min.
+Runtime on 2 busy cores: lenet 12 min (3 seeds, load ~11), resnet 20 min (2 seeds, baselines and
+sensitivity included, load ~4.5), default 7.5 min (2 seeds, load ~11), cost 0.5-2 min.
 """
 from __future__ import annotations
 
