@@ -1,6 +1,7 @@
 """Sensitivity-guided ILP proposals and multi-target constraints (no TensorFlow: fake steps)."""
 from __future__ import annotations
 
+import numpy as np
 import optuna
 import pytest
 
@@ -8,8 +9,9 @@ from autoq.config import QuantConfig
 from autoq.models.names import quant_layer_names
 from autoq.search import Budget, SearchOptions, run_search
 from autoq.search.command import result_line
-from autoq.search.ilp import propose
+from autoq.search.ilp import propose, select
 from autoq.search.objective import TrainOutcome, constraint_values
+from autoq.search.runner import enqueue_presets, waiting_params
 from autoq.space import parse_space
 
 
@@ -166,3 +168,38 @@ def test_metric_names_carry_units(names, expected):
     from autoq.search.study import metric_names
 
     assert metric_names(names) == expected
+
+
+def test_no_proposal_is_spent_where_an_enqueued_config_is_predicted_as_good():
+    sp, steps = space(), CostSteps()
+    table, names = steps.sensitivity(sp), sp.objective_names(["m4"])
+    free = propose(sp, table, steps, ["m4"], names, {}, 20)
+    assert len(free) >= 3
+    # every solution already enqueued (as presets would be): nothing predicted is left to add
+    assert propose(sp, table, steps, ["m4"], names, {}, 20, taken=[f["params"] for f in free]) == []
+    # one of them enqueued: it is not proposed again, the others still are
+    rest = propose(sp, table, steps, ["m4"], names, {}, 20, taken=[free[1]["params"]])
+    assert free[1]["params"] not in [p["params"] for p in rest] and len(rest) >= 2
+
+
+def test_select_picks_by_added_predicted_hypervolume():
+    def cand(tag, loss, lat, flash):
+        return {"params": {"tag": tag}, "predicted_loss": loss, "predicted": {"latency": lat, "flash": flash}}
+
+    found = [cand("cheap", 0.5, 10.0, 100.0), cand("mid", 0.1, 20.0, 200.0), cand("big", 0.05, 30.0, 300.0),
+             cand("worse-big", 0.2, 30.0, 300.0)]
+    covered = [np.array([0.1, 20.0, 150.0])]  # as accurate as "mid", less flash
+    picked = [p["params"]["tag"] for p in select(found, covered, 4, cap=2.3)]
+    assert picked == ["cheap", "big"]  # cheapest first; "mid" and "worse-big" add nothing
+    # a predicted loss beyond the cap (chance) counts as the cap: the cheaper of the two wins
+    found = [cand("a", 50.0, 10.0, 100.0), cand("b", 5.0, 11.0, 110.0), cand("c", 0.0, 30.0, 300.0)]
+    assert [p["params"]["tag"] for p in select(found, [], 3, cap=2.3)] == ["a", "c"]
+
+
+def test_waiting_params_are_the_enqueued_presets():
+    sp = space(presets=["base", "bc"], model_choices={"first_last_float": [True, False]})
+    study = optuna.create_study(directions=["maximize", "minimize", "minimize"])
+    enqueue_presets(study, sp)
+    got = waiting_params(study)
+    assert len(got) == 2 and all(sp.config_from_params(p) for p in got)
+    assert got[0] != got[1] and got[0]["first_last_float"] is True

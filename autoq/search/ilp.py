@@ -5,19 +5,23 @@ Its predicted damage is the sum of the two choices' sensitivities
 (:mod:`autoq.search.sensitivity`); its cost on every target comes from the cost model:
 ``estimate(plan, profile).per_layer`` of plans in which every layer takes its k-th pair
 (k = 0, 1, ...: as many plans as the longest pair list), plus the network's fixed part
-(total minus the searched layers). Then, for budgets spread between the
-cheapest and the float network (geometrically, every cost objective bound at the same
-fraction of the log-range), ``scipy.optimize.milp`` (HiGHS) picks the pairs that minimise the summed
-sensitivity under the budgets and the space's constraints (per-layer RAM when ``fits:
-sram``, flash when ``fits: flash``, ``max_*``). Shared rules (one parameter, many layers)
-are linked by equality rows. Distinct solutions become enqueued trials; each trial is then
-costed exactly and trained like any other. TensorFlow-free: the plans and costs come from
-the search's steps (``plan``, ``cost``).
+(total minus the searched layers). Then, for budgets spread between the cheapest and the
+float network (log scale; with one or two cost objectives a grid of every pair of positions,
+else all bound at one fraction), ``scipy.optimize.milp`` (HiGHS) picks the pairs that minimise
+the summed sensitivity under the budgets and the space's constraints (per-layer RAM when
+``fits: sram``, flash when ``fits: flash``, ``max_*``). Shared rules (one parameter, many
+layers) are linked by equality rows. Of the distinct solutions, the ``n`` enqueued are picked
+greedily by the hypervolume they add in predicted (loss, costs) space to what the presets
+already cover (their predicted points from the same table and costs): a budget whose solution
+a preset predictably matches at no more cost is not spent. Each trial is then costed exactly
+and trained like any other. TensorFlow-free: the plans and costs come from the search's steps
+(``plan``, ``cost``).
 """
 from __future__ import annotations
 
 import itertools
 import logging
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -137,8 +141,12 @@ def predicted_damage(table: dict, layer: str, pair: tuple[str, str]) -> float:
 
 
 def propose(space, table: dict, steps, targets: list[str], objective_names: list[str],
-            constraints: dict, n: int) -> list[dict]:
-    """Up to ``n`` distinct proposals: {"params", "budget", "predicted_loss", "predicted"}."""
+            constraints: dict, n: int, taken: list[dict] | tuple = ()) -> list[dict]:
+    """Up to ``n`` distinct proposals: {"params", "budget", "predicted_loss", "predicted"}.
+
+    ``taken``: parameters already enqueued (the presets); their predicted points count as
+    covered, so no proposal is spent where the sensitivity model says a preset already does
+    as well at no more cost."""
     if n <= 0:
         return []
     from scipy.optimize import Bounds, LinearConstraint, milp
@@ -159,18 +167,18 @@ def propose(space, table: dict, steps, targets: list[str], objective_names: list
             if "sram" in fits and tables[(o.name, p)][t]["ram_bytes"] > fixed[t]["ram_limit_bytes"]:
                 upper[i] = 0
     limits = _limits(objective_names, constraints, fixed, targets)
-    out, seen = [], set()
-    spread = (np.arange(n) + 0.5) / n  # budget positions between cheapest (0) and float (1), log scale
-    for u in spread:
-        rows = [LinearConstraint(a_eq, b_eq, b_eq)]
+    hard = [LinearConstraint(row[None, :], -np.inf, limit)
+            for row, limit in _hard_rows(index, tables, fixed, targets, fits).values()]
+    found, seen = [], set()
+    grid = budget_grid(len(costs), n)
+    for u in grid:
+        rows = [LinearConstraint(a_eq, b_eq, b_eq), *hard]
         budget = {}
-        for name, (row, lo, hi, base) in costs.items():
-            bound = lo * (hi / lo) ** u if lo > 0 else hi * u
+        for (name, (row, lo, hi, base)), ui in zip(costs.items(), u):
+            bound = lo * (hi / lo) ** ui if lo > 0 else hi * ui
             bound = min(bound, limits.get(name, np.inf))
             budget[name] = bound + base
             rows.append(LinearConstraint(row[None, :], -np.inf, bound))
-        for name, (row, limit) in _hard_rows(index, tables, fixed, targets, fits).items():
-            rows.append(LinearConstraint(row[None, :], -np.inf, limit))
         res = milp(damage, constraints=rows, integrality=np.ones(len(index)), bounds=Bounds(0, upper))
         if res.x is None:
             continue
@@ -180,10 +188,87 @@ def propose(space, table: dict, steps, targets: list[str], objective_names: list
         if key in seen:
             continue
         seen.add(key)
-        out.append({"params": params, "budget": {k: round(v, 6) for k, v in budget.items()},
-                    "predicted_loss": float(damage @ res.x)})
-    log.info("ILP proposals: %d distinct of %d budgets", len(out), len(spread))
+        x = (res.x > 0.5).astype(float)
+        found.append({"params": params, "budget": {k: round(v, 6) for k, v in budget.items()},
+                      "predicted_loss": float(damage @ x),
+                      "predicted": {name: float(row @ x + base) for name, (row, _, _, base) in costs.items()}})
+    covered = [_predicted_point(params, index, options, damage, costs, space.model) for params in taken]
+    out = select(found, [c for c in covered if c is not None], n, _damage_cap(table))
+    log.info("ILP proposals: %d of %d distinct solutions over %d budgets (%d presets covered)",
+             len(out), len(found), len(grid), len(covered))
     return out
+
+
+def budget_grid(k: int, n: int) -> list[tuple[float, ...]]:
+    """Budget positions (0 = cheapest, 1 = float, log scale) per cost objective. With one or
+    two cost objectives every pair of positions (a flash-tight but latency-loose network is a
+    different front point than the reverse); with more, the diagonal (all at one fraction)."""
+    if k == 0:
+        return [()]
+    levels = min(12, max(6, 2 * n)) if k <= 2 else max(n, 2 * n)
+    u = [(i + 0.5) / levels for i in range(levels)]
+    return list(itertools.product(u, repeat=k)) if k <= 2 else [(v,) * k for v in u]
+
+
+MAX_SELECT_DIMS = 4   # autoq.pareto.hypervolume is exact but O(n^d): greedy HV only up to 4-D
+
+
+def select(found: list[dict], covered: list[np.ndarray], n: int, cap: float) -> list[dict]:
+    """Greedy: the proposal adding the most predicted hypervolume (predicted loss capped at
+    ``cap``, the cost objectives; min-max normalised over all points) to what is already
+    covered, until ``n`` are picked or none adds any. Returned cheapest first."""
+    from autoq.pareto import hypervolume
+
+    if not found:
+        return []
+    pts = np.array([[min(f["predicted_loss"], cap), *f["predicted"].values()] for f in found])
+    if pts.shape[1] > MAX_SELECT_DIMS:
+        return found[:n]
+    covered = [np.array([min(c[0], cap), *c[1:]]) for c in covered]
+    allp = np.vstack([pts, *covered]) if covered else pts
+    lo, hi = allp.min(axis=0), allp.max(axis=0)
+    span = np.where(hi > lo, hi - lo, 1.0)
+    norm = (pts - lo) / span
+    have = [(c - lo) / span for c in covered]
+    ref = [1.1] * pts.shape[1]
+    picked: list[int] = []
+    base = hypervolume(np.array(have), ref) if have else 0.0
+    while len(picked) < n:
+        gains = [(-1.0 if i in picked else hypervolume(np.array(have + [norm[i]]), ref) - base, i)
+                 for i in range(len(found))]
+        gain, best = max(gains)
+        if gain <= 1e-12:
+            break
+        picked.append(best)
+        have.append(norm[best])
+        base += gain
+    return [found[i] for i in sorted(picked, key=lambda i: tuple(pts[i, 1:]))]
+
+
+def _damage_cap(table: dict) -> float:
+    """Predicted loss beyond ln(classes) (a uniform guess) is as bad as chance: capped there."""
+    classes = table.get("num_classes")
+    return math.log(classes) if classes and classes > 1 else math.inf
+
+
+def _predicted_point(params: dict, index, options, damage, costs, model: str) -> np.ndarray | None:
+    """(predicted loss, predicted costs) of enqueued parameters; None if some layer takes a
+    pair the program does not model (e.g. float first/last layers the space cannot make float)."""
+    from autoq.models.names import first_last
+    from autoq.space import FLOAT_LABEL
+
+    dead = set(first_last(model)) if params.get("first_last_float") else set()
+    x = np.zeros(len(index))
+    for o in options:
+        if o.name in dead:
+            pair = (FLOAT_LABEL, FLOAT_LABEL)
+        else:
+            pair = tuple(params.get(o.params[d], o.pairs[0][i]) if o.params[d] else o.pairs[0][i]
+                         for i, d in enumerate(("weight", "activation")))
+        if pair not in o.pairs:
+            return None
+        x[index.index((o, o.pairs.index(pair)))] = 1.0
+    return np.array([float(damage @ x), *(float(row @ x + base) for row, _, _, base in costs.values())])
 
 
 def _cost_rows(index, tables, fixed, objective_names):

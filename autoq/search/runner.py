@@ -192,11 +192,19 @@ def enqueue_proposals(study, opts: SearchOptions, steps: TrialSteps, presets: in
     sp = opts.space
     table = steps.sensitivity(sp)
     found = propose(sp, table, steps, list(opts.targets), sp.objective_names(opts.targets),
-                    sp.constraints, n)
+                    sp.constraints, n, taken=waiting_params(study))
     for p in found:
         study.enqueue_trial(p["params"], user_attrs={"proposal": "ilp",
                                                       "predicted_loss": p["predicted_loss"]})
     return len(found)
+
+
+def waiting_params(study) -> list[dict]:
+    """Parameters of the trials enqueued so far (the presets), not yet run."""
+    import optuna
+
+    return [dict(t.system_attrs.get("fixed_params") or {})
+            for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,))]
 
 
 def trial_context(opts: SearchOptions, number: int, study) -> TrialContext:

@@ -10,7 +10,7 @@ no new graph, and it is cached on disk per (model, data set, baseline, choices, 
 
 The table (plain data, JSON)::
 
-    {"model": "lenet5", "steps": 4, "base_loss": 0.11, "seconds": 3.2,
+    {"model": "lenet5", "steps": 4, "base_loss": 0.11, "num_classes": 10, "seconds": 3.2,
      "layers": {"conv1": {"weight": {"bc": 1.93, "twn": 0.21, ...},
                           "activation": {"sign": 2.4, ...}}, ...}}
 
@@ -29,7 +29,7 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-SENSITIVITY_VERSION = 1
+SENSITIVITY_VERSION = 2  # 2: the table records num_classes (the ILP caps predicted loss at ln(classes))
 DEFAULT_STEPS = 4
 ZERO_SHOT_MACS = 5_000_000  # a bigger network gets 0 steps (one forward per entry): 4 steps x
                             # ~100 entries would cost more than the trials it guides
@@ -80,6 +80,7 @@ def compute(trainer, space, steps: int = DEFAULT_STEPS, cache_dir: str | Path | 
                 layers.setdefault(name, {"weight": {}, "activation": {}})[dim][label] = \
                     float(min(loss - base_loss, 1e3))
     table = {"model": space.model, "steps": steps, "base_loss": base_loss,
+             "num_classes": int(trainer.data.num_classes),
              "seconds": time.perf_counter() - start, "layers": layers}
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
