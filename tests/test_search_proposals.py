@@ -182,6 +182,24 @@ def test_no_proposal_is_spent_where_an_enqueued_config_is_predicted_as_good():
     assert free[1]["params"] not in [p["params"] for p in rest] and len(rest) >= 2
 
 
+def test_proposals_predicted_past_half_the_chance_loss_are_dropped():
+    """With num_classes known, a selected proposal predicted to lose more than ln(classes)/2
+    is not enqueued; the rest are the same selection."""
+    import math
+
+    sp, steps = space(), CostSteps()
+    names = sp.objective_names(["m4"])
+    table = steps.sensitivity(sp)
+    free = propose(sp, table, steps, ["m4"], names, {}, 20)           # no num_classes: nothing dropped
+    assert any(p["predicted_loss"] > math.log(10) / 2 for p in free)  # (else the case tests nothing)
+    # a 10-class table whose cap (ln 10) is above every prediction: the selection is the same,
+    # only the proposals predicted past half the cap go
+    big = {**table, "num_classes": 10 ** 6}
+    kept = propose(sp, {**table, "num_classes": 10}, steps, ["m4"], names, {}, 20)
+    assert kept and all(p["predicted_loss"] <= math.log(10) / 2 for p in kept)
+    assert len(propose(sp, big, steps, ["m4"], names, {}, 20)) >= len(kept)
+
+
 def test_select_picks_by_added_predicted_hypervolume():
     def cand(tag, loss, lat, flash):
         return {"params": {"tag": tag}, "predicted_loss": loss, "predicted": {"latency": lat, "flash": flash}}

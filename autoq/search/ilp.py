@@ -193,9 +193,14 @@ def propose(space, table: dict, steps, targets: list[str], objective_names: list
                       "predicted_loss": float(damage @ x),
                       "predicted": {name: float(row @ x + base) for name, (row, _, _, base) in costs.items()}})
     covered = [_predicted_point(params, index, options, damage, costs, space.model) for params in taken]
-    out = select(found, [c for c in covered if c is not None], n, _damage_cap(table))
-    log.info("ILP proposals: %d of %d distinct solutions over %d budgets (%d presets covered)",
-             len(out), len(found), len(grid), len(covered))
+    cap = _damage_cap(table)
+    picked = select(found, [c for c in covered if c is not None], n, cap)
+    # a proposal predicted more than half-way (in loss) to a uniform guess is not worth a trial
+    # of a short budget: dropped after the selection, so it changes none of the others
+    out = [p for p in picked if p["predicted_loss"] <= cap / 2]
+    log.info("ILP proposals: %d of %d distinct solutions over %d budgets (%d presets covered; %d predicted "
+             "to lose more than ln(classes)/2 dropped)", len(out), len(found), len(grid), len(covered),
+             len(picked) - len(out))
     return out
 
 
