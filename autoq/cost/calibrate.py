@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from autoq.cost.fit import choose_coefficients, fit_best_block, leave_group_out_mape, mape
+from autoq.cost.fit import choose_coefficients, fit_best_block, fit_derived, leave_group_out_mape, mape
 from autoq.cost.measurements import Measurement, MeasurementFile, read_measurements
 from autoq.cost.model import layer_latency_ns
 from autoq.cost.profile import HardwareProfile, KernelCost, load_profile, profiles_dir
@@ -221,10 +221,7 @@ def derive_from_counts(rows: Sequence[Measurement], counts: dict[tuple, int], ta
         points = count_points(counts, target, kind, deploy_variant, s)
         if not points:
             continue
-        names = choose_coefficients(points)
-        block, coeffs = fit_best_block(points, names, word_bits)
-        coef_err = mape(points, coeffs, word_bits, block)
-        coef_loo = leave_group_out_mape(points, names, word_bits, block=block)
+        names, block, coeffs, coef_err, coef_loo = fit_derived(points, word_bits)
         n_shapes = len({p.shape for p in points})
         loo_text = "n/a" if scale.loo_mape is None else f"{scale.loo_mape:.1%}"
         source = (f"ESTIMATE: instructions per call of autoq's {deploy_variant} {kind} kernel under "

@@ -25,12 +25,7 @@ import numpy as np
 
 from autoq.cost.calibrate import count_points, count_scale, read_counts, select_variant
 from autoq.cost.cycles import ARCHS
-from autoq.cost.fit import (
-    choose_coefficients,
-    fit_best_block,
-    leave_group_out_mape,
-    mape,
-)
+from autoq.cost.fit import fit_derived
 from autoq.cost.measurements import Measurement, read_measurements
 from autoq.cost.profile import HardwareProfile, KernelCost, load_profile
 from autoq.kinds import KINDS
@@ -82,10 +77,7 @@ def scaled_kernels(cycles: dict[tuple, int], target: str, ns_per_cycle: float, w
         points = count_points(cycles, target, kind, "opt", ns_per_cycle)
         if not points:
             continue
-        names = choose_coefficients(points)
-        block, coeffs = fit_best_block(points, names, word_bits)
-        err = mape(points, coeffs, word_bits, block)
-        loo = leave_group_out_mape(points, names, word_bits, block=block)
+        names, block, coeffs, err, loo = fit_derived(points, word_bits)
         source = (f"ESTIMATE: {what}; autoq's opt {kind} kernel at {len({p.shape for p in points})} shapes, bits "
                   f"{sorted({p.bits for p in points})}; coefficients {', '.join(names)} (c_out block {block}) "
                   f"fitted to those points (MAPE {err:.1%}); fit.mape / fit.loo_mape = scale error + coefficient error")

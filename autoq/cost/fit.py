@@ -120,3 +120,12 @@ def leave_group_out_mape(rows: Sequence[Measurement], names: Sequence[str], word
         y = np.array([r.time_ns for r in test])
         errors.extend(np.abs(predict(test, coeffs, word_bits, block) - y) / y)
     return float(np.mean(errors))
+
+
+def fit_derived(points: Sequence[Measurement], word_bits: int):
+    """Fit derived points (counts or cycles x a board scale) as a measurement would be:
+    (coefficient names, c_out block, coefficients, MAPE, leave-one-shape-out MAPE or None)."""
+    names = choose_coefficients(points)
+    block, coeffs = fit_best_block(points, names, word_bits)
+    return (names, block, coeffs, mape(points, coeffs, word_bits, block),
+            leave_group_out_mape(points, names, word_bits, block=block))
