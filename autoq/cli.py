@@ -121,8 +121,8 @@ def export_cmd(
                                         "(or give --storage/--study)."),
     storage: Optional[str] = typer.Option(None, "--storage", help="Shared study storage URL the search used, instead of RUN."),
     study: Optional[str] = typer.Option(None, "--study", help="Study name in --storage."),
-    artifacts: Optional[str] = typer.Option(None, "--artifacts", help="Artifact folder holding the trained models "
-                                            "(default: the one the search recorded on the trial)."),
+    artifacts: Optional[str] = typer.Option(None, "--artifacts", help="Artifact store holding the trained models: "
+                                            "a folder or s3://BUCKET (default: the one the search recorded on the trial)."),
     trial: int = typer.Option(..., "--trial", "-n", help="Trial number (see `autoq pareto`)."),
     target: Optional[str] = typer.Option(None, "--target", "-t",
                                          help="Profile id or YAML of the board (default: the search's first target)."),
@@ -204,9 +204,9 @@ def search_cmd(
                                           "mysql+pymysql://..., sqlite:///PATH.db or journal:///ABS/PATH.log; every "
                                           "process started with the same --storage and --study works on one study."),
     study: Optional[str] = typer.Option(None, "--study", help="Study name in --storage (default: the run folder's name)."),
-    artifacts: Optional[str] = typer.Option(None, "--artifacts", help="Folder of the artifact store for trained models "
-                                            "and the float baseline (default OUT/artifacts; with --storage on several "
-                                            "machines: a folder they all share)."),
+    artifacts: Optional[str] = typer.Option(None, "--artifacts", help="Artifact store for trained models and the float "
+                                            "baseline: a folder (default OUT/artifacts; with --storage on several machines "
+                                            "one they all share) or s3://BUCKET (S3, MinIO: pip install 'autoq[s3]')."),
     heartbeat: float = typer.Option(10.0, "--heartbeat", help="--storage: seconds between a worker's heartbeats; a "
                                     "worker silent for 4 of them is taken as stopped and its trial retried."),
 ) -> None:

@@ -29,7 +29,7 @@ METAVARS = {
     "--c-kernels": "opt|ref", "--shape": "C_IN,C_OUT,H,W,F,STRIDE,PAD", "--kinds": "KIND,...",
     "--variants": "VARIANT,...", "--model": "NAME", "--preset": "NAME", "--dataset": "NAME",
     "--recipe": "adam|sgd", "--shortcut": "quantized|float|removed", "--variant": "ref|opt",
-    "--storage": "URL", "--study": "NAME", "--artifacts": "DIR", "--heartbeat": "SECONDS",
+    "--storage": "URL", "--study": "NAME", "--artifacts": "DIR|s3://BUCKET", "--heartbeat": "SECONDS",
 }
 
 

@@ -6,6 +6,7 @@ PostgreSQL: a real server started by the module fixture (tests/pg_server.py)."""
 from __future__ import annotations
 
 import json
+import io
 import os
 import signal
 import subprocess
@@ -323,6 +324,50 @@ def test_local_run_uploads_models_and_export_falls_back_to_weights_path(tmp_path
     (tmp_path / "run" / "artifacts" / ref["id"]).unlink()
     with pytest.raises(UserError, match="the trained model is not available: artifact .* --artifacts DIR"):
         model_file(a, tmp_path / "dl-missing")
+
+
+class FakeS3:
+    """The three calls Optuna's Boto3ArtifactStore makes, on a dict (NoSuchKey as boto3 raises it)."""
+
+    def __init__(self):
+        self.objects: dict[tuple[str, str], bytes] = {}
+
+    def upload_fileobj(self, fileobj, bucket, key):
+        self.objects[bucket, key] = fileobj.read()
+
+    def get_object(self, Bucket, Key):  # noqa: N803 - boto3's argument names
+        from botocore.exceptions import ClientError
+
+        if (Bucket, Key) not in self.objects:
+            raise ClientError({"Error": {"Code": "NoSuchKey"}}, "GetObject")
+        return {"Body": io.BytesIO(self.objects[Bucket, Key])}
+
+    def delete_object(self, Bucket, Key):  # noqa: N803
+        self.objects.pop((Bucket, Key), None)
+
+
+def test_models_go_to_an_s3_bucket_and_export_fetches_them(tmp_path, keras_model, monkeypatch):
+    from autoq.search import artifacts
+
+    s3 = FakeS3()
+    monkeypatch.setattr(artifacts, "s3_client", lambda: s3)
+    o = SearchOptions(space=make_space(), budget=Budget(trials=2), out_dir=tmp_path / "run", sampler="random",
+                      artifacts="s3://models")
+    run_search(o, steps_factory=lambda _: SharedFakeSteps(keras_model, str(tmp_path / "cache")))
+    study = optuna.load_study(study_name="run", storage=f"sqlite:///{tmp_path / 'run' / 'study.db'}")
+    trials = study.get_trials()
+    assert {k[0] for k in s3.objects} == {"models"} and len(s3.objects) == len(trials) == 2
+    for t in trials:
+        ref = t.user_attrs[MODEL_ATTR]
+        assert ref["store"] == "s3://models" and s3.objects["models", ref["id"]] == Path(keras_model).read_bytes()
+        Path(t.user_attrs["weights_path"]).unlink()          # only the bucket has it now
+        got = model_file(t.user_attrs, tmp_path / f"dl{t.number}")
+        assert Path(got).read_bytes() == Path(keras_model).read_bytes()
+    s3.objects.clear()
+    with pytest.raises(UserError, match=r"artifact .* in 's3://models' \(ArtifactNotFound\)"):
+        model_file(trials[0].user_attrs, tmp_path / "dl-missing")
+    with pytest.raises(UserError, match=r"--artifacts: got 's3://models/some/prefix'; allowed: s3://BUCKET"):
+        artifacts.open_store("s3://models/some/prefix")
 
 
 # --- the worker rules, one process playing several workers (deterministic) ------------------------

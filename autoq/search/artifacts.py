@@ -15,7 +15,8 @@
 
 The store is a folder (``FileSystemArtifactStore``): ``<out>/artifacts`` by default, or
 ``--artifacts DIR`` -- a folder every worker and the exporting machine can read (NFS, a bind
-mount). TensorFlow-free.
+mount) -- or an S3-compatible bucket, ``--artifacts s3://BUCKET`` (``Boto3ArtifactStore``:
+AWS S3, MinIO, Ceph; boto3's own configuration). TensorFlow-free.
 """
 from __future__ import annotations
 
@@ -36,10 +37,39 @@ MODEL_ATTR = "model_artifact"
 BASELINE_FILES = ("model.keras", "model.weights.h5", "result.json")
 
 
+S3_SCHEME = "s3://"
+
+
+def s3_client():
+    """The boto3 S3 client of an ``s3://`` store (credentials, region and endpoint -- MinIO,
+    Ceph -- from boto3's usual environment: AWS_* variables, ~/.aws). Tests replace it."""
+    import boto3
+
+    return boto3.client("s3")
+
+
+def store_name(path: str | Path) -> str:
+    """What a trial records as its store: an ``s3://BUCKET`` URL as given, a folder resolved."""
+    text = str(path)
+    return text if text.startswith(S3_SCHEME) else str(Path(text).expanduser().resolve())
+
+
 def open_store(path: str | Path):
-    """A FileSystemArtifactStore on ``path`` (created)."""
+    """The artifact store ``path`` names: ``s3://BUCKET`` (Optuna's Boto3ArtifactStore, needs
+    ``pip install 'autoq[s3]'``) or a folder (FileSystemArtifactStore, created)."""
     from optuna.artifacts import FileSystemArtifactStore
 
+    text = str(path)
+    if text.startswith(S3_SCHEME):
+        bucket = text[len(S3_SCHEME):].strip("/")
+        if not bucket or "/" in bucket:
+            raise UserError(f"--artifacts: got {text!r}; allowed: s3://BUCKET (a bucket name, no key prefix) or a folder")
+        try:
+            from optuna.artifacts import Boto3ArtifactStore
+
+            return Boto3ArtifactStore(bucket, client=s3_client())
+        except ImportError:
+            raise UserError("--artifacts s3://...: needs boto3: pip install 'autoq[s3]'") from None
     folder = Path(path).expanduser().resolve()
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -56,7 +86,7 @@ def upload_trial_model(study, trial, weights_path: str | None, store_dir: str | 
 
     artifact_id = upload_artifact(artifact_store=open_store(store_dir), file_path=str(weights_path),
                                   study_or_trial=trial, mimetype="application/octet-stream")
-    ref = {"id": artifact_id, "store": str(Path(store_dir).resolve()), "bytes": Path(weights_path).stat().st_size}
+    ref = {"id": artifact_id, "store": store_name(store_dir), "bytes": Path(weights_path).stat().st_size}
     trial.set_user_attr(MODEL_ATTR, ref)
     return ref
 
@@ -69,7 +99,7 @@ def model_file(attrs: dict, into: Path, store_dir: str | None = None) -> str:
 
     ref = attrs.get(MODEL_ATTR)
     if ref:
-        folder = Path(find_store(ref, store_dir))
+        folder = find_store(ref, store_dir)
         target = Path(into) / "model.keras"
         target.parent.mkdir(parents=True, exist_ok=True)
         target.unlink(missing_ok=True)
@@ -77,7 +107,7 @@ def model_file(attrs: dict, into: Path, store_dir: str | None = None) -> str:
             download_artifact(artifact_store=open_store(folder), file_path=str(target), artifact_id=ref["id"])
             return str(target)
         except (ArtifactNotFound, OSError) as exc:
-            where = f"artifact {ref['id']} in {str(folder)!r} ({type(exc).__name__})"
+            where = f"artifact {ref['id']} in {folder!r} ({type(exc).__name__})"
     else:
         where = "no model artifact recorded (a run older than the artifact store)"
     path = attrs.get("weights_path")
@@ -91,6 +121,8 @@ def find_store(ref: dict, store_dir: str | None) -> str:
     """The folder holding artifact ``ref``: ``store_dir`` (--artifacts) if it has it, else
     the folder it was uploaded to (the same path on a shared disk)."""
     for folder in (store_dir, ref["store"]):
+        if folder and str(folder).startswith(S3_SCHEME):   # a bucket: the same name everywhere
+            return str(folder)
         if folder and (Path(folder) / ref["id"]).exists():
             return str(folder)
     return str(store_dir or ref["store"])
@@ -148,7 +180,7 @@ class BaselineShare:
                     tar.add(Path(folder) / name, arcname=name)
             artifact_id = upload_artifact(artifact_store=open_store(self.store_dir), file_path=str(tar_path),
                                           study_or_trial=self.study)
-        self.study.set_user_attr(self._attr(key), {"id": artifact_id, "store": str(Path(self.store_dir).resolve()),
+        self.study.set_user_attr(self._attr(key), {"id": artifact_id, "store": store_name(self.store_dir),
                                                   "worker": self.worker_id})
 
     def _install(self, ref: dict, folder: Path) -> None:

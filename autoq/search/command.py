@@ -42,7 +42,7 @@ def options_from_cli(space: str, budget: str, target: str | None = None, targets
     return SearchOptions(space=sp, budget=parsed_budget, out_dir=out_dir, targets=chosen,
                          sampler=sampler, backend=backend, workers=workers, address=address,
                          resume=resume, force=force, seed=seed, epochs=epochs, storage=storage, study=study,
-                         artifacts=Path(artifacts) if artifacts else None, heartbeat=heartbeat).resolved()
+                         artifacts=artifacts or None, heartbeat=heartbeat).resolved()
 
 
 def result_line(result: SearchResult) -> str:

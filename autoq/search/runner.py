@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Callable
 
 from autoq.errors import UserError
-from autoq.search.artifacts import MODEL_ATTR, BaselineShare, upload_trial_model
+from autoq.search.artifacts import MODEL_ATTR, BaselineShare, store_name, upload_trial_model
 from autoq.search.lock import RunLock
 from autoq.search.objective import (TrialContext, TrialOutcome, TrialSteps, objective_values,
                                     run_trial)
@@ -52,7 +52,7 @@ class SearchOptions:
                                               # None = auto (half the rest), 0 = off
     storage: str | None = None                # shared Optuna storage URL; None: <out>/study.db
     study: str | None = None                  # the study in --storage (default: the run folder's name)
-    artifacts: Path | None = None             # artifact store folder; default <out>/artifacts
+    artifacts: str | Path | None = None       # artifact store: folder or s3://BUCKET; default <out>/artifacts
     heartbeat: float = 10.0                   # shared study: seconds between a worker's heartbeats
 
     def resolved(self) -> "SearchOptions":
@@ -81,7 +81,7 @@ class SearchOptions:
                      self.space.screen.epochs, self.space.source)
             self.space.screen = None
         self.cache_dir = Path(self.cache_dir or self.out_dir.parent / ".autoq-cache").resolve()
-        self.artifacts = Path(self.artifacts or self.out_dir / "artifacts").expanduser().resolve()
+        self.artifacts = store_name(self.artifacts or self.out_dir / "artifacts")   # a folder or s3://BUCKET
         sp = self.space  # absolute data paths: Ray workers may run elsewhere
         if sp.data_path:   # stored once, resolved, in the study's space (export reads it there)
             sp.data_path = str(Path(sp.data_path).expanduser().resolve())
