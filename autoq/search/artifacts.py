@@ -23,13 +23,13 @@ from __future__ import annotations
 import io
 import json
 import logging
-import os
 import tarfile
 import tempfile
 import time
 from pathlib import Path
 
 from autoq.errors import UserError
+from autoq.fileio import install_folder
 
 log = logging.getLogger(__name__)
 
@@ -189,21 +189,12 @@ class BaselineShare:
         if (folder / "result.json").is_file():
             return
         store = open_store(find_store(ref, self.store_dir))
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
         with store.open_reader(ref["id"]) as reader:
             with tarfile.open(fileobj=io.BytesIO(reader.read()), mode="r") as tar:
-                if hasattr(tarfile, "data_filter"):   # Python >= 3.11.4: no links or paths outside tmp
-                    tar.extractall(tmp, filter="data")
-                else:
-                    tar.extractall(tmp, members=[m for m in tar.getmembers() if m.name in BASELINE_FILES])
-        result = json.loads((tmp / "result.json").read_text())
+                files = {m.name: tar.extractfile(m).read() for m in tar.getmembers()
+                         if m.name in BASELINE_FILES and m.isfile()}   # no links, no other paths
+        result = json.loads(files["result.json"])
         result.update(folder=str(folder.resolve()), model_path=str((folder / "model.keras").resolve()),
                       weights_path=str((folder / "model.weights.h5").resolve()))
-        (tmp / "result.json").write_text(json.dumps(result, indent=2))
-        try:
-            os.rename(tmp, folder)
-        except OSError:   # another process on this machine installed it meanwhile
-            import shutil
-
-            shutil.rmtree(tmp, ignore_errors=True)
+        files["result.json"] = json.dumps(result, indent=2).encode()
+        install_folder(folder, files)   # another process on this machine may have installed it meanwhile

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import io
 import os
-import shutil
-import tempfile
 import zipfile
 from pathlib import Path
+
+from autoq.fileio import install_folder
 
 FILES_KEY = "autoq_trial_files"      # result key: zip bytes of the worker's trial folder
 WEIGHTS_KEY = "autoq_weights_path"   # result key set by the driver: the unpacked model's path
@@ -89,12 +89,5 @@ def install_baseline(shipped: dict, cache_dir: Path) -> bool:
     folder = Path(cache_dir) / shipped["folder"]
     if (folder / "result.json").is_file() and (folder / "model.keras").is_file():
         return False
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    for name, data in shipped["files"].items():
-        (tmp / name).write_bytes(data)
-    try:
-        os.rename(tmp, folder)  # atomic, as train_baseline: concurrent workers keep one copy
-    except OSError:
-        shutil.rmtree(tmp, ignore_errors=True)
+    install_folder(folder, shipped["files"])  # atomic, as train_baseline: concurrent workers keep one copy
     return True
