@@ -137,7 +137,7 @@ def export_cmd(
     """Write model.onnx, model.qbin, model.h/model.c, manifest.json and the .keras model, verified against Keras."""
     _check_range("--trial", trial, 0, 10**9)
     from autoq.export.exporter import export_trial
-    from autoq.pareto import run_targets
+    from autoq.search.records import run_targets
 
     target = target or run_targets(run, storage, study)[0]
     result = export_trial(run, trial, target, out, force=force, data_path=data_path, emit_c=not skip_c,
@@ -217,9 +217,9 @@ def search_cmd(
     from rich.console import Console
 
     from autoq.search import run_search
-    from autoq.search.command import front_tables, options_from_cli, result_line
+    from autoq.pareto import front_tables
+    from autoq.search.command import options_from_cli, result_line
     from autoq.search.progress import LiveProgress, TrialLines
-
     from autoq.search.lock import RunLock
     from autoq.search.storage import label as storage_label
     from autoq.search.study import check_run_folder

@@ -18,11 +18,14 @@ import html
 import itertools
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
-from autoq.pareto import FRONT_HEADERS, Objective, ParetoFront, TrialPoint, front_cells, non_dominated_ranks
+from autoq.front import FRONT_HEADERS, LEFT_COLUMNS, ParetoFront, TrialPoint, front_cells, non_dominated_ranks
+
+if TYPE_CHECKING:
+    from autoq.pareto import Objective   # the objectives table (moving to autoq.objectives)
 
 FRONT_COLOUR = "#d62728"      # on this panel's 2-D front
 FULL_FRONT_COLOUR = "#ff9f1c"  # on the full front, not on this panel's
@@ -186,7 +189,7 @@ def write_html(pf: ParetoFront, path: str | Path) -> Path:
     panels = pair_panels(pf)
     plots = (pio.to_html(_panels_figure(pf, panels), include_plotlyjs=True, full_html=False, div_id="pareto-pairs")
              + pio.to_html(_parallel_figure(pf), include_plotlyjs=False, full_html=False, div_id="pareto-parallel"))
-    left = [i for i, h in enumerate(FRONT_HEADERS) if h in ("preset", "fits", "ReLU slope", "shortcut", "costs")]
+    left = [i for i, h in enumerate(FRONT_HEADERS) if h in LEFT_COLUMNS]
     parts = [f"<h1>autoq Pareto front: {html.escape(pf.study_name)} on {html.escape(pf.target)}</h1>",
              f"<p>{len(pf.front)} front points of {len(pf.points)} finished trials; hypervolume "
              f"{pf.hypervolume:.4f} (objectives {', '.join(o.name for o in pf.objectives)}, reference "

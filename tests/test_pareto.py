@@ -218,6 +218,16 @@ def test_table_renders(run_dir):
     assert "hypervolume" in text and "trial 1: per-layer configuration" in text
 
 
+def test_end_of_search_tables_give_each_target_its_front(tmp_path):
+    run = tmp_path / "runs" / "two"
+    run.mkdir(parents=True)
+    make_study(run / "study.db", targets=("m4", "a53"))
+    tables = pareto.front_tables(run, ["a53", "m4"])
+    assert [t.title.split(":")[0] for t in tables] == ["Pareto front of handmade on a53",
+                                                       "Pareto front of handmade on m4"]
+    assert [t.row_count for t in tables] == [4, 4]          # trials 0, 1, 2, 4
+
+
 def _png_pixels(data: bytes) -> np.ndarray:
     """Decode an 8-bit RGB/RGBA non-interlaced PNG (what Chromium writes) without Pillow."""
     assert data[:8] == b"\x89PNG\r\n\x1a\n"

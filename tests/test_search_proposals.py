@@ -137,7 +137,7 @@ def test_a_trial_infeasible_on_one_target_counts_for_the_other(tmp_path):
     base = study.get_trials()[0]
     assert base.user_attrs["status"] == "ok" and not base.user_attrs["costs"]["m4"]["fits"]
     assert base.user_attrs["costs"]["a53"]["fits"] and max(base.user_attrs["constraints"]) <= 0
-    from autoq.pareto import load_points
+    from autoq.search.records import load_points
 
     fitting = {t: {p.number for p in load_points(study, t)[0] if p.fits} for t in ("m4", "a53")}
     assert base.number in fitting["a53"] and base.number not in fitting["m4"]

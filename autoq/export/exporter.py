@@ -75,7 +75,7 @@ def _find_trial(study, number: int):
 
 def _costs(trial, targets: list[str]) -> dict[str, dict]:
     """CostReport dicts per target: stored ones first, others re-estimated from the plan."""
-    from autoq.pareto import default_estimator
+    from autoq.search.records import default_estimator
 
     stored = trial.user_attrs.get("costs") or {}
     out = {}
@@ -223,14 +223,14 @@ def export_trial(run: str, trial_number: int, target: str, out: str | Path, forc
     """Export trial ``trial_number`` of ``run`` for ``target`` into ``out`` (see the module doc).
 
     c_variant: "opt" (optimised kernels, static scratch sized by the kernels) or "ref".
-    storage, study_name: a shared study instead of ``run`` (autoq.pareto.open_run).
+    storage, study_name: a shared study instead of ``run`` (autoq.search.records.open_run).
     artifacts: the artifact folder the search uploaded the models to (default: the one
     recorded on the trial); runs older than the artifact store use ``weights_path``.
     """
     if c_variant not in ("opt", "ref"):
         raise UserError(f"--c-kernels: got {c_variant!r}; allowed: opt, ref")
     from autoq.cost.profile import list_profiles, load_profile
-    from autoq.pareto import open_run
+    from autoq.search.records import open_run
     from autoq.search.artifacts import model_file
 
     study, study_path = open_run(run, storage, study_name)

@@ -1,5 +1,6 @@
 """The library side of ``autoq search`` (cli.py stays thin): options from the command line,
-the end-of-search front tables. Nothing here prints; cli.py does."""
+the result line, the sensitivity table. Nothing here prints; cli.py does (and the front tables
+at the end of a search come from autoq.pareto, the renderers)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -67,18 +68,6 @@ def result_line(result: SearchResult) -> str:
     return line
 
 
-def front_tables(out_dir: str | Path, targets: list[str], storage: str | None = None,
-                 study: str | None = None) -> list:
-    """One rich table per target: the Pareto front of the run (autoq.pareto)."""
-    from autoq import pareto
-
-    tables = []
-    for t in targets:
-        pf = pareto.pareto_front(None if storage else out_dir, target=t, storage=storage, study_name=study)
-        tables.append(pareto.render_table(pf)[0])
-    return tables
-
-
 def sensitivity_table(run: str | None, space: str | None, seed: int | None = None,
                       data: str | None = None) -> dict:
     """The per-layer sensitivity table of a run's space (or of --space), computed or cached."""
@@ -100,15 +89,11 @@ def sensitivity_table(run: str | None, space: str | None, seed: int | None = Non
 
 
 def _space_of_run(run: Path, seed: int | None):
-    import optuna
-
-    from autoq.pareto import resolve_study_path
+    from autoq.search.records import load_study_readonly, resolve_study_path
     from autoq.space import parse_space
 
     path = resolve_study_path(run)
-    storage = f"sqlite:///{path}"
-    study = optuna.load_study(study_name=optuna.study.get_all_study_names(storage)[0], storage=storage)
-    attrs = study.user_attrs
+    attrs = load_study_readonly(path).user_attrs
     training = attrs.get("training") or {}
     return (parse_space(attrs["space"], str(path)), training.get("seed") if seed is None else seed,
             path.parent)

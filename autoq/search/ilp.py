@@ -215,14 +215,14 @@ def budget_grid(k: int, n: int) -> list[tuple[float, ...]]:
     return list(itertools.product(u, repeat=k)) if k <= 2 else [(v,) * k for v in u]
 
 
-MAX_SELECT_DIMS = 4   # autoq.pareto.hypervolume is exact but O(n^d): greedy HV only up to 4-D
+MAX_SELECT_DIMS = 4   # autoq.front.hypervolume is exact but O(n^d): greedy HV only up to 4-D
 
 
 def select(found: list[dict], covered: list[np.ndarray], n: int, cap: float) -> list[dict]:
     """Greedy: the proposal adding the most predicted hypervolume (predicted loss capped at
     ``cap``, the cost objectives; min-max normalised over all points) to what is already
     covered, until ``n`` are picked or none adds any. Returned cheapest first."""
-    from autoq.pareto import hypervolume
+    from autoq.front import hypervolume
 
     if not found:
         return []

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from autoq.front import non_dominated_ranks
 from autoq.search.study import Budget, counted
 
 
@@ -36,8 +37,6 @@ class ProgressSummary:
 
 def front_of(trials, objective_names: list[str]) -> list[FrontPoint]:
     """Non-dominated feasible trained trials (accuracy up, costs down), most accurate first."""
-    from autoq.pareto import non_dominated_ranks
-
     pts = []
     for t in trials:
         a = t.user_attrs
