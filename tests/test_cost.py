@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import copy
-import math
 import re
 
 import numpy as np
@@ -12,7 +11,7 @@ import yaml
 from autoq.cost.calibrate import calibrate_from_csv, profile_from_measurements, scale_factor
 from autoq.cost.measurements import Measurement, format_measurements, parse_measurements, read_measurements
 from autoq.cost.model import estimate
-from autoq.cost.profile import HardwareProfile, dump_profile, list_profiles, load_profile
+from autoq.cost.profile import dump_profile, list_profiles, load_profile
 from autoq.errors import UserError
 from autoq.plan import KINDS, LayerPlan, conv_entry, dense_entry
 
@@ -91,7 +90,7 @@ def test_m4_prices_float_and_quantized_kinds_from_the_same_kernel_family():
     """The board scale is fitted on the thesis's (ref-shaped) kernels; autoq prices its opt ones:
     opt f32 on the thesis layer is cheaper than the ref prediction, and on a 64->64 layer the
     xnor-popcount kernel is cheaper than float."""
-    from autoq.cost.calibrate import shipped_validation
+    from autoq.cost.counts import shipped_validation
 
     profile = load_profile("m4")
     scale, rows = shipped_validation(profile)
@@ -220,7 +219,7 @@ def test_from_csv_with_base_derives_missing_kinds_with_one_scale(tmp_path):
 ])
 def test_measurement_csv_errors_name_line_and_column(line, fragment):
     text = "# comment\nkind,bits,variant,c_in,c_out,h,w,f,stride,pad,macs,ns_median,ns_min\n" + line + "\n"
-    with pytest.raises(UserError, match=re.escape(f"m.csv:3: ") + ".*" + re.escape(fragment)):
+    with pytest.raises(UserError, match=re.escape("m.csv:3: ") + ".*" + re.escape(fragment)):
         parse_measurements(text, "m.csv")
 
 
@@ -342,7 +341,7 @@ def test_from_csv_with_instruction_counts_prices_every_kind_from_opt_counts(tmp_
     """Board rows take exactly 2 ns per instruction of our ref kernels: the fitted scale is 2
     (MAPE and leave-one-filter-size-out 0) and each kind's time at a counted shape is 2 x its
     opt instruction count; kinds without opt counts get no coefficients."""
-    from autoq.cost.calibrate import count_scale, read_counts
+    from autoq.cost.counts import count_scale, read_counts
 
     board = read_measurements("hw_models/measurements/m4.csv")
     rows = [r for r in board.rows if r.variant == "thesis"]
@@ -374,7 +373,7 @@ def test_from_csv_with_instruction_counts_prices_every_kind_from_opt_counts(tmp_
 def test_count_scale_leave_one_filter_size_out_sees_a_misfit():
     """One filter size at 1.5x the others' ns per instruction: in-sample MAPE and the held-out
     error are both clearly non-zero, and holding out is worse than fitting it."""
-    from autoq.cost.calibrate import count_scale
+    from autoq.cost.counts import count_scale
 
     rows, counts = [], {}
     for f, ns_per_instr in ((3, 2.0), (4, 2.0), (5, 3.0)):
