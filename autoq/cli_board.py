@@ -47,7 +47,7 @@ def _print_count_validation(console, profiles) -> None:
     kernel (validation) and the profile's for our opt kernel (what autoq prices)."""
     from rich.table import Table
 
-    from autoq.cost.calibrate import priced_by_cycles, shipped_validation
+    from autoq.cost.counts import priced_by_cycles, shipped_validation
 
     for p in profiles:
         checked = shipped_validation(p)
@@ -226,19 +226,20 @@ def bench_kernels_cmd(
 
     Columns: kind,bits,variant,c_in,c_out,h,w,f,stride,pad,macs,ns_median,ns_min."""
     _check_range("--reps", reps, 1, 100_000)
-    from autoq import kernels
+    from autoq.cost.bench import parse_shape, run_bench
+    from autoq.cost.measurements import CSV_FIELDS
+    from autoq.kernels import VARIANTS
 
-    known = sorted({v for _, v in kernels.VARIANTS})
+    known = sorted({v for _, v in VARIANTS})
     for v in variants.split(","):
         if v not in known:
             raise UserError(f"--variants: got {v!r}; allowed: {', '.join(known)} (comma-separated)")
-    shapes = [kernels.parse_shape(s) for s in shape] if shape else None
-    records = kernels.run_bench(shapes, kinds.split(",") if kinds else None,
-                                tuple(variants.split(",")), reps=reps)
-    rows = [{f: getattr(r, f) for f in kernels.BenchRecord.FIELDS} for r in records]
+    shapes = [parse_shape(s) for s in shape] if shape else None
+    records = run_bench(shapes, kinds.split(",") if kinds else None, tuple(variants.split(",")), reps=reps)
+    rows = [{f: getattr(r, f) for f in CSV_FIELDS} for r in records]
     if as_json:
         _print_json(rows)
         return
-    typer.echo(",".join(kernels.BenchRecord.FIELDS))
+    typer.echo(",".join(CSV_FIELDS))
     for r in rows:
-        typer.echo(",".join(f"{r[f]:.0f}" if f.startswith("ns_") else str(r[f]) for f in kernels.BenchRecord.FIELDS))
+        typer.echo(",".join(f"{r[f]:.0f}" if f.startswith("ns_") else str(r[f]) for f in CSV_FIELDS))

@@ -25,10 +25,10 @@ position is an exact zero):
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 
 import numpy as np
 
-from autoq.cost.measurements import CSV_FIELDS, Measurement
 from autoq.errors import UserError
 
 try:
@@ -46,10 +46,9 @@ VARIANTS: list[tuple[str, str]] = [tuple(v) for v in _ext.variants()]
 PADDINGS = {"valid": 0, "same": 1}
 WORD_BITS = 64
 
-__all__ = ["KINDS", "VARIANTS", "LUT_BITS", "BenchRecord", "bench", "conv2d", "dense",
-           "geometry", "keras_to_ohwi", "pack_bits", "pack_indices", "pack_int8_weights",
-           "packed_weight_nbytes", "simd_level", "unpack_bits",
-           "unpack_indices", "words"]
+__all__ = ["KINDS", "VARIANTS", "LUT_BITS", "PADDINGS", "conv2d", "dense", "geometry", "keras_to_ohwi",
+           "pack_bits", "pack_indices", "pack_int8_weights", "packed_weight_nbytes", "simd_level",
+           "time_kernel", "unpack_bits", "unpack_indices", "words"]
 
 
 def words(c: int) -> int:
@@ -233,6 +232,102 @@ def _per_channel(v, c_out: int, dtype, name: str):
     return np.ascontiguousarray(a)
 
 
+@dataclass
+class _Operands:
+    """The checked arrays and sizes of one conv call, as the C entry point takes them."""
+
+    x: np.ndarray
+    w: np.ndarray
+    h: int
+    wd: int
+    ci: int
+    co: int
+    kh: int
+    kw: int
+    bits: int = 0
+    codebook: np.ndarray | None = None
+    codebook_per_channel: int = 0
+    shift: np.ndarray | None = None
+
+
+def _float_or_int8_operands(kind: str, x, w) -> _Operands:
+    """f32 / int8: plain (H, W, C) activations and OHWI weights of the same dtype."""
+    dt = np.float32 if kind == "f32" else np.int8
+    x = _array(x, dt, 3, "x")
+    w = _array(w, dt, 4, "w")
+    h, wd, ci = x.shape
+    co, kh, kw, wci = w.shape
+    if wci != ci:
+        raise UserError(f"w: OHWI weights have c_in={wci} but x has {ci} channels")
+    return _Operands(x, w, h, wd, ci, co, kh, kw)
+
+
+def _binary_operands(x, w, c_in) -> _Operands:
+    """xnor / and: activations and weights packed to 64-bit words along the channels."""
+    if c_in is None:
+        raise UserError("c_in: required for packed binary activations (x holds words, not channels)")
+    ci = int(c_in)
+    x = _array(x, np.uint64, 3, "x")
+    w = _array(w, np.uint64, 4, "w")
+    h, wd, nw = x.shape
+    co, kh, kw, wnw = w.shape
+    if nw != words(ci) or wnw != words(ci):
+        raise UserError(f"x/w: packed last axis must be {words(ci)} words for c_in={ci}, got {nw} / {wnw}")
+    return _Operands(x, w, h, wd, ci, co, kh, kw)
+
+
+def _index_operands(kind: str, x, w, kernel_size, bits, codebook, shift) -> _Operands:
+    """lut / shift: float activations and one packed index row per output channel."""
+    if kernel_size is None:
+        raise UserError("kernel_size: required for packed index rows (lut, shift)")
+    kh, kw = _pair(kernel_size, "kernel_size")
+    x = _array(x, np.float32, 3, "x")
+    h, wd, ci = x.shape
+    w = _array(w, np.uint8, 2, "w")
+    co = w.shape[0]
+    bits = 2 if kind == "shift" else _check_bits(bits if bits is not None else -1)
+    row_bytes = (kh * kw * ci * bits + 7) // 8
+    if w.shape[1] != row_bytes:
+        raise UserError(f"w: index rows must have {row_bytes} bytes (K={kh * kw * ci}, bits={bits}), "
+                        f"got shape {w.shape}")
+    ops = _Operands(x, w, h, wd, ci, co, kh, kw, bits=bits)
+    if kind == "lut":
+        ops.codebook, ops.codebook_per_channel = _codebook(codebook, co, bits)
+    else:
+        ops.shift = _shift_exponents(shift, co)
+    return ops
+
+
+def _codebook(codebook, co: int, bits: int) -> tuple[np.ndarray, int]:
+    """The lut codebook as float32 and whether it is per output channel (1) or per layer (0)."""
+    if codebook is None:
+        raise UserError("codebook: required for kind 'lut'")
+    cb = np.ascontiguousarray(codebook, dtype=np.float32)
+    levels = 1 << bits
+    if cb.shape == (co, levels):
+        return cb, 1
+    if cb.shape != (levels,):
+        raise UserError(f"codebook: expected shape ({levels},) or ({co}, {levels}) for bits={bits}, "
+                        f"got {cb.shape}")
+    return cb, 0
+
+
+def _shift_exponents(shift, co: int) -> np.ndarray:
+    """Per-channel exponents s of 2**-s as the int8 array the shift kernels read."""
+    if shift is None:
+        raise UserError("shift: required for kind 'shift' (exponent s of 2**-s per output channel)")
+    sh = _per_channel(shift, co, np.int64, "shift")
+    if sh.min() < -127 or sh.max() > 127:
+        raise UserError(f"shift: exponents must be in [-127, 127], got [{sh.min()}, {sh.max()}]")
+    return sh.astype(np.int8)
+
+
+def _check_zero_points(x_zero_point, y_zero_point) -> None:
+    for name, zp in (("x_zero_point", x_zero_point), ("y_zero_point", y_zero_point)):
+        if not -128 <= int(zp) <= 127:
+            raise UserError(f"{name}: must be in [-128, 127], got {zp!r}")
+
+
 def conv2d(kind: str, x: np.ndarray, w: np.ndarray, *, kernel_size=None, c_in: int | None = None,
            stride: int = 1, padding: str = "valid", bits: int | None = None, codebook=None,
            shift=None, x_zero_point: int = 0, y_zero_point: int = 0, scale=None, bias=None,
@@ -259,70 +354,24 @@ def conv2d(kind: str, x: np.ndarray, w: np.ndarray, *, kernel_size=None, c_in: i
     if s < 1:
         raise UserError(f"stride: must be >= 1, got {stride!r}")
     pad = _padding(padding)
-    cb_per_channel = 0
-    cb = sh = None
     if kind in ("f32", "int8"):
-        dt = np.float32 if kind == "f32" else np.int8
-        x = _array(x, dt, 3, "x")
-        w = _array(w, dt, 4, "w")
-        h, wd, ci = x.shape
-        co, kh, kw, wci = w.shape
-        if wci != ci:
-            raise UserError(f"w: OHWI weights have c_in={wci} but x has {ci} channels")
+        ops = _float_or_int8_operands(kind, x, w)
     elif kind in ("xnor", "and"):
-        if c_in is None:
-            raise UserError("c_in: required for packed binary activations (x holds words, not channels)")
-        ci = int(c_in)
-        x = _array(x, np.uint64, 3, "x")
-        w = _array(w, np.uint64, 4, "w")
-        h, wd, nw = x.shape
-        co, kh, kw, wnw = w.shape
-        if nw != words(ci) or wnw != words(ci):
-            raise UserError(f"x/w: packed last axis must be {words(ci)} words for c_in={ci}, got {nw} / {wnw}")
-    else:  # lut, shift: index rows
-        if kernel_size is None:
-            raise UserError("kernel_size: required for packed index rows (lut, shift)")
-        kh, kw = _pair(kernel_size, "kernel_size")
-        x = _array(x, np.float32, 3, "x")
-        h, wd, ci = x.shape
-        w = _array(w, np.uint8, 2, "w")
-        co = w.shape[0]
-        bits = 2 if kind == "shift" else _check_bits(bits if bits is not None else -1)
-        row_bytes = (kh * kw * ci * bits + 7) // 8
-        if w.shape[1] != row_bytes:
-            raise UserError(f"w: index rows must have {row_bytes} bytes (K={kh * kw * ci}, bits={bits}), "
-                            f"got shape {w.shape}")
-        if kind == "lut":
-            if codebook is None:
-                raise UserError("codebook: required for kind 'lut'")
-            cb = np.ascontiguousarray(codebook, dtype=np.float32)
-            levels = 1 << bits
-            if cb.shape == (co, levels):
-                cb_per_channel = 1
-            elif cb.shape != (levels,):
-                raise UserError(f"codebook: expected shape ({levels},) or ({co}, {levels}) for bits={bits}, "
-                                f"got {cb.shape}")
-        else:
-            if shift is None:
-                raise UserError("shift: required for kind 'shift' (exponent s of 2**-s per output channel)")
-            sh = _per_channel(shift, co, np.int64, "shift")
-            if sh.min() < -127 or sh.max() > 127:
-                raise UserError(f"shift: exponents must be in [-127, 127], got [{sh.min()}, {sh.max()}]")
-            sh = sh.astype(np.int8)
+        ops = _binary_operands(x, w, c_in)
+    else:
+        ops = _index_operands(kind, x, w, kernel_size, bits, codebook, shift)
     if kind == "int8":
-        for name, zp in (("x_zero_point", x_zero_point), ("y_zero_point", y_zero_point)):
-            if not -128 <= int(zp) <= 127:
-                raise UserError(f"{name}: must be in [-128, 127], got {zp!r}")
-    sc = _per_channel(scale, co, np.float32, "scale")
-    bi = _per_channel(bias, co, np.float32, "bias")
+        _check_zero_points(x_zero_point, y_zero_point)
+    sc = _per_channel(scale, ops.co, np.float32, "scale")
+    bi = _per_channel(bias, ops.co, np.float32, "bias")
+    dims = (ops.h, ops.wd, ops.ci, ops.co, ops.kh, ops.kw, s, pad)
     try:
-        oh, ow, _, _ = _ext.geometry(h, wd, ci, co, kh, kw, s, pad)
+        oh, ow, _, _ = _ext.geometry(*dims)
     except ValueError as exc:
         raise UserError(f"conv2d: {exc}") from None
-    y = np.empty((oh, ow, co), dtype=np.int8 if kind == "int8" and not float_output else np.float32)
-    if kind == "int8":
-        w = pack_int8_weights(w)
-    _ext.conv(vi, x, w, y, (h, wd, ci, co, kh, kw, s, pad), int(bits or 0), cb_per_channel, cb, sh,
+    y = np.empty((oh, ow, ops.co), dtype=np.int8 if kind == "int8" and not float_output else np.float32)
+    w_arg = pack_int8_weights(ops.w) if kind == "int8" else ops.w
+    _ext.conv(vi, ops.x, w_arg, y, dims, int(ops.bits), ops.codebook_per_channel, ops.codebook, ops.shift,
               int(x_zero_point), int(y_zero_point), sc, bi, int(bool(float_output)))
     return y
 
@@ -348,75 +397,24 @@ def dense(kind: str, x: np.ndarray, w: np.ndarray, **kwargs) -> np.ndarray:
     return conv2d(kind, x.reshape(1, 1, -1), w4, **kwargs).reshape(-1)
 
 
-# --- benchmark -------------------------------------------------------------------------------
+# --- timing --------------------------------------------------------------------------------
 
 
-class BenchRecord(Measurement):
-    """One row of the kernel measurements CSV (docs/contracts.md): the cost model's Measurement
-    (autoq.cost.measurements owns the CSV columns and the record shape); ns_min always set here."""
-
-    FIELDS = CSV_FIELDS
-
-
-def default_bits(kind: str) -> int:
-    """Bits recorded for a kind in the CSV (lut has several; 4 by default)."""
-    return {"f32": 32, "lut": 4, "shift": 2, "xnor": 1, "and": 1, "int8": 8}[kind]
-
-
-def bench(kind: str, variant: str, shape: tuple, bits: int | None = None, reps: int = 50,
-          warmup: int = 3) -> BenchRecord:
-    """Time ``reps`` calls of one variant on random inputs of ``shape`` =
-    ``(c_in, c_out, h, w, f, stride, pad)``, in C (aq_bench_case: the same loop as the bench
-    program kernels/bench/aq_bench_main.c), single thread, after ``warmup`` calls."""
+def time_kernel(kind: str, variant: str, shape: tuple, bits: int, reps: int = 50,
+                warmup: int = 3) -> tuple[float, float, int]:
+    """``(ns_median, ns_min, macs)`` of ``reps`` calls of one variant on random inputs of
+    ``shape`` = ``(c_in, c_out, h, w, f, stride, pad)``, timed in C (aq_bench_case: the same loop
+    as the bench program kernels/bench/aq_bench_main.c), single thread, after ``warmup`` calls."""
     vi = _variant_index(kind, variant)
     c_in, c_out, h, w, f, stride, pad = shape
-    bits = default_bits(kind) if bits is None else int(bits)
     if kind == "lut":
         _check_bits(bits)
     if reps < 1:
         raise UserError(f"reps: must be >= 1, got {reps}")
     try:
         _ext.geometry(int(h), int(w), int(c_in), int(c_out), int(f), int(f), int(stride), _padding(pad))
-        med, mn, macs = _ext.bench(vi, bits, int(c_in), int(c_out), int(h), int(w), int(f), int(stride),
+        med, mn, macs = _ext.bench(vi, int(bits), int(c_in), int(c_out), int(h), int(w), int(f), int(stride),
                                    _padding(pad), int(reps), int(warmup))
     except ValueError as exc:
         raise UserError(f"bench {kind}/{variant} shape {shape}: {exc}") from None
-    return BenchRecord(kind, bits, variant, int(c_in), int(c_out), int(h), int(w), int(f), int(stride),
-                       pad, int(macs), float(med), float(mn))
-
-
-#: the 64->64 channel 16x16 3x3 'same' layer and the thesis setting (methods.md 5)
-DEFAULT_SHAPES = [(64, 64, 16, 16, 3, 1, "same")] + [(3, 8, 16, 16, f, 1, "valid") for f in (3, 4, 5)]
-
-
-def parse_shape(text: str) -> tuple:
-    """``"c_in,c_out,h,w,f,stride,pad"`` (pad: valid|same) -> tuple, with a clear error."""
-    parts = [p.strip() for p in str(text).split(",")]
-    try:
-        if len(parts) != 7 or parts[6] not in PADDINGS:
-            raise ValueError
-        nums = tuple(int(p) for p in parts[:6])
-        if min(nums) < 1:
-            raise ValueError
-    except ValueError:
-        raise UserError(f"--shape: {text!r} is not c_in,c_out,h,w,f,stride,pad with positive integers "
-                        f"and pad in {sorted(PADDINGS)} (e.g. 64,64,16,16,3,1,same)") from None
-    return nums + (parts[6],)
-
-
-def run_bench(shapes=None, kinds=None, variants=("ref", "opt"), reps: int = 20,
-              lut_bits=LUT_BITS) -> list[BenchRecord]:
-    """Bench every selected (kind, variant) of VARIANTS on every shape (lut at each of
-    ``lut_bits``); the records are the rows of the measurements CSV."""
-    shapes = DEFAULT_SHAPES if not shapes else shapes
-    kinds = list(KINDS) if not kinds else list(kinds)
-    for k in kinds:
-        if k not in KINDS:
-            raise UserError(f"--kinds: {k!r} is not a kernel kind; allowed: {list(KINDS)}")
-    out = []
-    for shape in shapes:
-        for kind, variant in VARIANTS:
-            if kind in kinds and variant in variants:
-                for bits in (lut_bits if kind == "lut" else [default_bits(kind)]):
-                    out.append(bench(kind, variant, shape, bits=bits, reps=reps))
-    return out
+    return float(med), float(mn), int(macs)

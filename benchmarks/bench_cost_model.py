@@ -34,7 +34,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from autoq.cost.calibrate import calibration_grid, host_facts, measure_host, profile_from_measurements  # noqa: E402
+from autoq.cost.bench import calibration_grid, measure_host  # noqa: E402
+from autoq.cost.board_facts import host_facts  # noqa: E402
+from autoq.cost.calibrate import profile_from_measurements  # noqa: E402
 from autoq.cost.fit import fit_coefficients, predict  # noqa: E402
 from autoq.cost.measurements import MeasurementFile, read_measurements, write_measurements  # noqa: E402
 from autoq.cost.model import estimate  # noqa: E402
@@ -135,7 +137,7 @@ BOARDS = ("m4", "a53", "i5")
 
 def board_counts(target: str) -> tuple[dict, str]:
     """The counts a board's profile is priced from and their unit (as the profiles are built)."""
-    from autoq.cost.calibrate import read_counts
+    from autoq.cost.counts import read_counts
 
     if target in ("m4", "a53"):
         return read_counts(CYCLES, column="cycles"), "cycle"
@@ -146,7 +148,7 @@ def board_loo() -> None:
     """The board profiles price our opt kernels as a scale x counts; the scale is fitted on the
     published times against our ref kernels' counts. Leave one filter size out: fit the scale on
     two sizes, predict the third (every kind at that size)."""
-    from autoq.cost.calibrate import count_scale
+    from autoq.cost.counts import count_scale
 
     print("\n== 2. boards: ns per cycle / instruction scale, leave one filter size out (fit on two sizes, predict "
           "the third) ==")
@@ -167,7 +169,7 @@ def board_loo() -> None:
 def thesis_layers() -> None:
     """Published thesis-kernel times, the profile's scale x our ref kernel's counts (validation),
     and the shipped profile's prediction for our opt kernels of every kind (what autoq prices)."""
-    from autoq.cost.calibrate import shipped_validation
+    from autoq.cost.counts import shipped_validation
 
     print("\n== 3. the thesis's layers (3x16x16 -> 8 channels, valid), ms: published | predicted ref | "
           "predicted opt (priced) ==")
@@ -196,7 +198,7 @@ def thesis_layers() -> None:
 def count_scales() -> None:
     """ns per cycle / instruction of our ref kernels (the thesis algorithm, gcc -O3) implied by the
     boards' default-optimisation table (what the profiles use) and by their -O3 figures."""
-    from autoq.cost.calibrate import count_scale
+    from autoq.cost.counts import count_scale
 
     print("\n== 4. ns per modelled cycle (m4/a53) / instruction (i5) of our ref kernels on the boards (counts vs "
           "published times) ==")

@@ -15,7 +15,7 @@ splits the measured time into kernels and ops, each next to its prediction.
 
 The profile must be measured with the export's flags (kernels/flags.mk): `autoq calibrate
 --target host` (kernels + ops), or --calibrate: the same measurements (kernel grid of
-autoq.cost.calibrate, op timings of autoq.cost.calibrate_ops.CALIBRATION_MODELS) run in rounds
+autoq.cost.bench, op timings of autoq.cost.calibrate_ops.CALIBRATION_MODELS) run in rounds
 interleaved with the benchmark's own, so calibration and check see the same state of the shared
 machine (it drifts by +-30 % over minutes). The calibration's op models are other zoo models or
 input sizes, and the kernel grid has random shapes, so these configurations are held out.
@@ -153,7 +153,7 @@ class Calibration:
     rounds that run between the benchmark's own rounds, so both see the same machine state."""
 
     def __init__(self, work: Path, objects_from: Path):
-        from autoq.cost.calibrate import calibration_grid
+        from autoq.cost.bench import calibration_grid
         from autoq.cost.calibrate_ops import CALIBRATION_MODELS, prepare_model
 
         self.grid = calibration_grid()
@@ -161,14 +161,15 @@ class Calibration:
         self.grid_passes, self.op_runs = [], []
 
     def round(self) -> None:
-        from autoq.cost.calibrate import measure_host
+        from autoq.cost.bench import measure_host
         from autoq.cost.calibrate_ops import time_program
 
         self.grid_passes.append(measure_host(self.grid, reps=20, rounds=1))
         self.op_runs.append([time_program(p, 2) for p in self.programs])
 
     def profile(self):
-        from autoq.cost.calibrate import combine_min, host_profile
+        from autoq.cost.bench import combine_min
+        from autoq.cost.calibrate import host_profile
         from autoq.cost.calibrate_ops import CALIBRATION_MODELS, fastest, fit_ops, op_points, ops_source
 
         rows = [combine_min(group) for group in zip(*self.grid_passes)]

@@ -16,7 +16,7 @@
    opt vs onnxruntime QLinearConv (u8 activations, s8 weights: its x86 fast path), our f32 opt vs
    onnxruntime float Conv, our xnor opt vs the same float Conv. Ratios > 1 mean ours is faster.
 
-Kernel times come from the C timing loop (autoq.kernels.bench: clock_gettime around each call,
+Kernel times come from the C timing loop (autoq.cost.bench.bench: clock_gettime around each call,
 median and min over --reps calls after 3 warm-up calls). onnxruntime is timed around
 session.run from Python, so its time includes a few microseconds of Python/ORT call overhead;
 our kernels are therefore also timed through the Python binding (autoq.kernels.conv2d, which
@@ -32,6 +32,7 @@ import time
 import numpy as np
 
 from autoq import kernels as K
+from autoq.cost.bench import bench
 
 BIG = (64, 64, 16, 16, 3, 1, "same")
 THESIS = [(3, 8, 16, 16, f, 1, "valid") for f in (3, 4, 5)]
@@ -122,9 +123,9 @@ def zoo_vs_ort(rounds: int, reps: int) -> None:
         sq, fq = ort_session(shape, True)
         sf, ff = ort_session(shape, False)
         contenders = {
-            "int8": lambda: K.bench("int8", "opt", shape, reps=reps).ns_min,
-            "f32": lambda: K.bench("f32", "opt", shape, reps=reps).ns_min,
-            "xnor": lambda: K.bench("xnor", "opt", shape, reps=reps).ns_min,
+            "int8": lambda: bench("int8", "opt", shape, reps=reps).ns_min,
+            "f32": lambda: bench("f32", "opt", shape, reps=reps).ns_min,
+            "xnor": lambda: bench("xnor", "opt", shape, reps=reps).ns_min,
             "ortq": lambda: time_calls(lambda: sq.run(None, fq), reps, warmup=1)[1],
             "ortf": lambda: time_calls(lambda: sf.run(None, ff), reps, warmup=1)[1],
         }
@@ -190,7 +191,7 @@ def main() -> None:
     recs = {}
     for kind in K.KINDS:
         for bits in (K.LUT_BITS if kind == "lut" else [None]):
-            r = K.bench(kind, "opt", BIG, bits=bits, reps=reps)
+            r = bench(kind, "opt", BIG, bits=bits, reps=reps)
             recs[(kind, r.bits)] = r
     ort_med, ort_min = ort_conv_ns(reps)
     f32 = recs[("f32", 32)]
@@ -244,7 +245,7 @@ def main() -> None:
         t = {}
         for kind, variant in K.VARIANTS:
             for bits in ([1, 2] if kind == "lut" else [None]):
-                r = K.bench(kind, variant, shape, bits=bits, reps=reps)
+                r = bench(kind, variant, shape, bits=bits, reps=reps)
                 t[(kind, r.bits, variant)] = r.ns_min / 1e6
         pub = PUBLISHED_I5[f]
         print(f"| {f}x{f} | {t[('f32', 32, 'ref')]:.4f} | {t[('f32', 32, 'opt')]:.4f} | {t[('lut', 1, 'ref')]:.4f} | "

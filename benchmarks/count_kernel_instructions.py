@@ -231,7 +231,7 @@ def fit_table(rows: list[list]) -> None:
     our ref kernels' instructions and, separately, their modelled cycles; per measured kind the
     signed mean error, MAPE and leave-one-filter-size-out MAPE (autoq.cost.cycle_profile)."""
     from autoq.cost.cycle_profile import kind_errors, label
-    from autoq.cost.calibrate import select_variant
+    from autoq.cost.measurements import select_variant
     from autoq.cost.measurements import read_measurements
 
     print("\n# board scale fitted on the published thesis times vs our ref kernels (variant thesis)")

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import copy
-import math
 import re
 
 import numpy as np
@@ -12,7 +11,7 @@ import yaml
 from autoq.cost.calibrate import calibrate_from_csv, profile_from_measurements, scale_factor
 from autoq.cost.measurements import Measurement, format_measurements, parse_measurements, read_measurements
 from autoq.cost.model import estimate
-from autoq.cost.profile import HardwareProfile, dump_profile, list_profiles, load_profile
+from autoq.cost.profile import dump_profile, list_profiles, load_profile
 from autoq.errors import UserError
 from autoq.plan import KINDS, LayerPlan, conv_entry, dense_entry
 
@@ -91,7 +90,7 @@ def test_m4_prices_float_and_quantized_kinds_from_the_same_kernel_family():
     """The board scale is fitted on the thesis's (ref-shaped) kernels; autoq prices its opt ones:
     opt f32 on the thesis layer is cheaper than the ref prediction, and on a 64->64 layer the
     xnor-popcount kernel is cheaper than float."""
-    from autoq.cost.calibrate import shipped_validation
+    from autoq.cost.counts import shipped_validation
 
     profile = load_profile("m4")
     scale, rows = shipped_validation(profile)
@@ -136,21 +135,33 @@ def test_cost_of_a_small_plan_by_hand(tmp_path):
     assert report.fits_ram is False and report.fits_flash is True and report.fits is False
 
 
-def test_estimate_of_a_built_model_equals_the_sum_of_its_layers():
+def test_estimate_of_a_built_model_by_hand(tmp_path):
+    """The zoo's tiny model (8x8x1, preset bc: f32 first and last layer, shift in between)
+    priced with a toy profile of per-MAC and per-call costs, against its shapes worked out by
+    hand: conv1 3x3 1->4 same 8x8, conv2 3x3 4->8 stride 2 -> 4x4, conv3 3x3 8->8 4x4, fc 8->10."""
     from autoq.config import preset
-    from autoq.cost.model import layer_latency_ns
     from autoq.models.zoo import build_model
     from autoq.plan import plan_from_model
 
+    data = copy.deepcopy(VALID)
+    data["kernels"] = {kind: {"coefficients": {"ns_per_mac": per_mac, "ns_fixed": 100.0}, "provenance": "derived",
+                              "source": "test", "fit": {"points": 2, "mape": 0.0}}
+                       for kind, per_mac in (("f32", 2.0), ("shift", 0.5))}
+    profile = load_profile(_write(tmp_path, data))
     plan = plan_from_model(build_model("tiny", (8, 8, 1), 10, preset("bc", "tiny")))
-    profile = load_profile("m4")
     report = estimate(plan, profile)
-    by_hand = sum(layer_latency_ns(e, profile) for e in plan.layers) + profile.overhead_ns
-    assert report.latency_ms == pytest.approx(by_hand / 1e6)
-    assert report.flash_bytes == plan.const_bytes + report.code_bytes
-    assert plan.const_bytes >= sum(e.weight_bytes + e.codebook_bytes + e.bias_bytes for e in plan.layers)
-    assert [x.kind for x in report.per_layer] == [e.kind for e in plan.layers]
-    assert report.per_layer[0].kind == "f32" and report.per_layer[1].kind != "f32"
+    macs = {"conv1": 8 * 8 * 4 * 9 * 1, "conv2": 4 * 4 * 8 * 9 * 4, "conv3": 4 * 4 * 8 * 9 * 8, "fc": 8 * 10}
+    assert [x.kind for x in report.per_layer] == ["f32", "shift", "shift", "f32"]
+    assert {e.name: e.macs for e in plan.layers} == macs
+    want_ns = [2.0 * macs["conv1"] + 100, 0.5 * macs["conv2"] + 100, 0.5 * macs["conv3"] + 100,
+               2.0 * macs["fc"] + 100]
+    assert [x.latency_ms for x in report.per_layer] == pytest.approx([t / 1e6 for t in want_ns])
+    assert report.latency_ms == pytest.approx((sum(want_ns) + 500.0) / 1e6)   # + the profile's overhead
+    # float weights + biases, 2-bit shift codes (9 * c_in taps per channel) + codebook + biases,
+    # and the three BatchNorms' scale and offset per channel; no deploy section: no code bytes
+    weights = (36 * 4 + 16) + (8 * 9 * 4 * 2 // 8 + 8 + 32) + (8 * 9 * 8 * 2 // 8 + 8 + 32) + (80 * 4 + 40)
+    batch_norms = 2 * 4 * (4 + 8 + 8)
+    assert report.flash_bytes == plan.const_bytes == weights + batch_norms and report.code_bytes == 0
 
 
 def _synthetic_rows(coeffs: dict[str, dict[str, float]], word_bits=64, variant="opt") -> list[Measurement]:
@@ -220,7 +231,7 @@ def test_from_csv_with_base_derives_missing_kinds_with_one_scale(tmp_path):
 ])
 def test_measurement_csv_errors_name_line_and_column(line, fragment):
     text = "# comment\nkind,bits,variant,c_in,c_out,h,w,f,stride,pad,macs,ns_median,ns_min\n" + line + "\n"
-    with pytest.raises(UserError, match=re.escape(f"m.csv:3: ") + ".*" + re.escape(fragment)):
+    with pytest.raises(UserError, match=re.escape("m.csv:3: ") + ".*" + re.escape(fragment)):
         parse_measurements(text, "m.csv")
 
 
@@ -312,15 +323,21 @@ def test_fit_prices_the_partial_block_weight_repack():
     assert mape(rows, coeffs0, 64, block0) > 0.05    # the old form cannot fit such a kernel
 
 
-def _bench_available() -> bool:
-    try:
-        import autoq.kernels  # noqa: F401  (the compiled binding)
-        return True
-    except Exception:  # the binding raises its own error when the extension is not built
-        return False
+def test_bench_rows_are_rows_of_the_measurements_csv():
+    from autoq.cost.bench import bench, parse_shape, shape_macs
+
+    rec = bench("xnor", "opt", (8, 4, 6, 6, 3, 1, "same"), reps=3)
+    assert (rec.kind, rec.bits, rec.variant, rec.shape) == ("xnor", 1, "opt", (8, 4, 6, 6, 3, 1, "same"))
+    assert rec.macs == 6 * 6 * 4 * 3 * 3 * 8 and 0 < rec.ns_min <= rec.ns_median
+    assert parse_measurements(format_measurements([rec])).rows[0].shape == rec.shape
+    assert shape_macs((3, 8, 16, 16, 5, 1, "valid")) == 12 * 12 * 8 * 25 * 3
+    assert shape_macs((64, 64, 16, 16, 3, 2, "same")) == 8 * 8 * 64 * 9 * 64
+    assert parse_shape(" 64, 64,16,16,3,1,same") == (64, 64, 16, 16, 3, 1, "same")
+    for bad in ("8,4,5", "8,4,5,5,3,1,full", "8,0,5,5,3,1,same"):
+        with pytest.raises(UserError, match="--shape"):
+            parse_shape(bad)
 
 
-@pytest.mark.skipif(not _bench_available(), reason="autoq.kernels binding not built (pip install .)")
 def test_calibrate_host_on_a_tiny_grid_writes_a_loadable_profile(tmp_path):
     from autoq.cost.calibrate import calibrate_host
 
@@ -342,7 +359,7 @@ def test_from_csv_with_instruction_counts_prices_every_kind_from_opt_counts(tmp_
     """Board rows take exactly 2 ns per instruction of our ref kernels: the fitted scale is 2
     (MAPE and leave-one-filter-size-out 0) and each kind's time at a counted shape is 2 x its
     opt instruction count; kinds without opt counts get no coefficients."""
-    from autoq.cost.calibrate import count_scale, read_counts
+    from autoq.cost.counts import count_scale, read_counts
 
     board = read_measurements("hw_models/measurements/m4.csv")
     rows = [r for r in board.rows if r.variant == "thesis"]
@@ -374,7 +391,7 @@ def test_from_csv_with_instruction_counts_prices_every_kind_from_opt_counts(tmp_
 def test_count_scale_leave_one_filter_size_out_sees_a_misfit():
     """One filter size at 1.5x the others' ns per instruction: in-sample MAPE and the held-out
     error are both clearly non-zero, and holding out is worse than fitting it."""
-    from autoq.cost.calibrate import count_scale
+    from autoq.cost.counts import count_scale
 
     rows, counts = [], {}
     for f, ns_per_instr in ((3, 2.0), (4, 2.0), (5, 3.0)):

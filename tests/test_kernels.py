@@ -50,11 +50,22 @@ def _restore_simd_level():
     K.simd_level(99)
 
 
+def same_padding(size: int, k: int, stride: int) -> tuple[int, int]:
+    """(output size, padding before) of a 'same' convolution as TensorFlow documents it: out =
+    ceil(size / stride), total padding max((out - 1) * stride + k - size, 0), the odd pixel at
+    the end; checked against tf.nn.conv2d in test_ref_conv_matches_tensorflow."""
+    out = -(-size // stride)
+    return out, max((out - 1) * stride + k - size, 0) // 2
+
+
 def ref_conv(x: np.ndarray, w: np.ndarray, stride: int, padding: str) -> np.ndarray:
     """Plain NumPy conv in float64: NHWC x, OHWI w, padded positions are exact zeros."""
     h, wd, _ = x.shape
     co, kh, kw, _ = w.shape
-    oh, ow, pt, pl = K.geometry(h, wd, (kh, kw), stride, padding)
+    if padding == "same":
+        (oh, pt), (ow, pl) = same_padding(h, kh, stride), same_padding(wd, kw, stride)
+    else:
+        oh, ow, pt, pl = (h - kh) // stride + 1, (wd - kw) // stride + 1, 0, 0
     pb = max(0, (oh - 1) * stride + kh - h - pt)
     pr = max(0, (ow - 1) * stride + kw - wd - pl)
     xp = np.pad(x.astype(np.float64), ((pt, pb), (pl, pr), (0, 0)))
@@ -192,12 +203,34 @@ def test_padding_is_zero_not_minus_one_for_xnor():
         np.testing.assert_array_equal(y, 5 * np.array([[4, 6, 4], [6, 9, 6], [4, 6, 4]], np.float32))
 
 
-@pytest.mark.parametrize("h,k,s", [(h, k, s) for h in (1, 4, 5, 16) for k in (1, 2, 3, 4, 5) for s in (1, 2, 3)])
-def test_same_padding_matches_tensorflow_rule(h, k, s):
-    out_h, _, pad_top, _ = K.geometry(h, h, k, s, "same")
-    assert out_h == -(-h // s)
-    pad_total = max((out_h - 1) * s + k - h, 0)
-    assert pad_top == pad_total // 2
+# (size, k, stride) -> (out, pad before) of 'same', worked out by hand: total padding
+# (out - 1) * stride + k - size (0 if negative), the odd pixel after (TensorFlow's rule)
+SAME_BY_HAND = {(1, 1, 1): (1, 0), (1, 3, 2): (1, 1), (4, 2, 1): (4, 0), (4, 3, 2): (2, 0), (4, 4, 3): (2, 1),
+                (5, 2, 2): (3, 0), (5, 4, 2): (3, 1), (5, 5, 1): (5, 2), (16, 3, 3): (6, 1), (16, 5, 2): (8, 1),
+                (16, 4, 1): (16, 1), (7, 5, 3): (3, 2), (6, 1, 4): (2, 0)}
+
+
+@pytest.mark.parametrize("size,k,s", sorted(SAME_BY_HAND))
+def test_same_padding_geometry_by_hand(size, k, s):
+    out, pad_before = SAME_BY_HAND[(size, k, s)]
+    assert K.geometry(size, size + 1, (k, 1), s, "same")[::2] == (out, pad_before)
+    assert K.geometry(size + 1, size, (1, k), s, "same")[1::2] == (out, pad_before)
+    assert same_padding(size, k, s) == (out, pad_before)
+
+
+def test_ref_conv_matches_tensorflow():
+    """The test's reference conv (its geometry and zero padding) against tf.nn.conv2d."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(3)
+    for h, wd, (kh, kw), s in [(5, 4, (4, 2), 2), (16, 7, (3, 5), 3), (1, 6, (3, 1), 2), (6, 6, (2, 2), 1)]:
+        x = rng.standard_normal((h, wd, 3))
+        w = rng.standard_normal((4, kh, kw, 3))
+        for padding in ("same", "valid"):
+            if padding == "valid" and (kh > h or kw > wd):
+                continue
+            want = tf.nn.conv2d(x[None], np.transpose(w, (1, 2, 3, 0)), s, padding.upper())[0].numpy()
+            np.testing.assert_allclose(ref_conv(x, w, s, padding), want, rtol=1e-10, atol=1e-10)
 
 
 @pytest.mark.parametrize("c", list(range(1, 131)))
@@ -293,10 +326,11 @@ def test_bad_input_raises_user_error():
         K.conv2d("f32", x, np.zeros((1, 1, 1, 3), np.float32), padding="full")
 
 
-def test_bench_record_fields():
-    rec = K.bench("xnor", "opt", (8, 4, 6, 6, 3, 1, "same"), reps=3)
-    assert rec.macs == 6 * 6 * 4 * 3 * 3 * 8 and rec.ns_min <= rec.ns_median
-    assert set(K.BenchRecord.FIELDS) == set(rec.__dict__)
+def test_time_kernel_returns_plain_numbers():
+    ns_median, ns_min, macs = K.time_kernel("xnor", "opt", (8, 4, 6, 6, 3, 1, "same"), 1, reps=3)
+    assert macs == 6 * 6 * 4 * 3 * 3 * 8 and 0 < ns_min <= ns_median
+    with pytest.raises(UserError, match="reps"):
+        K.time_kernel("f32", "opt", (8, 4, 6, 6, 3, 1, "same"), 32, reps=0)
 
 
 def test_every_kind_has_ref_and_opt():
@@ -312,7 +346,7 @@ def test_cli_bench_kernels_prints_the_measurements_csv():
                                    "--variants", "opt", "--reps", "2"])
     assert res.exit_code == 0, res.output
     lines = res.output.strip().splitlines()
-    assert lines[0] == ",".join(K.BenchRecord.FIELDS)
+    assert lines[0] == "kind,bits,variant,c_in,c_out,h,w,f,stride,pad,macs,ns_median,ns_min"  # docs/contracts.md
     rows = [line.split(",") for line in lines[1:]]
     assert sorted((r[0], r[1]) for r in rows) == [("lut", "1"), ("lut", "2"), ("lut", "4"), ("lut", "8"), ("xnor", "1")]
     assert all(r[10] == str(5 * 5 * 4 * 9 * 8) for r in rows)

@@ -2,7 +2,7 @@
 
 - :func:`kind_errors`: one scale per board (ns per instruction, or per modelled cycle) fitted on
   the published board times against our ``ref`` kernels' counts (the fit of
-  :func:`autoq.cost.calibrate.count_scale`), and per measured kind its signed mean error, MAPE
+  :func:`autoq.cost.counts.count_scale`), and per measured kind its signed mean error, MAPE
   and leave-one-filter-size-out MAPE (the scale refitted without that filter size).
 - :func:`cycle_profile`: a profile whose every kind prices our ``opt`` kernels as modelled
   cycles x a fixed ns per cycle (the nominal clock): the ``m4f80`` profile (a Cortex-M4F at
@@ -23,10 +23,10 @@ from pathlib import Path
 
 import numpy as np
 
-from autoq.cost.calibrate import count_points, count_scale, read_counts, select_variant
+from autoq.cost.counts import count_points, count_scale, read_counts
 from autoq.cost.cycles import ARCHS
 from autoq.cost.fit import fit_derived
-from autoq.cost.measurements import Measurement, read_measurements
+from autoq.cost.measurements import Measurement, read_measurements, select_variant
 from autoq.cost.profile import HardwareProfile, KernelCost, load_profile
 from autoq.kinds import KINDS
 

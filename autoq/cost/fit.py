@@ -129,3 +129,12 @@ def fit_derived(points: Sequence[Measurement], word_bits: int):
     block, coeffs = fit_best_block(points, names, word_bits)
     return (names, block, coeffs, mape(points, coeffs, word_bits, block),
             leave_group_out_mape(points, names, word_bits, block=block))
+
+
+def round_sig(value: float, digits: int = 6) -> float:
+    """``value`` to ``digits`` significant digits: how profiles store coefficients and errors."""
+    return float(f"{value:.{digits}g}")
+
+
+def round_sig_or_none(value: float | None, digits: int = 4) -> float | None:
+    return None if value is None else round_sig(value, digits)

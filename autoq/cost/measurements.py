@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -193,3 +194,13 @@ def write_measurements(path: str | Path, rows: list[Measurement], comments: list
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     return atomic_write_text(path, format_measurements(rows, comments))
+
+
+def select_variant(rows: Sequence[Measurement], variant: str | None, source: str) -> list[Measurement]:
+    """Rows of one kernel variant: ``variant`` or, if None, the variant of the first row."""
+    chosen = rows[0].variant if variant is None else variant
+    picked = [r for r in rows if r.variant == chosen]
+    if not picked:
+        known = sorted({r.variant for r in rows})
+        raise UserError(f"{source}: no rows of variant {chosen!r}; variants in the file: {', '.join(known)}")
+    return picked
