@@ -10,9 +10,8 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from autoq.config import PRESETS, QuantConfig, preset
+from autoq.config import PRESETS, QuantConfig, preset, quantizer_label
 from autoq.errors import UserError
-from autoq.config import quantizer_label
 from autoq.objectives import direction
 from autoq.space import config_hash, load_space, parse_space, resolve_space_path
 
@@ -197,6 +196,18 @@ def test_quantizer_labels_of_the_space_and_of_the_front():
     spec = {"name": "uniform", "per_channel": True, "bits": 8}
     assert quantizer_label(spec, compact=True) == "uniform(bits=8,per_channel=True)"   # Optuna values
     assert quantizer_label(spec) == "uniform(per_channel=True, bits=8)"                 # the front's tables
+
+
+def test_a_preset_without_first_last_float_maps_to_its_own_model():
+    # the image input takes no activation quantizer from the default (QuantConfig.for_layer):
+    # the space's parameters for the preset must keep conv1's input float too
+    sp = space(model_choices={"first_last_float": False},
+               layers=[{"select": "all", "weight": [None, "bc"], "activation": [None, "sign"]}])
+    cfg = preset("bnn", "lenet5", first_last_float=False).to_dict()
+    params = sp.params_for_config(cfg)
+    assert params["conv1.activation"] == "float" and params["conv2.activation"] == "sign"
+    got, want = QuantConfig.from_dict(sp.config_from_params(params)), QuantConfig.from_dict(cfg)
+    assert [got.for_layer(n) for n in sp.layer_names] == [want.for_layer(n) for n in sp.layer_names]
 
 
 def test_preset_outside_the_space_is_not_expressible():
