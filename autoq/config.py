@@ -235,6 +235,69 @@ class QuantConfig:
         return QuantConfig.from_dict(d)
 
 
+# --- labels: how a config reads in the front, the CSV and the search space's parameters ---
+
+FLOAT_LABEL = "float"
+
+
+def quantizer_label(spec: dict | None, compact: bool = False) -> str:
+    """The one label of a quantizer config: ``float`` (None), ``bc``, ``dorefa(bits=2, mode=weight)``.
+
+    ``compact``: arguments sorted by name, no spaces (``uniform(bits=8,per_channel=True)``): the
+    search space's Optuna parameter values, stored in studies, the same whatever the YAML's key
+    order. Otherwise the config's own order, as the front's tables and CSV show it.
+    """
+    if spec is None:
+        return FLOAT_LABEL
+    items = sorted(spec.items()) if compact else spec.items()
+    args = ("," if compact else ", ").join(f"{k}={v}" for k, v in items if k != "name")
+    return f"{spec['name']}({args})" if args else str(spec["name"])
+
+
+def layer_rows(config: dict, plan: dict) -> list[dict]:
+    """Per compute layer of a LayerPlan dict: name, op, kind, bits, MACs and the quantizer labels
+    its resolved config gives it (``? (reason)`` for a config that no longer resolves)."""
+    try:
+        qc: QuantConfig | Exception = QuantConfig.from_dict(config)
+    except Exception as exc:  # noqa: BLE001 -- a stale config must not hide the whole front
+        qc = exc
+    rows = []
+    for entry in plan.get("layers", []):
+        try:
+            if isinstance(qc, Exception):
+                raise qc
+            lq = qc.for_layer(entry["name"])
+            wl, al = quantizer_label(lq.weight), quantizer_label(lq.activation)
+        except Exception as exc:  # noqa: BLE001 -- as above
+            wl = al = f"? ({exc})"
+        rows.append({"name": entry.get("name"), "op": entry.get("op"), "kind": entry.get("kind"),
+                     "weight_bits": entry.get("weight_bits"), "act_bits": entry.get("act_bits"),
+                     "weight": wl, "activation": al, "macs": entry.get("macs")})
+    return rows
+
+
+def relu_slope_label(config: dict, plan: dict) -> str:
+    """The ReLU slope after every hidden compute layer: one value, or 'mixed a/b' when they differ."""
+    names = [e["name"] for e in plan.get("layers", [])][:-1]      # the last layer gives logits, no ReLU
+    try:
+        qc = QuantConfig.from_dict(config)
+        slopes = [float(qc.for_layer(n).relu_slope) for n in names]
+    except Exception:  # noqa: BLE001 -- a stale config must not hide the whole front
+        slopes = [float((config.get("default") or {}).get("relu_slope", 1.0))]
+    distinct = sorted(set(slopes), reverse=True) or [1.0]
+    text = "/".join(f"{v:g}" for v in distinct)
+    return text if len(distinct) == 1 else f"mixed {text}"
+
+
+def shortcut_label(config: dict) -> str:
+    """The shortcut policy of a model with projection shortcuts, else ``-``."""
+    try:
+        has_shortcuts = any(is_shortcut(n) for n in quant_layer_names(config.get("model", "")))
+    except Exception:  # noqa: BLE001 -- unknown model name in an old study
+        has_shortcuts = False
+    return str(config.get("shortcut", "-")) if has_shortcuts else "-"
+
+
 # --- presets: the thesis's methods (methods.md sections 1-2) ----------------------------
 
 def _p(weight=None, activation=None, relu_slope=1.0) -> dict:

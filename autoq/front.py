@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 
 if TYPE_CHECKING:
-    from autoq.pareto import Objective   # the objectives table (moving to autoq.objectives)
+    from autoq.objectives import Objective
 
 __all__ = ["TrialPoint", "ParetoFront", "non_dominated_ranks", "hypervolume", "compute_front",
            "FRONT_HEADERS", "front_cells"]

@@ -12,14 +12,13 @@ from __future__ import annotations
 import csv
 import io
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from autoq.errors import UserError
 from autoq.front import (FRONT_HEADERS, LEFT_COLUMNS, ParetoFront, TrialPoint, front_cells, hypervolume,
                          non_dominated_ranks)
 from autoq.search.records import load_points, pareto_front, resolve_study_path, run_targets
+from autoq.objectives import DEFAULT_OBJECTIVES, OBJECTIVES, Objective, objective  # noqa: F401 - re-exported
 
 __all__ = [
     "OBJECTIVES", "Objective", "TrialPoint", "ParetoFront", "resolve_study_path", "load_points",
@@ -29,110 +28,6 @@ __all__ = [
 ]
 
 
-# --- objectives ----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Objective:
-    """One axis of the front: the TrialPoint field it reads and whether larger is better."""
-
-    name: str
-    field: str
-    maximize: bool
-    label: str
-
-    def minimised(self, point: "TrialPoint") -> float:
-        """The value in minimisation form (accuracy becomes error = 1 - accuracy)."""
-        value = float(getattr(point, self.field))
-        return 1.0 - value if self.maximize else value
-
-
-OBJECTIVES: dict[str, Objective] = {
-    "accuracy": Objective("accuracy", "val_acc", True, "val accuracy"),
-    "latency": Objective("latency", "latency_ms", False, "latency (ms)"),
-    "flash": Objective("flash", "flash_bytes", False, "flash (bytes)"),
-    "ram": Objective("ram", "peak_ram_bytes", False, "peak RAM (bytes)"),
-}
-# Spellings the search space or the study may use for the same objectives.
-_ALIASES = {"acc": "accuracy", "val_acc": "accuracy", "latency_ms": "latency", "size": "flash",
-            "flash_bytes": "flash", "weight_bytes": "flash", "sram": "ram", "peak_ram": "ram",
-            "peak_ram_bytes": "ram", "memory": "ram"}
-DEFAULT_OBJECTIVES = ("accuracy", "latency", "flash")
-
-
-def objective(name: str) -> Objective:
-    """Resolve an objective name (or alias); UserError lists the allowed names."""
-    key = _ALIASES.get(str(name).lower(), str(name).lower())
-    if key not in OBJECTIVES:
-        raise UserError(f"unknown objective {name!r}; allowed: {sorted(OBJECTIVES)} "
-                        f"(aliases {sorted(_ALIASES)})")
-    return OBJECTIVES[key]
-
-
-def _quantizer_label(q: Any) -> str:
-    """'dorefa(bits=2)' for {"name": "dorefa", "bits": 2}; 'float' for None."""
-    if q is None:
-        return "float"
-    if isinstance(q, str):
-        return q
-    if isinstance(q, dict):
-        args = ", ".join(f"{k}={v}" for k, v in q.items() if k != "name")
-        return f"{q.get('name', '?')}({args})" if args else str(q.get("name", "?"))
-    get_config = getattr(q, "get_config", None)
-    return _quantizer_label(get_config()) if callable(get_config) else str(q)
-
-
-def _layer_quant(config: dict, layer_name: str) -> tuple[Any, Any]:
-    """(weight, activation) quantizer specs of one layer, through QuantConfig when available."""
-    try:
-        from autoq.config import QuantConfig
-
-        lq = QuantConfig.from_dict(config).for_layer(layer_name)
-        return getattr(lq, "weight", None), getattr(lq, "activation", None)
-    except ImportError:
-        pass
-    # QuantConfig not importable: read the plain dict (override, else default).
-    spec = {**(config.get("default") or {}), **((config.get("layers") or {}).get(layer_name) or {})}
-    return spec.get("weight"), spec.get("activation")
-
-
-def _layer_rows(config: dict, plan: dict) -> list[dict]:
-    rows = []
-    for entry in plan.get("layers", []):
-        try:
-            weight, act = _layer_quant(config, entry["name"])
-            wl, al = _quantizer_label(weight), _quantizer_label(act)
-        except Exception as exc:  # noqa: BLE001 -- a stale config must not hide the whole front
-            wl = al = f"? ({exc})"
-        rows.append({"name": entry.get("name"), "op": entry.get("op"), "kind": entry.get("kind"),
-                     "weight_bits": entry.get("weight_bits"), "act_bits": entry.get("act_bits"),
-                     "weight": wl, "activation": al, "macs": entry.get("macs")})
-    return rows
-
-
-def _slope_label(config: dict, plan: dict) -> str:
-    """The ReLU slope after every hidden compute layer: one value, or 'mixed a/b' when they differ."""
-    names = [e["name"] for e in plan.get("layers", [])][:-1]      # the last layer gives logits, no ReLU
-    try:
-        from autoq.config import QuantConfig
-
-        qc = QuantConfig.from_dict(config)
-        slopes = [float(qc.for_layer(n).relu_slope) for n in names]
-    except Exception:  # noqa: BLE001 -- a stale config must not hide the whole front
-        slopes = [float((config.get("default") or {}).get("relu_slope", 1.0))]
-    distinct = sorted(set(slopes), reverse=True) or [1.0]
-    text = "/".join(f"{v:g}" for v in distinct)
-    return text if len(distinct) == 1 else f"mixed {text}"
-
-
-def _shortcut_label(config: dict) -> str:
-    from autoq.models.names import quant_layer_names
-
-    try:
-        has_shortcuts = any(n.endswith("_shortcut") for n in quant_layer_names(config.get("model", "")))
-    except Exception:  # noqa: BLE001 -- unknown model name in an old study
-        has_shortcuts = False
-    return str(config.get("shortcut", "-")) if has_shortcuts else "-"
 
 
 # --- renderers -------------------------------------------------------------------------------

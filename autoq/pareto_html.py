@@ -25,7 +25,7 @@ import numpy as np
 from autoq.front import FRONT_HEADERS, LEFT_COLUMNS, ParetoFront, TrialPoint, front_cells, non_dominated_ranks
 
 if TYPE_CHECKING:
-    from autoq.pareto import Objective   # the objectives table (moving to autoq.objectives)
+    from autoq.objectives import Objective
 
 FRONT_COLOUR = "#d62728"      # on this panel's 2-D front
 FULL_FRONT_COLOUR = "#ff9f1c"  # on the full front, not on this panel's

@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from autoq.config import PRESETS, LayerQuant, QuantConfig, preset
+from autoq.config import PRESETS, LayerQuant, QuantConfig, layer_rows, preset, shortcut_label
 from autoq.errors import UserError
 from autoq.models.names import MODEL_NAMES, quant_layer_names
 
@@ -116,3 +116,13 @@ def test_network_input_is_not_quantized_by_the_default():
     cfg = QuantConfig.from_dict({"model": "lenet5", "first_last_float": False,
                                  "layers": {"conv1": {"activation": {"name": "dorefa", "bits": 1}}}})
     assert cfg.for_layer("conv1").activation["bits"] == 1
+
+
+def test_layer_rows_label_what_each_layer_resolves_to():
+    cfg = preset("bnn", "lenet5").to_dict()
+    plan = {"layers": [{"name": n, "op": "conv2d", "kind": "xnor"} for n in ("conv1", "conv2", "fc3")]}
+    rows = {r["name"]: (r["weight"], r["activation"]) for r in layer_rows(cfg, plan)}
+    assert rows == {"conv1": ("float", "float"), "conv2": ("bc", "sign"), "fc3": ("float", "float")}
+    stale = {**cfg, "layers": {"conv9": {"weight": None}}}
+    assert all(r["weight"].startswith("? (") and "conv9" in r["weight"] for r in layer_rows(stale, plan))
+    assert shortcut_label(cfg) == "-" and shortcut_label(preset("bc", "resnet20", shortcut="float").to_dict()) == "float"

@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 optuna = pytest.importorskip("optuna")
 
 from autoq import pareto  # noqa: E402
+from autoq.config import relu_slope_label  # noqa: E402
 from autoq.errors import UserError  # noqa: E402
 
 # (val_acc, latency_ms, flash_bytes, peak_ram, fits) of the hand-made trials; 0, 1, 2 and 4 are
@@ -381,7 +382,7 @@ def test_preset_relu_slope_and_shortcut_columns_and_rounded_csv(tmp_path):
     assert by_trial[2].relu_slope == "0.1"                    # conv1, the only hidden layer, at 0.1
     three = {"layers": [{"name": "conv1"}, {"name": "conv2"}, {"name": "fc"}]}
     mixed["layers"]["conv2"] = {"relu_slope": 1.0}
-    assert pareto._slope_label(mixed, three) == "mixed 1/0.1"
+    assert relu_slope_label(mixed, three) == "mixed 1/0.1"
     assert by_trial[3].shortcut == "removed"
     console = Console(record=True, width=200)
     console.print(pareto.render_table(pf)[0])

@@ -10,9 +10,10 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from autoq.config import PRESETS, QuantConfig, preset
+from autoq.config import PRESETS, QuantConfig, preset, quantizer_label
 from autoq.errors import UserError
-from autoq.space import config_hash, label_of, load_space, parse_space, resolve_space_path
+from autoq.objectives import direction
+from autoq.space import config_hash, load_space, parse_space, resolve_space_path
 
 SHIPPED = ["lenet5", "vgg7", "resnet20", "squeezenet"]
 
@@ -142,7 +143,7 @@ def test_parameters_are_named_per_layer_and_expand_list_arguments():
     assert sorted(pc) == ["conv1.activation", "conv1.relu_slope", "conv1.weight",
                           "conv2.activation", "conv2.relu_slope", "conv2.weight"]
     assert pc["conv1.weight"] == ["float", "bc", "dorefa(bits=2)", "dorefa(bits=4)"]
-    assert sp.size() == (4 * 2 * 2) ** 2
+    assert [len(pc[f"conv1.{dim}"]) for dim in ("weight", "activation", "relu_slope")] == [4, 2, 2]
 
 
 def test_share_makes_one_parameter_per_rule_and_later_rule_wins_per_key():
@@ -185,13 +186,28 @@ def test_resnet_shortcut_policy_kills_shortcut_overrides():
 def test_objective_names_per_target():
     sp = space(objectives=["accuracy", "latency", "flash@m4"])
     assert sp.objective_names(["m4", "a53"]) == ["accuracy", "latency@m4", "latency@a53", "flash@m4"]
-    assert sp.directions(sp.objective_names()) == ["maximize", "minimize", "minimize"]
+    assert [direction(n) for n in sp.objective_names()] == ["maximize", "minimize", "minimize"]
 
 
-def test_label_of():
-    assert label_of(None) == "float"
-    assert label_of({"name": "bc"}) == "bc"
-    assert label_of({"name": "bc_scaled", "scale": 0.125}) == "bc_scaled(scale=0.125)"
+def test_quantizer_labels_of_the_space_and_of_the_front():
+    assert quantizer_label(None) == quantizer_label(None, compact=True) == "float"
+    assert quantizer_label({"name": "bc"}, compact=True) == "bc"
+    assert quantizer_label({"name": "bc_scaled", "scale": 0.125}, compact=True) == "bc_scaled(scale=0.125)"
+    spec = {"name": "uniform", "per_channel": True, "bits": 8}
+    assert quantizer_label(spec, compact=True) == "uniform(bits=8,per_channel=True)"   # Optuna values
+    assert quantizer_label(spec) == "uniform(per_channel=True, bits=8)"                 # the front's tables
+
+
+def test_a_preset_without_first_last_float_maps_to_its_own_model():
+    # the image input takes no activation quantizer from the default (QuantConfig.for_layer):
+    # the space's parameters for the preset must keep conv1's input float too
+    sp = space(model_choices={"first_last_float": False},
+               layers=[{"select": "all", "weight": [None, "bc"], "activation": [None, "sign"]}])
+    cfg = preset("bnn", "lenet5", first_last_float=False).to_dict()
+    params = sp.params_for_config(cfg)
+    assert params["conv1.activation"] == "float" and params["conv2.activation"] == "sign"
+    got, want = QuantConfig.from_dict(sp.config_from_params(params)), QuantConfig.from_dict(cfg)
+    assert [got.for_layer(n) for n in sp.layer_names] == [want.for_layer(n) for n in sp.layer_names]
 
 
 def test_preset_outside_the_space_is_not_expressible():

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from autoq.search.objective import COST_FIELDS
+from autoq.objectives import COST_FIELDS
 
 log = logging.getLogger(__name__)
 

@@ -31,10 +31,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from autoq.objectives import ACCURACY, active_constraints, cost_value
+
 log = logging.getLogger(__name__)
 
 STATUSES = ("ok", "failed", "skipped")
-COST_FIELDS = {"latency": "latency_ms", "flash": "flash_bytes", "ram": "peak_ram_bytes"}
 
 
 @dataclass
@@ -104,29 +105,26 @@ class TrialSteps(Protocol):
     def train(self, config: dict, epochs: int, ctx: TrialContext) -> TrainOutcome: ...
 
 
-# --- objectives and constraints (pure) -------------------------------------------------------
+# --- objectives and constraints (pure; the tables are autoq.objectives) ------------------------
 
 
 def objective_values(outcome: TrialOutcome, objective_names: list[str]) -> list[float]:
     """Values in study order; accuracy of an untrained (skipped) trial is 0."""
     values = []
     for name in objective_names:
-        if name == "accuracy":
+        if name == ACCURACY:
             acc = outcome.metrics.get("val_acc")
             values.append(0.0 if acc is None else float(acc))
         else:
-            kind, _, target = name.partition("@")
-            values.append(float(outcome.costs[target][COST_FIELDS[kind]]))
+            values.append(cost_value(outcome.costs, name))
     return values
 
 
 def constraint_items(costs: dict[str, dict], constraints: dict) -> list[tuple[str, float]]:
     """Optuna's convention (feasible iff every value <= 0), per target's own front: a trial
     that breaks a constraint on one target still counts for the others. The values are those
-    of one target: the first feasible one, else the one breaking the fewest constraints.
-
-    Per target: max_latency_ms: latency - max; max_flash_kb / max_ram_kb: bytes / 1024 - max;
-    fits sram: peak RAM - RAM limit; fits flash: flash - flash limit (bytes).
+    of one target: the first feasible one, else the one breaking the fewest constraints
+    (autoq.objectives.CONSTRAINTS says what each value is).
     """
     per_target = [target_items(costs, constraints, t) for t in sorted(costs)]
     if not per_target:
@@ -134,23 +132,9 @@ def constraint_items(costs: dict[str, dict], constraints: dict) -> list[tuple[st
     return min(per_target, key=lambda items: sum(v > 0 for _, v in items))
 
 
-def target_items(costs: dict[str, dict], constraints: dict, only: str) -> list[tuple[str, float]]:
-    """One value per constraint of target ``only`` (constraint_items)."""
-    items: list[tuple[str, float]] = []
-    for target in [only]:
-        c = costs[target]
-        if "max_latency_ms" in constraints:
-            items.append((f"{target}:max_latency_ms", float(c["latency_ms"]) - constraints["max_latency_ms"]))
-        if "max_flash_kb" in constraints:
-            items.append((f"{target}:max_flash_kb", float(c["flash_bytes"]) / 1024 - constraints["max_flash_kb"]))
-        if "max_ram_kb" in constraints:
-            items.append((f"{target}:max_ram_kb", float(c["peak_ram_bytes"]) / 1024 - constraints["max_ram_kb"]))
-        fits = constraints.get("fits") or []
-        if "sram" in fits:
-            items.append((f"{target}:fits_ram", float(c["peak_ram_bytes"]) - float(c["ram_limit_bytes"])))
-        if "flash" in fits:
-            items.append((f"{target}:fits_flash", float(c["flash_bytes"]) - float(c["flash_limit_bytes"])))
-    return items
+def target_items(costs: dict[str, dict], constraints: dict, target: str) -> list[tuple[str, float]]:
+    """One ``("<target>:<key>", value)`` per constraint on, for one target (constraint_items)."""
+    return [(f"{target}:{c.key}", c.value(costs[target], constraints)) for c in active_constraints(constraints)]
 
 
 def constraint_values(costs: dict[str, dict], constraints: dict) -> list[float]:
@@ -159,21 +143,9 @@ def constraint_values(costs: dict[str, dict], constraints: dict) -> list[float]:
 
 def violated(costs: dict[str, dict], constraints: dict) -> list[str]:
     """Readable list of broken constraints (empty when feasible)."""
-    out = []
-    for target in sorted(costs):
-        c = costs[target]
-        checks = [("max_latency_ms", c["latency_ms"], constraints.get("max_latency_ms"), "latency ms"),
-                  ("max_flash_kb", c["flash_bytes"] / 1024, constraints.get("max_flash_kb"), "flash KB"),
-                  ("max_ram_kb", c["peak_ram_bytes"] / 1024, constraints.get("max_ram_kb"), "peak RAM KB")]
-        for _, value, limit, what in checks:
-            if limit is not None and value > limit:
-                out.append(f"{target}: {what} {value:.4g} > {limit:g}")
-        fits = constraints.get("fits") or []
-        if "sram" in fits and c["peak_ram_bytes"] > c["ram_limit_bytes"]:
-            out.append(f"{target}: peak RAM {c['peak_ram_bytes']} B > {c['ram_limit_bytes']} B")
-        if "flash" in fits and c["flash_bytes"] > c["flash_limit_bytes"]:
-            out.append(f"{target}: flash {c['flash_bytes']} B > {c['flash_limit_bytes']} B")
-    return out
+    on = active_constraints(constraints)
+    return [f"{target}: {c.message(costs[target], constraints)}"
+            for target in sorted(costs) for c in on if c.value(costs[target], constraints) > 0]
 
 
 def should_promote(acc: float, costs: list[float], reference: list[tuple[float, list[float]]],
@@ -186,12 +158,7 @@ def should_promote(acc: float, costs: list[float], reference: list[tuple[float, 
 
 
 def cost_vector(costs: dict[str, dict], objective_names: list[str]) -> list[float]:
-    out = []
-    for name in objective_names:
-        if name != "accuracy":
-            kind, _, target = name.partition("@")
-            out.append(float(costs[target][COST_FIELDS[kind]]))
-    return out
+    return [cost_value(costs, name) for name in objective_names if name != ACCURACY]
 
 
 # --- the trial pipeline ----------------------------------------------------------------------

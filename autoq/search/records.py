@@ -14,8 +14,10 @@ import logging
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from autoq.config import layer_rows, relu_slope_label, shortcut_label
 from autoq.errors import UserError
 from autoq.front import ParetoFront, TrialPoint, compute_front
+from autoq.objectives import DEFAULT_OBJECTIVES, objective
 from autoq.search.study import STUDY_FILE
 
 log = logging.getLogger(__name__)
@@ -113,8 +115,6 @@ def optuna_quiet() -> None:
 
 def study_objectives(study) -> list[str]:
     """The objective kinds the search used (``objectives`` user attr), e.g. accuracy, latency, flash."""
-    from autoq.pareto import DEFAULT_OBJECTIVES   # the objectives table (moving to autoq.objectives)
-
     names = study.user_attrs.get("objectives") or list(DEFAULT_OBJECTIVES)
     return [n["name"] if isinstance(n, dict) else n for n in names]
 
@@ -168,9 +168,6 @@ def load_points(study, target: str, estimator: Callable[[dict], dict] | None = N
     """
     import optuna
 
-    # the configuration labels (moving to config/space with the objectives table)
-    from autoq.pareto import _layer_rows, _shortcut_label, _slope_label
-
     points, skipped = [], []
     for trial in study.get_trials(deepcopy=False):
         attrs = trial.user_attrs
@@ -200,9 +197,9 @@ def load_points(study, target: str, estimator: Callable[[dict], dict] | None = N
             test_acc=None if metrics.get("test_acc") is None else float(metrics["test_acc"]),
             latency_ms=float(cost["latency_ms"]), flash_bytes=int(cost["flash_bytes"]),
             peak_ram_bytes=int(cost["peak_ram_bytes"]), fits=bool(cost["fits"]), cost_source=source,
-            config=config, layers=_layer_rows(config, plan or {}),
+            config=config, layers=layer_rows(config, plan or {}),
             weights_path=attrs.get("weights_path"), preset=attrs.get("preset"),
-            relu_slope=_slope_label(config, plan or {}), shortcut=_shortcut_label(config)))
+            relu_slope=relu_slope_label(config, plan or {}), shortcut=shortcut_label(config)))
     return points, skipped
 
 
@@ -219,8 +216,6 @@ def pareto_front(run: str | Path | None, target: str | None = None, objectives: 
     estimator: plan dict -> CostReport dict (default: autoq.cost with the target profile).
     storage, study_name: a shared study instead of ``run`` (:func:`open_run`).
     """
-    from autoq.pareto import objective   # the objectives table (moving to autoq.objectives)
-
     study, study_path = open_run(run, storage, study_name)
     target = target or targets_of(study, study_path)[0]
     objs = [objective(n) for n in (objectives or study_objectives(study))]

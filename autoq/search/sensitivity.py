@@ -14,7 +14,7 @@ The table (plain data, JSON)::
      "layers": {"conv1": {"weight": {"bc": 1.93, "twn": 0.21, ...},
                           "activation": {"sign": 2.4, ...}}, ...}}
 
-Labels are the space's parameter values (autoq.space.label_of). This module imports
+Labels are the space's parameter values (autoq.config.quantizer_label, compact). This module imports
 TensorFlow (it trains); :mod:`autoq.search.ilp` reads the table without it.
 """
 from __future__ import annotations

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from autoq.errors import UserError
+from autoq.objectives import direction
 from autoq.search.objective import STATUSES, TrialOutcome
 
 log = logging.getLogger(__name__)
@@ -218,7 +219,7 @@ def open_study(out_dir: Path, info: RunInfo, sampler, resume: bool, force: bool)
 
 
 def directions(info: RunInfo) -> list[str]:
-    return ["maximize" if n == "accuracy" else "minimize" for n in info.objective_names]
+    return [direction(n) for n in info.objective_names]
 
 
 def init_study(study, info: RunInfo) -> None:

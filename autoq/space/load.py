@@ -9,13 +9,14 @@ import math
 import re
 from pathlib import Path
 
+from autoq.config import FLOAT_LABEL, PRESETS, quantizer_label
 from autoq.errors import UserError
 from autoq.fileio import MAX_FREE_TEXT, finite_number, free_text, load_yaml, read_text
 from autoq.limits import MAX_EPOCHS, MAX_INPUT_SIDE, MAX_SEED
 
-from autoq.space.model import (CONSTRAINT_KEYS, DIMS, FIT_KINDS, FLOAT_LABEL, LAYER_TYPES, MAX_CHOICES,
+from autoq.space.model import (CONSTRAINT_KEYS, DIMS, FIT_KINDS, LAYER_TYPES, MAX_CHOICES,
                                NAME_PATTERN, OBJECTIVE_KINDS, RULE_KEYS, SHORTCUT_POLICIES, TOP_KEYS,
-                               TRAINING_KEYS, Choice, Rule, Screen, SearchSpace, _layer_type, _values, label_of)
+                               TRAINING_KEYS, Choice, Rule, Screen, SearchSpace, _layer_type, _values)
 
 log = logging.getLogger(__name__)
 
@@ -141,12 +142,10 @@ def _parse_training(ctx: _Ctx, value) -> dict:
         if key not in TRAINING_KEYS:
             raise ctx.fail(f"training.{key}", value[key], f"keys {', '.join(TRAINING_KEYS)}")
     recipe = value.get("recipe", "adam")
-    try:
-        from autoq.train import RECIPES
-    except ImportError:  # training part not installed yet: checked when the search starts
-        RECIPES = None
-    if not isinstance(recipe, str) or (RECIPES is not None and recipe not in RECIPES):
-        raise ctx.fail("training.recipe", recipe, ", ".join(sorted(RECIPES or [])) or "a recipe name")
+    from autoq.train import RECIPES
+
+    if not isinstance(recipe, str) or recipe not in RECIPES:
+        raise ctx.fail("training.recipe", recipe, ", ".join(sorted(RECIPES)))
     screen = value.get("screen")
     if screen is not None:
         if not isinstance(screen, dict) or set(screen) - {"epochs", "margin"}:
@@ -333,7 +332,7 @@ def _parse_choices(ctx: _Ctx, key: str, value, role: str) -> list[Choice] | None
         for spec in _expand_spec(ctx, f"{key}[{i}]", item):
             if spec is not None:
                 _check_quantizer(ctx, f"{key}[{i}]", spec, role)
-            choice = Choice(label_of(spec), spec)
+            choice = Choice(quantizer_label(spec, compact=True), spec)
             if choice.label not in {c.label for c in choices}:
                 choices.append(choice)
     return choices
@@ -379,14 +378,10 @@ def _parse_rules(ctx: _Ctx, value, layer_names: list[str]) -> list[Rule]:
 def _parse_presets(ctx: _Ctx, value):
     if value is None:
         return None
-    try:
-        from autoq.config import PRESETS
-    except ImportError:
-        PRESETS = None
     if not isinstance(value, list) or any(not isinstance(p, str) for p in value):
         raise ctx.fail("presets", value, "a list of preset names")
     for i, p in enumerate(value):
-        if PRESETS is not None and p not in PRESETS:
+        if p not in PRESETS:
             raise ctx.fail(f"presets[{i}]", p, ", ".join(PRESETS))
     return list(value)
 

@@ -64,19 +64,18 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from autoq.config import FLOAT, SHORTCUT_POLICIES, QuantConfig
+from autoq.models.names import is_shortcut
+from autoq.objectives import CONSTRAINT_KEYS, FIT_KINDS, expand_objectives
+from autoq.objectives import COST_KINDS as OBJECTIVE_KINDS
 
 log = logging.getLogger(__name__)
 
-OBJECTIVE_KINDS = ("latency", "flash", "ram")
 LAYER_TYPES = ("conv", "dense", "shortcut")
-SHORTCUT_POLICIES = ("quantized", "float", "removed")
-FIT_KINDS = ("sram", "flash")
-CONSTRAINT_KEYS = ("max_latency_ms", "max_flash_kb", "max_ram_kb", "fits")
 TOP_KEYS = ("name", "model", "dataset", "data_path", "input", "training", "targets", "objectives",
             "constraints", "model_choices", "layers", "presets", "description")
 TRAINING_KEYS = ("recipe", "epochs", "baseline_epochs", "seed", "skip_infeasible", "screen")
 RULE_KEYS = ("select", "share", "weight", "activation", "relu_slope")
-FLOAT_LABEL = "float"
 DIMS = ("weight", "activation", "relu_slope")
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")  # a run label and folder name
 MAX_CHOICES = 1000          # values of one list-valued key (and expanded quantizer choices)
@@ -150,21 +149,7 @@ class SearchSpace:
 
     def objective_names(self, targets: list[str] | None = None) -> list[str]:
         """Objective names in study order: ``accuracy`` then ``<kind>@<target>`` costs."""
-        targets = list(targets or self.targets)
-        names = ["accuracy"]
-        for obj in self.objectives:
-            if obj == "accuracy":
-                continue
-            kind, _, target = obj.partition("@")
-            for t in ([target] if target else targets):
-                name = f"{kind}@{t}"
-                if name not in names:
-                    names.append(name)
-        return names
-
-    @staticmethod
-    def directions(objective_names: list[str]) -> list[str]:
-        return ["maximize" if n == "accuracy" else "minimize" for n in objective_names]
+        return expand_objectives(self.objectives, list(targets or self.targets))
 
     # -- parameters ----------------------------------------------------------------------
 
@@ -186,12 +171,6 @@ class SearchSpace:
     def suggest(self, trial) -> dict[str, Any]:
         """Ask an Optuna trial (or Ray's captor) for every parameter; return the params."""
         return {name: trial.suggest_categorical(name, values)
-                for name, values in self.param_choices().items()}
-
-    def distributions(self) -> dict:
-        import optuna
-
-        return {name: optuna.distributions.CategoricalDistribution(values)
                 for name, values in self.param_choices().items()}
 
     def config_from_params(self, params: dict[str, Any]) -> dict:
@@ -222,8 +201,6 @@ class SearchSpace:
                   "layers": canonical}
         if shortcut is not None:
             config["shortcut"] = shortcut
-        from autoq.config import QuantConfig  # validates; stores complete quantizer configs
-
         return QuantConfig.from_dict(config, source=self.source).to_dict()
 
     def params_for_config(self, config: dict) -> dict[str, Any] | None:
@@ -231,7 +208,7 @@ class SearchSpace:
 
         Used to enqueue the thesis presets: a preset the space cannot express returns None.
         """
-        effective = _effective(config, self.layer_names)
+        resolved = _resolved(config, self.layer_names)
         dead = _dead_layers(config, self.layer_names)
         params: dict[str, Any] = {}
         for name, values in self.param_choices().items():
@@ -246,7 +223,7 @@ class SearchSpace:
             if not alive:  # the value cannot change the model
                 params[name] = values[0]
                 continue
-            wanted = {_label_key(dim, effective[n].get(dim)) for n in alive}
+            wanted = {resolved[n][dim] for n in alive}
             if len(wanted) != 1:
                 return None
             match = self._match(owner, dim, wanted.pop())
@@ -254,8 +231,7 @@ class SearchSpace:
                 return None
             params[name] = match
         candidate = self.config_from_params(params)
-        same = (_effective(candidate, self.layer_names, alive_only=True)
-                == _effective(config, self.layer_names, alive_only=True)
+        same = (_resolved(candidate, self.layer_names) == resolved
                 and candidate.get("shortcut", "quantized") == config.get("shortcut", "quantized"))
         return params if same else None
 
@@ -277,13 +253,6 @@ class SearchSpace:
             if _label_key(dim, choice.spec) == key:
                 return choice.label
         return None
-
-    def size(self) -> int:
-        """Number of distinct parameter combinations (not of distinct models)."""
-        n = 1
-        for values in self.param_choices().values():
-            n *= len(values)
-        return n
 
 
 # --- helpers --------------------------------------------------------------------------------
@@ -315,11 +284,7 @@ def _choice(choices: list[Choice], label) -> dict | None:
 
 def _layer_type(name: str) -> str:
     """conv | dense | shortcut, from the zoo's naming scheme (autoq/models/names.py)."""
-    from autoq.models import names
-
-    if hasattr(names, "layer_type"):
-        return names.layer_type(name)
-    if names.is_shortcut(name):
+    if is_shortcut(name):
         return "shortcut"
     return "dense" if name.startswith("fc") else "conv"
 
@@ -353,29 +318,14 @@ def _dead_layers(config: dict, layer_names: list[str]) -> set[str]:
     return dead
 
 
-def _effective(config: dict, layer_names: list[str], alive_only: bool = False) -> dict:
-    """Per layer: the weight/activation/relu_slope the config gives (default merged)."""
-    default = config.get("default") or {}
-    out = {}
+def _resolved(config: dict, layer_names: list[str]) -> dict[str, dict]:
+    """Per layer and dimension: the label key of what the model gets (QuantConfig.for_layer;
+    a removed shortcut counts as float)."""
+    qc = QuantConfig.from_dict(config)
     dead = _dead_layers(config, layer_names)
-    for name in layer_names:
-        merged = {"weight": default.get("weight"), "activation": default.get("activation"),
-                  "relu_slope": default.get("relu_slope", 1.0)}
-        merged.update((config.get("layers") or {}).get(name, {}))
-        if alive_only:
-            if name in dead:
-                merged = {"weight": None, "activation": None, "relu_slope": 1.0}
-            merged = {k: _label_key(k, v) for k, v in merged.items()}
-        out[name] = merged
-    return out
-
-
-def label_of(spec: dict | None) -> str:
-    """Short readable label: ``float``, ``bc``, ``dorefa(bits=2)``."""
-    if spec is None:
-        return FLOAT_LABEL
-    args = ",".join(f"{k}={spec[k]}" for k in sorted(spec) if k != "name")
-    return f"{spec['name']}({args})" if args else spec["name"]
+    return {name: {dim: _label_key(dim, getattr(FLOAT if name in dead else qc.for_layer(name), dim))
+                   for dim in DIMS}
+            for name in layer_names}
 
 
 def config_hash(config: dict) -> str:
