@@ -139,8 +139,8 @@ def test_cost_of_a_small_plan_by_hand(tmp_path):
 def test_estimate_of_a_built_model_equals_the_sum_of_its_layers():
     from autoq.config import preset
     from autoq.cost.model import layer_latency_ns
+    from autoq.export.planning import plan_from_model
     from autoq.models.zoo import build_model
-    from autoq.plan import plan_from_model
 
     plan = plan_from_model(build_model("tiny", (8, 8, 1), 10, preset("bc", "tiny")))
     profile = load_profile("m4")
