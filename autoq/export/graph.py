@@ -21,7 +21,7 @@ from functools import partial
 import numpy as np
 
 from autoq.errors import UserError
-from autoq.export.qbin import QLayer, encode_layer
+from autoq.export.qbin_layer import QLayer, encode_layer
 
 
 @dataclass
