@@ -146,8 +146,8 @@ def _plan_for(model, preset, config, input_shape, num_classes):
     from autoq.space import shipped_input_shape
 
     shape = _parse_shape(input_shape) if input_shape else shipped_input_shape(model)
+    from autoq.export.planning import plan_from_model
     from autoq.models.zoo import build_model
-    from autoq.plan import plan_from_model
 
     return plan_from_model(build_model(model, shape, num_classes, qconfig))
 

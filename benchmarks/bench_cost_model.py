@@ -51,8 +51,8 @@ MENU = [("f32", 32), ("lut", 1), ("lut", 2), ("lut", 4), ("lut", 8), ("shift", 2
 
 
 def float_plans() -> dict[str, LayerPlan]:
+    from autoq.export.planning import plan_from_model
     from autoq.models.zoo import build_model
-    from autoq.plan import plan_from_model
 
     return {name: plan_from_model(build_model(name, shape, 10, None)) for name, shape in MODELS}
 

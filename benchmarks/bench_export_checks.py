@@ -81,7 +81,7 @@ def _trial(model_name, data, data_arg, config, epochs, seed, out_dir):
     from autoq.cost.model import estimate
     from autoq.cost.profile import load_profile
     from autoq.errors import UserError
-    from autoq.plan import plan_from_model
+    from autoq.export.planning import plan_from_model
     from autoq.train import finetune
 
     qc = QuantConfig.from_dict(config)

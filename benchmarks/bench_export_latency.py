@@ -8,7 +8,7 @@ per-inference time of that program over many random inputs: (min over reps of th
 so process start-up and file opening cancel; the reps are interleaved over the configurations.
 CPU time, not wall time: on the shared machine the wall time mostly measures the neighbours. Predicted =
 the cost model on the host profile: kernels (LayerPlan.layers) + non-kernel ops (LayerPlan.ops,
-autoq.cost.ops) + overhead, the plan derived from the same emitted C (autoq.plan.plan_from_emission).
+autoq.cost.ops) + overhead, the plan derived from the same emitted C (autoq.export.planning.plan_from_emission).
 Prints the table, MAPE and Spearman (goal: MAPE <= 10 %, Spearman >= 0.95); no timed asserts.
 Diagnostics: the same C with timer marks per plan item (autoq.cost.calibrate_ops.time_pieces)
 splits the measured time into kernels and ops, each next to its prediction.
@@ -79,7 +79,7 @@ def export(label, model_name, shape, spec, work: Path, objects_from: Path | None
     first export are reused: same sources, same Makefile rule), derive its plan."""
     from autoq.cost.calibrate_ops import write_program
     from autoq.export.graph import build_graph
-    from autoq.plan import plan_from_emission
+    from autoq.export.planning import plan_from_emission
 
     graph = build_graph(build_config(model_name, shape, spec), fold_bn=False)
     out = work / label

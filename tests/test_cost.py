@@ -140,8 +140,8 @@ def test_estimate_of_a_built_model_by_hand(tmp_path):
     priced with a toy profile of per-MAC and per-call costs, against its shapes worked out by
     hand: conv1 3x3 1->4 same 8x8, conv2 3x3 4->8 stride 2 -> 4x4, conv3 3x3 8->8 4x4, fc 8->10."""
     from autoq.config import preset
+    from autoq.export.planning import plan_from_model
     from autoq.models.zoo import build_model
-    from autoq.plan import plan_from_model
 
     data = copy.deepcopy(VALID)
     data["kernels"] = {kind: {"coefficients": {"ns_per_mac": per_mac, "ns_fixed": 100.0}, "provenance": "derived",

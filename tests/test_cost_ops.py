@@ -91,8 +91,8 @@ def test_instrument_marks_every_plan_item_of_the_emitted_c():
     from autoq.config import preset
     from autoq.export import c_emit
     from autoq.export.graph import build_graph
+    from autoq.export.planning import plan_from_emission
     from autoq.models.zoo import build_model
-    from autoq.plan import plan_from_emission
 
     model = build_model("resnet20", (8, 8, 3), 10, preset("bnn", "resnet20"))
     graph = build_graph(model, fold_bn=False)

@@ -75,7 +75,7 @@ def _make_study(run: Path, trials: list[dict]) -> Path:
 def trained_run(tmp_path_factory):
     from autoq.cost.model import estimate
     from autoq.cost.profile import load_profile
-    from autoq.plan import plan_from_model
+    from autoq.export.planning import plan_from_model
 
     root = tmp_path_factory.mktemp("export")
     trials = []

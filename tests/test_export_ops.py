@@ -109,7 +109,7 @@ def test_onnx_check_allows_only_counted_level_flips(case, tmp_path):
 def test_c_equals_keras(case, tmp_path, variant):
     from autoq.cost.deploy import scratch_need
     from autoq.export import c_emit
-    from autoq.plan import plan_from_emission
+    from autoq.export.planning import plan_from_emission
     from autoq.resources import resource_dir
 
     if shutil.which("gcc") is None:

@@ -17,7 +17,7 @@ def test_zoo_model_exports(model_name, preset_name, tmp_path):
     from autoq.config import preset
     from autoq.cost.deploy import scratch_need
     from autoq.export import c_emit
-    from autoq.plan import plan_from_emission
+    from autoq.export.planning import plan_from_emission
     from autoq.export.exporter import keras_logits
     from autoq.export.graph import build_graph
     from autoq.export.onnx import export_onnx

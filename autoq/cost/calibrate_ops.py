@@ -238,8 +238,8 @@ def prepare_model(model_name: str, shape, preset_name: str, work: Path, seed: in
     """Export one zoo model (untrained) as ``autoq export`` does; its plan from the emitted C."""
     from autoq.config import preset
     from autoq.export.graph import build_graph
+    from autoq.export.planning import plan_from_emission
     from autoq.models.zoo import build_model
-    from autoq.plan import plan_from_emission
 
     model = build_model(model_name, shape, 10, preset(preset_name, model_name))
     graph = build_graph(model, fold_bn=False)

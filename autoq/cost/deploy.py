@@ -200,7 +200,7 @@ def emit_for_target(graph, arch: str, model_name: str = "model", comment: str = 
     the emitted C, and the C with the opt kernels' scratch sized for that build (variant "ref":
     no scratch). The one place the exporter, the deploy and op calibrations get their C from."""
     from autoq.export.c_emit import emit_c
-    from autoq.plan import plan_from_emission
+    from autoq.export.planning import plan_from_emission
 
     plan = plan_from_emission(graph, emit_c(graph, model_name))
     scratch = scratch_need(plan, arch) if variant == "opt" else 0

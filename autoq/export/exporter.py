@@ -244,92 +244,138 @@ def export_trial(run: str, trial_number: int, target: str, out: str | Path, forc
     lines = [f"trial {trial_number} on {target}: predicted {cost['latency_ms']:.3f} ms, flash {cost['flash_bytes']:,} B, "
              f"peak RAM {cost['peak_ram_bytes']:,} B, fits: {cost['fits']}"]
 
+    out = _output_folder(out, force)
+    attrs = trial.user_attrs
+    model_path = model_file(attrs, out, artifacts)
+    ex, dataset = _start(out, model_path, study, data_path, max_samples, lines)
+    _write_onnx(ex)
+    _write_qbin(ex, {"model": attrs["config"].get("model"), "input_shape": list(ex.graph.input_shape),
+                     "num_classes": int(np.prod(ex.graph.output_shape)), "trial": trial_number, "target": target,
+                     "dataset": dataset})
+    if emit_c:
+        _write_c(ex, profile, f"trial {trial_number}, target {target}", c_variant, force)
+    if Path(model_path) != out / "model.keras":
+        shutil.copy2(model_path, out / "model.keras")
+    ex.written.append(out / "model.keras")
+    manifest = _write_manifest(ex, {"study": str(study_path), "study_name": study.study_name, "trial": trial_number,
+                                    "target": target, "config": attrs["config"], "plan": attrs["plan"],
+                                    "metrics": attrs["metrics"], "predicted": costs})
+    return ExportResult(out, manifest, ex.lines)
+
+
+@dataclass
+class _Export:
+    """One export under way: the trained model, its two graphs, the test samples and Keras'
+    logits for them; what the steps checked (the manifest's ``checks``), reported and wrote."""
+
+    out: Path
+    model: object
+    graph: object                 # BatchNorm as Keras computes it: ONNX and C
+    folded: object                # BatchNorm folded into the epilogues: .qbin
+    x: np.ndarray
+    reference: np.ndarray
+    checks: dict
+    lines: list[str]
+    written: list[Path] = field(default_factory=list)
+
+    def keras_inputs(self, xs: np.ndarray) -> dict:
+        return keras_layer_inputs(self.model, self.graph, xs)
+
+
+def _output_folder(out: str | Path, force: bool) -> Path:
     out = Path(out).resolve()       # the C builds run in other working directories
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
         raise UserError(f"--out: {str(out)!r} is not an empty folder; choose a new one or pass --force to "
                         "write into it (files the export does not write are left alone and not listed)")
     out.mkdir(parents=True, exist_ok=True)
-    written: list[Path] = []
-    attrs = trial.user_attrs
-    model_path = model_file(attrs, out, artifacts)
+    return out
+
+
+def _start(out: Path, model_path: str, study, data_path: str | None, max_samples: int | None,
+           lines: list[str]) -> tuple[_Export, str]:
+    """The export of the model at ``model_path`` on the run's test split (and the dataset's name)."""
+    from autoq.export.graph import build_graph
+
     model = _load_model(model_path)
     data = _load_data(study, data_path)
     x = data.x_test if max_samples is None else data.x_test[:max_samples]
     x = np.ascontiguousarray(x, np.float32)
-
-    from autoq.export import onnx as xonnx
-    from autoq.export import qbin
-    from autoq.export.graph import build_graph
-
     graph = build_graph(model, fold_bn=False)      # ONNX and C: Keras' own BatchNorm arithmetic
     folded = build_graph(model, fold_bn=True)      # .qbin: BatchNorm folded into each layer's epilogue
     reference = keras_logits(model, x)
     checks: dict = {"keras_test_acc": float(np.mean(np.argmax(reference, 1) == data.y_test[:len(x)]))}
+    return _Export(out, model, graph, folded, x, reference, checks, lines), data.name
 
-    checks["onnx"] = xonnx.export_onnx(graph, x, reference, out / "model.onnx", ONNX_TOLERANCE,
-                                       allowed_flips=_allowed_flips(graph, len(x)),
-                                       keras_inputs=lambda xs: keras_layer_inputs(model, graph, xs))
-    written.append(out / "model.onnx")
-    onnx_check = checks["onnx"]
-    lines.append(f"model.onnx: onnxruntime vs Keras on {len(x)} test samples: argmax identical, max |diff| "
-                 f"{onnx_check['max_abs_diff']:.2e} ({onnx_check['samples_beyond_tolerance']} samples beyond "
-                 f"{ONNX_TOLERANCE:g}: quantized-activation level flips; weights "
-                 f"{', '.join(sorted(set(onnx_check['weights'].values())))})")
 
-    meta = {"model": attrs["config"].get("model"), "input_shape": list(graph.input_shape),
-            "num_classes": int(np.prod(graph.output_shape)), "trial": trial_number, "target": target,
-            "dataset": data.name}
-    written.append(qbin.write_qbin(out / "model.qbin", [op.layer for op in folded.compute], meta))
-    checks["qbin"] = _check_qbin(out / "model.qbin", folded)
-    lines.append(f"model.qbin: {checks['qbin']['layers']} layers, {checks['qbin']['bytes']:,} bytes, read back and CRCs ok")
+def _write_onnx(ex: _Export) -> None:
+    from autoq.export import onnx as xonnx
 
-    if emit_c:
-        from autoq.cost.deploy import emit_for_target
-        from autoq.cost.model import estimate
-        from autoq.export import c_emit
-        from autoq.resources import resource_dir
+    x = ex.x
+    check = ex.checks["onnx"] = xonnx.export_onnx(ex.graph, x, ex.reference, ex.out / "model.onnx", ONNX_TOLERANCE,
+                                                  allowed_flips=_allowed_flips(ex.graph, len(x)),
+                                                  keras_inputs=ex.keras_inputs)
+    ex.written.append(ex.out / "model.onnx")
+    ex.lines.append(f"model.onnx: onnxruntime vs Keras on {len(x)} test samples: argmax identical, max |diff| "
+                    f"{check['max_abs_diff']:.2e} ({check['samples_beyond_tolerance']} samples beyond "
+                    f"{ONNX_TOLERANCE:g}: quantized-activation level flips; weights "
+                    f"{', '.join(sorted(set(check['weights'].values())))})")
 
-        written += c_emit.copy_kernels(resource_dir("kernels"), out)
-        written.append(c_emit.write_makefile(out))
-        with tempfile.TemporaryDirectory(prefix="autoq-export-") as tmp:
-            # the plan of this export: the target build's scratch, and what the cost model prices
-            plan, em = emit_for_target(graph, profile.deploy.arch, comment=f"trial {trial_number}, target {target}",
-                                       variant=c_variant)
-            (out / "model.h").write_text(em.header)
-            (out / "model.c").write_text(em.source)
-            (out / "main.c").write_text(em.main)
-            written += [out / "model.h", out / "model.c", out / "main.c"]
-            checks["c_host"] = _check_c(out, graph, x, reference, Path(tmp),
-                                        keras_inputs=lambda xs: keras_layer_inputs(model, graph, xs))
-            checks["c_layers"] = [{"layer": cl.op.name, "kernel": cl.kind, "weight_bytes": cl.weight_bytes,
-                                   **({"note": cl.note} if cl.note else {})} for cl in em.layers]
-            checks["c_static_ram_bytes"] = em.ram_bytes
-            checks["c_kernels"] = {"variant": c_variant, "scratch_bytes": em.scratch_bytes}
-            ch = checks["c_host"]
-            lines.append(f"model.c: host build vs Keras on {len(x)} test samples: argmax identical, median max "
-                         f"|diff| {ch['median_max_abs_diff']:.2e}, max {ch['max_abs_diff']:.2e} ("
-                         f"{ch['samples_outside_tolerance']} samples beyond {C_ATOL:g}: quantized-activation level "
-                         f"flips); {c_variant} kernels, static RAM {em.ram_bytes:,} B (scratch {em.scratch_bytes:,} B), "
-                         f"weights {em.weight_bytes:,} B")
-            if "sram_bytes" in profile.memory:
-                checks["c_m4"] = _check_m4(out, Path(tmp), profile, force, lines, estimate(plan, profile))
 
-    if Path(model_path) != out / "model.keras":
-        shutil.copy2(model_path, out / "model.keras")
-    written.append(out / "model.keras")
-    manifest = {
-        "autoq_export": 1, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "study": str(study_path), "study_name": study.study_name, "trial": trial_number, "target": target,
-        "config": attrs["config"], "plan": attrs["plan"], "metrics": attrs["metrics"],
-        "predicted": costs, "checks": checks,
-        "environment": {"python": platform.python_version(), "machine": platform.machine(), **_versions()},
-    }
+def _write_qbin(ex: _Export, meta: dict) -> None:
+    from autoq.export import qbin
+
+    path = ex.out / "model.qbin"
+    ex.written.append(qbin.write_qbin(path, [op.layer for op in ex.folded.compute], meta))
+    check = ex.checks["qbin"] = _check_qbin(path, ex.folded)
+    ex.lines.append(f"model.qbin: {check['layers']} layers, {check['bytes']:,} bytes, read back and CRCs ok")
+
+
+def _write_c(ex: _Export, profile, comment: str, c_variant: str, force: bool) -> None:
+    """model.h / model.c / main.c, the kernels and a Makefile; built and run on the host against
+    Keras, and for a microcontroller target (sram_bytes) linked and measured."""
+    from autoq.cost.deploy import emit_for_target
+    from autoq.cost.model import estimate
+    from autoq.export import c_emit
+    from autoq.resources import resource_dir
+
+    out, x, checks = ex.out, ex.x, ex.checks
+    ex.written += c_emit.copy_kernels(resource_dir("kernels"), out)
+    ex.written.append(c_emit.write_makefile(out))
+    with tempfile.TemporaryDirectory(prefix="autoq-export-") as tmp:
+        # the plan of this export: the target build's scratch, and what the cost model prices
+        plan, em = emit_for_target(ex.graph, profile.deploy.arch, comment=comment, variant=c_variant)
+        (out / "model.h").write_text(em.header)
+        (out / "model.c").write_text(em.source)
+        (out / "main.c").write_text(em.main)
+        ex.written += [out / "model.h", out / "model.c", out / "main.c"]
+        checks["c_host"] = _check_c(out, ex.graph, x, ex.reference, Path(tmp), keras_inputs=ex.keras_inputs)
+        checks["c_layers"] = [{"layer": cl.op.name, "kernel": cl.kind, "weight_bytes": cl.weight_bytes,
+                               **({"note": cl.note} if cl.note else {})} for cl in em.layers]
+        checks["c_static_ram_bytes"] = em.ram_bytes
+        checks["c_kernels"] = {"variant": c_variant, "scratch_bytes": em.scratch_bytes}
+        ch = checks["c_host"]
+        ex.lines.append(f"model.c: host build vs Keras on {len(x)} test samples: argmax identical, median max "
+                        f"|diff| {ch['median_max_abs_diff']:.2e}, max {ch['max_abs_diff']:.2e} ("
+                        f"{ch['samples_outside_tolerance']} samples beyond {C_ATOL:g}: quantized-activation level "
+                        f"flips); {c_variant} kernels, static RAM {em.ram_bytes:,} B (scratch {em.scratch_bytes:,} "
+                        f"B), weights {em.weight_bytes:,} B")
+        if "sram_bytes" in profile.memory:
+            checks["c_m4"] = _check_m4(out, Path(tmp), profile, force, ex.lines, estimate(plan, profile))
+
+
+def _write_manifest(ex: _Export, about: dict) -> dict:
+    """manifest.json: ``about`` the trial (study, config, plan, metrics, predicted costs), the
+    checks, the environment, and the size and SHA-256 of every file written."""
+    out = ex.out
+    manifest = {"autoq_export": 1, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **about,
+                "checks": ex.checks,
+                "environment": {"python": platform.python_version(), "machine": platform.machine(), **_versions()}}
     manifest["files"] = {str(p.relative_to(out)): {"bytes": p.stat().st_size, "sha256": sha256(p)}
-                         for p in sorted(set(written))}
+                         for p in sorted(set(ex.written))}
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2, default=_json_default))
     sizes = {k: v["bytes"] for k, v in manifest["files"].items() if "/" not in k}
-    lines.append("files: " + ", ".join(f"{k} {v:,} B" for k, v in sizes.items()) + f" -> {out}/manifest.json")
-    return ExportResult(out, manifest, lines)
+    ex.lines.append("files: " + ", ".join(f"{k} {v:,} B" for k, v in sizes.items()) + f" -> {out}/manifest.json")
+    return manifest
 
 
 def _check_m4(out: Path, work: Path, profile, force: bool, lines: list[str], predicted) -> dict:

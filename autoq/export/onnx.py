@@ -154,69 +154,101 @@ def _epilogue(b: _Builder, y: str, op: Op) -> str:
 
 
 def _emit(b: _Builder, op: Op, tensors: dict[str, str], shapes: dict[str, tuple]) -> str:
+    """The ONNX nodes of one op; returns the name of its output tensor."""
     xs = [tensors[i] for i in op.inputs]
-    x, base = (xs[0] if xs else None), op.name
     if op.kind in ("conv2d", "dense") and op.input_form is not None:
-        x = _input_quant(b, x, op.input_form, f"{base}_inq")
-    if op.kind == "conv2d":
-        ql = op.layer
-        c_out, kh, kw, _ = ql.shape
-        h, w, _ = shapes[op.inputs[0]]
-        _, pt, pb = pad_amounts(h, kh, ql.stride, ql.padding)
-        _, pl, pr = pad_amounts(w, kw, ql.stride, ql.padding)
-        w_hwio = _weight(b, op, keras_shape_axis=3)
-        w_oihw = b.node("Transpose", [w_hwio], f"{base}_oihw", perm=[3, 2, 0, 1])
-        y = b.node("Conv", [_nchw(b, x, base), w_oihw], f"{base}_conv", kernel_shape=[kh, kw],
-                   strides=[ql.stride, ql.stride], pads=[pt, pl, pb, pr])
-        return _epilogue(b, _nhwc(b, y, base), op)
-    if op.kind == "dense":
-        # A 1x1 Conv over (N, n_in, 1, 1): onnxruntime convolves each sample on its own, so a
-        # sample's logits do not depend on the batch size (MatMul switches between GEMV and GEMM
-        # kernels with another summation order), and the default DequantizeLinear -> MatMul fusion
-        # (MatMulNBits, which quantizes the float activations to int8 on the fly) does not apply.
-        n_out, n_in = op.layer.shape[0], op.layer.shape[3]
-        w = b.node("Transpose", [_weight(b, op, keras_shape_axis=1)], f"{base}_wt", perm=[1, 0])
-        w = b.node("Reshape", [w, b.const(f"{base}_wshape", np.array([n_out, n_in, 1, 1], np.int64))], f"{base}_w4")
-        x4 = b.node("Reshape", [x, b.const(f"{base}_xshape", np.array([-1, n_in, 1, 1], np.int64))], f"{base}_x4")
-        y = b.node("Conv", [x4, w], f"{base}_conv", kernel_shape=[1, 1])
-        y = b.node("Reshape", [y, b.const(f"{base}_yshape", np.array([-1, n_out], np.int64))], f"{base}_y")
-        return _epilogue(b, y, op)
-    if op.kind == "affine":
-        y = b.node("Mul", [x, b.const(f"{base}_s", op.attrs["scale"])], f"{base}_mul")
-        return b.node("Add", [y, b.const(f"{base}_t", op.attrs["shift"])], f"{base}_add")
-    if op.kind == "act":
-        y = b.node("Relu", [x], f"{base}_relu") if op.attrs["relu"] else x
-        if op.attrs["slope"] != 1.0:
-            y = b.node("Mul", [y, b.const(f"{base}_slope", np.array(op.attrs["slope"], np.float32))], f"{base}_mul")
-        return y if y != x else b.node("Identity", [x], f"{base}_id")
-    if op.kind in ("maxpool", "avgpool"):
-        k, s = op.attrs["size"], op.attrs["stride"]
-        h, w, _ = shapes[op.inputs[0]]
-        _, pt, pb = pad_amounts(h, k, s, op.attrs["padding"])
-        _, pl, pr = pad_amounts(w, k, s, op.attrs["padding"])
-        attrs = dict(kernel_shape=[k, k], strides=[s, s], pads=[pt, pl, pb, pr])
-        if op.kind == "avgpool":
-            attrs["count_include_pad"] = 0
-        y = b.node("MaxPool" if op.kind == "maxpool" else "AveragePool", [_nchw(b, x, base)], f"{base}_pool", **attrs)
-        return _nhwc(b, y, base)
-    if op.kind == "gap":
-        # GlobalAveragePool in NCHW: every (sample, channel) row is summed on its own. A
-        # ReduceMean over the H, W axes of NHWC takes another summation order for batch 1 (a
-        # plain row reduction) than for batch N (a strided one): 1e-7 relative, but not batch-free.
-        y = b.node("GlobalAveragePool", [_nchw(b, x, base)], f"{base}_gap")
-        return b.node("Flatten", [y], f"{base}_flat", axis=1)
-    if op.kind == "flatten":
-        return b.node("Flatten", [x], f"{base}_flat", axis=1)
-    if op.kind == "add":
-        y = xs[0]
-        for other in xs[1:]:
-            y = b.node("Add", [y, other], f"{base}_add")
-        return y
-    if op.kind == "concat":
-        return b.node("Concat", xs, f"{base}_concat", axis=-1)
-    if op.kind == "identity":
-        return b.node("Identity", [x], f"{base}_id")
-    raise UserError(f"op {op.name}: kind {op.kind!r} has no ONNX form")
+        xs[0] = _input_quant(b, xs[0], op.input_form, f"{op.name}_inq")
+    if op.kind not in _EMITTERS:
+        raise UserError(f"op {op.name}: kind {op.kind!r} has no ONNX form")
+    return _EMITTERS[op.kind](b, op, xs, shapes)
+
+
+# one emitter per op kind: (builder, op, its input tensors, tensor shapes) -> output tensor
+
+
+def _conv2d(b: _Builder, op: Op, xs: list[str], shapes: dict[str, tuple]) -> str:
+    ql, base = op.layer, op.name
+    c_out, kh, kw, _ = ql.shape
+    h, w, _ = shapes[op.inputs[0]]
+    _, pt, pb = pad_amounts(h, kh, ql.stride, ql.padding)
+    _, pl, pr = pad_amounts(w, kw, ql.stride, ql.padding)
+    w_hwio = _weight(b, op, keras_shape_axis=3)
+    w_oihw = b.node("Transpose", [w_hwio], f"{base}_oihw", perm=[3, 2, 0, 1])
+    y = b.node("Conv", [_nchw(b, xs[0], base), w_oihw], f"{base}_conv", kernel_shape=[kh, kw],
+               strides=[ql.stride, ql.stride], pads=[pt, pl, pb, pr])
+    return _epilogue(b, _nhwc(b, y, base), op)
+
+
+def _dense(b: _Builder, op: Op, xs: list[str], shapes: dict[str, tuple]) -> str:
+    # A 1x1 Conv over (N, n_in, 1, 1): onnxruntime convolves each sample on its own, so a
+    # sample's logits do not depend on the batch size (MatMul switches between GEMV and GEMM
+    # kernels with another summation order), and the default DequantizeLinear -> MatMul fusion
+    # (MatMulNBits, which quantizes the float activations to int8 on the fly) does not apply.
+    base = op.name
+    n_out, n_in = op.layer.shape[0], op.layer.shape[3]
+    w = b.node("Transpose", [_weight(b, op, keras_shape_axis=1)], f"{base}_wt", perm=[1, 0])
+    w = b.node("Reshape", [w, b.const(f"{base}_wshape", np.array([n_out, n_in, 1, 1], np.int64))], f"{base}_w4")
+    x4 = b.node("Reshape", [xs[0], b.const(f"{base}_xshape", np.array([-1, n_in, 1, 1], np.int64))], f"{base}_x4")
+    y = b.node("Conv", [x4, w], f"{base}_conv", kernel_shape=[1, 1])
+    y = b.node("Reshape", [y, b.const(f"{base}_yshape", np.array([-1, n_out], np.int64))], f"{base}_y")
+    return _epilogue(b, y, op)
+
+
+def _affine(b: _Builder, op: Op, xs: list[str], shapes: dict[str, tuple]) -> str:
+    y = b.node("Mul", [xs[0], b.const(f"{op.name}_s", op.attrs["scale"])], f"{op.name}_mul")
+    return b.node("Add", [y, b.const(f"{op.name}_t", op.attrs["shift"])], f"{op.name}_add")
+
+
+def _act(b: _Builder, op: Op, xs: list[str], shapes: dict[str, tuple]) -> str:
+    x, base = xs[0], op.name
+    y = b.node("Relu", [x], f"{base}_relu") if op.attrs["relu"] else x
+    if op.attrs["slope"] != 1.0:
+        y = b.node("Mul", [y, b.const(f"{base}_slope", np.array(op.attrs["slope"], np.float32))], f"{base}_mul")
+    return y if y != x else b.node("Identity", [x], f"{base}_id")
+
+
+def _pool(b: _Builder, op: Op, xs: list[str], shapes: dict[str, tuple]) -> str:
+    k, s = op.attrs["size"], op.attrs["stride"]
+    h, w, _ = shapes[op.inputs[0]]
+    _, pt, pb = pad_amounts(h, k, s, op.attrs["padding"])
+    _, pl, pr = pad_amounts(w, k, s, op.attrs["padding"])
+    attrs = dict(kernel_shape=[k, k], strides=[s, s], pads=[pt, pl, pb, pr])
+    if op.kind == "avgpool":
+        attrs["count_include_pad"] = 0
+    pool = "MaxPool" if op.kind == "maxpool" else "AveragePool"
+    return _nhwc(b, b.node(pool, [_nchw(b, xs[0], op.name)], f"{op.name}_pool", **attrs), op.name)
+
+
+def _gap(b: _Builder, op: Op, xs: list[str], shapes: dict[str, tuple]) -> str:
+    # GlobalAveragePool in NCHW: every (sample, channel) row is summed on its own. A
+    # ReduceMean over the H, W axes of NHWC takes another summation order for batch 1 (a
+    # plain row reduction) than for batch N (a strided one): 1e-7 relative, but not batch-free.
+    y = b.node("GlobalAveragePool", [_nchw(b, xs[0], op.name)], f"{op.name}_gap")
+    return b.node("Flatten", [y], f"{op.name}_flat", axis=1)
+
+
+def _flatten(b: _Builder, op: Op, xs: list[str], shapes: dict[str, tuple]) -> str:
+    return b.node("Flatten", [xs[0]], f"{op.name}_flat", axis=1)
+
+
+def _add(b: _Builder, op: Op, xs: list[str], shapes: dict[str, tuple]) -> str:
+    y = xs[0]
+    for other in xs[1:]:
+        y = b.node("Add", [y, other], f"{op.name}_add")
+    return y
+
+
+def _concat(b: _Builder, op: Op, xs: list[str], shapes: dict[str, tuple]) -> str:
+    return b.node("Concat", xs, f"{op.name}_concat", axis=-1)
+
+
+def _identity(b: _Builder, op: Op, xs: list[str], shapes: dict[str, tuple]) -> str:
+    return b.node("Identity", [xs[0]], f"{op.name}_id")
+
+
+_EMITTERS = {"conv2d": _conv2d, "dense": _dense, "affine": _affine, "act": _act, "maxpool": _pool,
+             "avgpool": _pool, "gap": _gap, "flatten": _flatten, "add": _add, "concat": _concat,
+             "identity": _identity}
 
 
 def build_onnx(graph: ExportGraph, use_int4: bool = True, name: str = "autoq", debug_outputs: bool = False):
@@ -320,41 +352,50 @@ def export_onnx(graph: ExportGraph, x: np.ndarray, reference: np.ndarray, path, 
             last_error = exc
             log.warning("onnxruntime could not run the %s model (%s)", "int4" if use_int4 else "int8", exc)
             continue
-        per_sample_diff = np.max(np.abs(got - reference), axis=1) if len(x) else np.zeros(0)
-        diff = float(per_sample_diff.max(initial=0.0))
-        # onnxruntime sums in another order than TensorFlow: an error relative to the size of
-        # the logits (ResNet-20 trained for an epoch has logits in the hundreds: 1e-3 apart is
-        # float rounding there), so the bound scales with the sample's max |logit| (at least 1)
-        rel_diff = per_sample_diff / logit_scale(reference)
-        over = int(np.sum(rel_diff > tolerance))
-        argmax_differ = int(np.sum(np.argmax(got, 1) != np.argmax(reference, 1))) if len(x) else 0
-        alone = run_onnx(data, x, per_sample=True)
-        batch_diff = float(np.max(np.abs(alone - got), initial=0.0))
-        batch_rel = float(np.max(np.abs(alone - got).max(axis=1) / logit_scale(got), initial=0.0)) if len(x) else 0.0
-        levels = None
-        if allowed_flips and over > allowed_flips and keras_inputs is not None and not argmax_differ:
-            worst = np.argsort(-per_sample_diff)[:LEVEL_CHECK_SAMPLES]
-            levels = level_agreement(graph, build_onnx(graph, use_int4, debug_outputs=True)[0], x[worst],
-                                     keras_inputs(x[worst]))
-            if explained(levels):
-                allowed_flips = over          # single-level flips where ONNX and Keras part
-        if over > allowed_flips or argmax_differ or batch_diff > BATCH_TOLERANCE:
-            raise UserError(f"ONNX export check failed (onnxruntime default session options): logits differ from "
-                            f"Keras by up to {diff:.3g} ({float(rel_diff.max(initial=0.0)):.3g} of the sample's max |logit|; "
-                            f"tolerance {tolerance:g} x max(1, max |logit|)) on {over} of {len(x)} test samples "
-                            f"(allowed {allowed_flips}: quantized-activation level flips), {argmax_differ} argmax "
-                            f"differ; one sample alone vs in a batch: max diff {batch_diff:.3g} (allowed "
-                            f"{BATCH_TOLERANCE:g})" + (f"; {describe(levels)}" if levels else ""))
+        check = _check_against_keras(graph, data, got, x, reference, tolerance, allowed_flips, keras_inputs,
+                                     use_int4, storage)
         with open(path, "wb") as fh:
             fh.write(data)
         exact = run_onnx(data, x, exact=True)
-        return {"max_abs_diff": diff, "argmax_agreement": 1.0 - argmax_differ / len(x) if len(x) else 1.0,
-                "argmax_differ": argmax_differ, "samples": int(len(x)), "weights": storage,
-                "max_rel_diff": float(rel_diff.max(initial=0.0)), "tolerance": f"{tolerance:g} x max(1, max |logit|)",
-                "samples_beyond_tolerance": over, "allowed_level_flips": allowed_flips,
-                "batch1_vs_batch_max_rel_diff": batch_rel,
-                "batch1_vs_batch_max_abs_diff": batch_diff, "opset": OPSET, "int4": use_int4,
-                "level_check": levels,
-                "session_options": "onnxruntime defaults (graph_optimization_level ORT_ENABLE_ALL)",
-                "no_optimisation_max_abs_diff": float(np.max(np.abs(exact - reference), initial=0.0))}
+        check["no_optimisation_max_abs_diff"] = float(np.max(np.abs(exact - reference), initial=0.0))
+        return check
     raise UserError(f"ONNX export failed: onnxruntime cannot run the model: {last_error}")
+
+
+def _check_against_keras(graph: ExportGraph, data: bytes, got: np.ndarray, x: np.ndarray, reference: np.ndarray,
+                         tolerance: float, allowed_flips: int, keras_inputs, use_int4: bool, storage: dict) -> dict:
+    """The checks of :func:`export_onnx` on onnxruntime's logits ``got`` of the model ``data``;
+    UserError when they fail, else the numbers for the manifest."""
+    per_sample_diff = np.max(np.abs(got - reference), axis=1) if len(x) else np.zeros(0)
+    diff = float(per_sample_diff.max(initial=0.0))
+    # onnxruntime sums in another order than TensorFlow: an error relative to the size of
+    # the logits (ResNet-20 trained for an epoch has logits in the hundreds: 1e-3 apart is
+    # float rounding there), so the bound scales with the sample's max |logit| (at least 1)
+    rel_diff = per_sample_diff / logit_scale(reference)
+    over = int(np.sum(rel_diff > tolerance))
+    argmax_differ = int(np.sum(np.argmax(got, 1) != np.argmax(reference, 1))) if len(x) else 0
+    alone = run_onnx(data, x, per_sample=True)
+    batch_diff = float(np.max(np.abs(alone - got), initial=0.0))
+    batch_rel = float(np.max(np.abs(alone - got).max(axis=1) / logit_scale(got), initial=0.0)) if len(x) else 0.0
+    levels = None
+    if allowed_flips and over > allowed_flips and keras_inputs is not None and not argmax_differ:
+        worst = np.argsort(-per_sample_diff)[:LEVEL_CHECK_SAMPLES]
+        levels = level_agreement(graph, build_onnx(graph, use_int4, debug_outputs=True)[0], x[worst],
+                                 keras_inputs(x[worst]))
+        if explained(levels):
+            allowed_flips = over          # single-level flips where ONNX and Keras part
+    if over > allowed_flips or argmax_differ or batch_diff > BATCH_TOLERANCE:
+        raise UserError(f"ONNX export check failed (onnxruntime default session options): logits differ from "
+                        f"Keras by up to {diff:.3g} ({float(rel_diff.max(initial=0.0)):.3g} of the sample's max "
+                        f"|logit|; tolerance {tolerance:g} x max(1, max |logit|)) on {over} of {len(x)} test samples "
+                        f"(allowed {allowed_flips}: quantized-activation level flips), {argmax_differ} argmax "
+                        f"differ; one sample alone vs in a batch: max diff {batch_diff:.3g} (allowed "
+                        f"{BATCH_TOLERANCE:g})" + (f"; {describe(levels)}" if levels else ""))
+    return {"max_abs_diff": diff, "argmax_agreement": 1.0 - argmax_differ / len(x) if len(x) else 1.0,
+            "argmax_differ": argmax_differ, "samples": int(len(x)), "weights": storage,
+            "max_rel_diff": float(rel_diff.max(initial=0.0)), "tolerance": f"{tolerance:g} x max(1, max |logit|)",
+            "samples_beyond_tolerance": over, "allowed_level_flips": allowed_flips,
+            "batch1_vs_batch_max_rel_diff": batch_rel,
+            "batch1_vs_batch_max_abs_diff": batch_diff, "opset": OPSET, "int4": use_int4,
+            "level_check": levels,
+            "session_options": "onnxruntime defaults (graph_optimization_level ORT_ENABLE_ALL)"}

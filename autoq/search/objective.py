@@ -281,8 +281,8 @@ class KerasSteps:
 
     def plan(self, config: dict) -> dict:
         from autoq.config import QuantConfig
+        from autoq.export.planning import plan_from_model
         from autoq.models.zoo import build_model
-        from autoq.plan import plan_from_model
 
         data = self.data
         model = build_model(self.model_name, data.input_shape, data.num_classes, QuantConfig.from_dict(config))

@@ -163,7 +163,7 @@ class RunInfo:
     name: str
     space_raw: dict
     targets: list[str]
-    objectives: list[str]          # kinds, e.g. ["accuracy", "latency", "flash"] (autoq.pareto)
+    objectives: list[str]          # kinds, e.g. ["accuracy", "latency", "flash"] (autoq.objectives)
     objective_names: list[str]     # study value order, e.g. ["accuracy", "latency@m4", ...]
     training: dict | None = None   # {"epochs", "seed"}: must not change on --resume
 
