@@ -17,7 +17,7 @@ Budget (exactly N counted trials overall, the counting rules of ``autoq.search.s
   ``interrupted`` by the first worker that notices, which enqueues its parameters again
   (``retry_of``): another worker retries it, and it is not counted.
 - the same config running in a lower-numbered live trial: wait for it and reuse its result
-  (the config cache of ``autoq.search.runner``, read from the storage before every trial).
+  (the config cache of ``autoq.search.recording``, read from the storage before every trial).
 """
 from __future__ import annotations
 
