@@ -11,7 +11,8 @@ import time
 from autoq.search.artifacts import MODEL_ATTR, upload_trial_model
 from autoq.search.objective import TrialContext, TrialOutcome, objective_values
 from autoq.search.options import SearchOptions
-from autoq.search.study import Budget, build_cache, count_done, outcome_attrs, screen_reference, set_constraints
+from autoq.search.study import (Budget, build_cache, count_done, outcome_attrs, screen_reference,
+                                set_constraints)
 
 
 def trial_context(opts: SearchOptions, number: int, study) -> TrialContext:

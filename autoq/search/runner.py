@@ -32,6 +32,7 @@ from autoq.space import SearchSpace, config_hash
 
 log = logging.getLogger(__name__)
 
+
 @dataclass
 class SearchResult:
     out_dir: str
@@ -159,7 +160,7 @@ def waiting_params(study) -> list[dict]:
 
 
 def run_search(opts: SearchOptions, steps_factory: StepsFactory | None = None,
-               on_trial: Callable[[object], None] | None = None) -> SearchResult:
+               on_trial: OnTrial | None = None) -> SearchResult:
     """Run (or resume) a search until the budget is met or Ctrl-C; returns a summary.
 
     on_trial(study) is called after every finished trial (the progress display).
