@@ -216,12 +216,8 @@ def search_cmd(
     _check_range("--epochs", epochs, 1, MAX_EPOCHS)
     from rich.console import Console
 
-    from autoq.search import run_search
-    from autoq.pareto import front_tables
-    from autoq.search.command import options_from_cli, result_line
-    from autoq.search.progress import LiveProgress, TrialLines
+    from autoq.search.command import options_from_cli
     from autoq.search.lock import RunLock
-    from autoq.search.storage import label as storage_label
     from autoq.search.study import check_run_folder
 
     opts = options_from_cli(space, budget, target, targets, sampler, backend, workers, address, out,
@@ -230,23 +226,47 @@ def search_cmd(
     if not opts.storage:
         check_run_folder(opts.out_dir, opts.resume, opts.force, create=False)
     console = Console(soft_wrap=True)   # a log line stays one line in a pipe's 80 columns
+    console.print(_search_heading(opts))
+    result = _search_with_display(opts, console, plain=no_progress or not console.is_terminal)
+    _print_search_end(console, opts, result, f"--space {space} --budget {budget}")
+
+
+def _search_heading(opts) -> str:
+    """One line: what is searched, on what, for which targets, where it is stored."""
     from rich.markup import escape
 
     from autoq.data import dataset_label
+    from autoq.search.storage import label as storage_label
 
     data = dataset_label(opts.space.dataset, opts.space.data_path)
     screen = f"screen {opts.space.screen.epochs}" if opts.space.screen else "no screen"
-    console.print(escape(f"search {opts.space.name}: {opts.space.model} on {data}, targets "
-                         f"{', '.join(opts.targets)}, budget {opts.budget}, {opts.epochs} epochs ({screen}), sampler "
-                         f"{opts.sampler}, backend {opts.backend}, run folder {opts.out_dir}"
-                         + (f", study {opts.study} in {storage_label(opts.storage)}" if opts.storage else "")))
-    if no_progress or not console.is_terminal:   # a log file, CI: one line per finished trial
+    return escape(f"search {opts.space.name}: {opts.space.model} on {data}, targets "
+                  f"{', '.join(opts.targets)}, budget {opts.budget}, {opts.epochs} epochs ({screen}), sampler "
+                  f"{opts.sampler}, backend {opts.backend}, run folder {opts.out_dir}"
+                  + (f", study {opts.study} in {storage_label(opts.storage)}" if opts.storage else ""))
+
+
+def _search_with_display(opts, console, plain: bool):
+    """Run the search with the live display, or (plain: a log file, CI) one line per finished trial."""
+    from autoq.search import run_search
+    from autoq.search.progress import LiveProgress, TrialLines
+
+    if plain:
         console.print("loading the data and the float baseline (trained once, then cached), then the trials")
         lines = TrialLines(opts.budget, lambda line: console.print(line, highlight=False, markup=False))
-        result = run_search(opts, on_trial=lines.update)
-    else:
-        with LiveProgress(opts.budget, console) as live:
-            result = run_search(opts, on_trial=live.update)
+        return run_search(opts, on_trial=lines.update)
+    with LiveProgress(opts.budget, console) as live:
+        return run_search(opts, on_trial=live.update)
+
+
+def _print_search_end(console, opts, result, space_and_budget: str) -> None:
+    """The result line, the fronts, where to look next; exit 130 with the --resume command if stopped."""
+    from rich.markup import escape
+
+    from autoq.pareto import front_tables
+    from autoq.search.command import result_line
+    from autoq.search.storage import label as storage_label
+
     console.print()
     console.print(result_line(result))
     if result.done:
@@ -256,7 +276,7 @@ def search_cmd(
         console.print(escape(f"per-layer configs, CSV, HTML: autoq pareto {where}"))
     if result.interrupted:
         shared = f" --storage '{storage_label(opts.storage)}' --study {opts.study}" if opts.storage else ""
-        console.print(escape(f"continue with: autoq search --space {space} --budget {budget} --out {opts.out_dir}"
+        console.print(escape(f"continue with: autoq search {space_and_budget} --out {opts.out_dir}"
                              f"{shared} --resume"))
         raise typer.Exit(130)
 

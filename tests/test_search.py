@@ -337,6 +337,21 @@ def test_unknown_target(tmp_path):
         run_search(opts(tmp_path, targets=["m9"]), steps_factory=lambda o: FakeSteps())
 
 
+def test_resolved_options_fill_the_defaults_and_change_neither_the_options_nor_the_space(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    space = make_space(training={"epochs": 3, "baseline_epochs": 1, "screen": {"epochs": 2, "margin": 0.0}},
+                       data_path="data/x.npz")
+    given = SearchOptions(space=space, budget=Budget(trials=2), out_dir=Path("run"), epochs=2)
+    before = (repr(given), repr(space))
+    o = given.resolved()
+    assert repr(given) == before[0] and repr(space) == before[1]        # nothing written back
+    assert o.out_dir == tmp_path / "run" and o.targets == ["m4"] and o.seed == space.seed and o.epochs == 2
+    assert o.space.screen is None and space.screen is not None          # --epochs 2 <= screen epochs: off
+    assert o.space.data_path == str(tmp_path / "data" / "x.npz") == o.space.raw["data_path"]
+    assert o.cache_dir == tmp_path / ".autoq-cache" and o.artifacts == str(tmp_path / "run" / "artifacts")
+    assert o.resolved() == o                                            # resolving twice changes nothing
+
+
 def test_local_backend_refuses_workers(tmp_path):
     with pytest.raises(UserError, match="--backend ray"):
         run_search(opts(tmp_path, workers=2), steps_factory=lambda o: FakeSteps())

@@ -391,7 +391,7 @@ def _as_worker(study, name, beat_age=0.0):
     w = Worker(study, 30.0, seed=0)
     w.id = name
     w.record["since"] = time.time() - beat_age
-    study._storage.set_study_user_attr(study._study_id, "worker:" + name, {**w.record, "beat": time.time() - beat_age})
+    study.set_user_attr("worker:" + name, {**w.record, "beat": time.time() - beat_age})
     return w
 
 

@@ -1,7 +1,7 @@
 """Trained models travel with the results: Optuna's artifact store (issue 13, item 2).
 
 - Every trained trial's ``model.keras`` is uploaded (``optuna.artifacts.upload_artifact``) by
-  :func:`upload_trial_model`, called from ``autoq.search.runner.record`` -- the one place every
+  :func:`upload_trial_model`, called from ``autoq.search.recording.record`` -- the one place every
   backend stores a result. Contract: ``record`` uploads whatever ``outcome.weights_path``
   points to *on the process that calls it* (the Ray driver writes a worker's model bytes
   there first). The trial gets user_attr ``model_artifact`` = {id, store, bytes}; a trial

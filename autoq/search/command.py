@@ -6,7 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from autoq.errors import UserError
-from autoq.search.runner import SearchOptions, SearchResult
+from autoq.search.options import SearchOptions
+from autoq.search.runner import SearchResult
 from autoq.search.study import SAMPLERS, parse_budget
 from autoq.space import load_space
 

@@ -160,12 +160,8 @@ def propose(space, table: dict, steps, targets: list[str], objective_names: list
     damage = np.array([predicted_damage(table, o.name, o.pairs[p]) for o, p in index])
     costs = _cost_rows(index, tables, fixed, objective_names)
     a_eq, b_eq = _one_hot_rows(index, options)
-    upper = np.ones(len(index))
     fits = constraints.get("fits") or []
-    for i, (o, p) in enumerate(index):
-        for t in targets:
-            if "sram" in fits and tables[(o.name, p)][t]["ram_bytes"] > fixed[t]["ram_limit_bytes"]:
-                upper[i] = 0
+    upper = _allowed(index, tables, fixed, targets, fits)
     limits = _limits(objective_names, constraints, fixed, targets)
     hard = [LinearConstraint(row[None, :], -np.inf, limit)
             for row, limit in _hard_rows(index, tables, fixed, targets, fits).values()]
@@ -188,10 +184,7 @@ def propose(space, table: dict, steps, targets: list[str], objective_names: list
         if key in seen:
             continue
         seen.add(key)
-        x = (res.x > 0.5).astype(float)
-        found.append({"params": params, "budget": {k: round(v, 6) for k, v in budget.items()},
-                      "predicted_loss": float(damage @ x),
-                      "predicted": {name: float(row @ x + base) for name, (row, _, _, base) in costs.items()}})
+        found.append(_proposal(params, budget, (res.x > 0.5).astype(float), damage, costs))
     covered = [_predicted_point(params, index, options, damage, costs, space.model) for params in taken]
     cap = _damage_cap(table)
     picked = select(found, [c for c in covered if c is not None], n, cap)
@@ -202,6 +195,23 @@ def propose(space, table: dict, steps, targets: list[str], objective_names: list
              "to lose more than ln(classes)/2 dropped)", len(out), len(found), len(grid), len(covered),
              len(picked) - len(out))
     return out
+
+
+def _allowed(index: list, tables: dict, fixed: dict, targets: list[str], fits: list[str]) -> np.ndarray:
+    """Upper bound 1 for each (layer, pair) choice, 0 where it breaks ``fits: [sram]`` by itself."""
+    upper = np.ones(len(index))
+    for i, (o, p) in enumerate(index):
+        for t in targets:
+            if "sram" in fits and tables[(o.name, p)][t]["ram_bytes"] > fixed[t]["ram_limit_bytes"]:
+                upper[i] = 0
+    return upper
+
+
+def _proposal(params: dict, budget: dict, x: np.ndarray, damage: np.ndarray, costs: dict) -> dict:
+    """One ILP solution ``x`` (0/1 per choice) as a proposal: its parameters, budget and predictions."""
+    return {"params": params, "budget": {k: round(v, 6) for k, v in budget.items()},
+            "predicted_loss": float(damage @ x),
+            "predicted": {name: float(row @ x + base) for name, (row, _, _, base) in costs.items()}}
 
 
 def budget_grid(k: int, n: int) -> list[tuple[float, ...]]:

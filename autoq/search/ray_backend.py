@@ -34,9 +34,10 @@ from pathlib import Path
 
 from autoq.errors import UserError
 from autoq.search.objective import TrialContext, TrialOutcome, run_trial
+from autoq.search.options import SearchOptions
 from autoq.search.ray_files import (FILES_KEY, NAME_KEY, WEIGHTS_KEY, baseline_files, install_baseline,
                                     pack_trial, unpack_trial, worker_cache_dir)
-from autoq.search.runner import SearchOptions, budget_left, record, trial_context
+from autoq.search.recording import ConfigCache, budget_left, record, trial_context
 from autoq.space import config_hash
 
 log = logging.getLogger(__name__)
@@ -154,37 +155,83 @@ def files_callback():
     return TrialFiles()
 
 
+class DriverJobs:
+    """The driver's half of a Ray trial: its parameters -> the job a worker runs (or the
+    result of an earlier trial with the same config), its result -> the recorded trial."""
+
+    def __init__(self, study, opts: SearchOptions):
+        self.study, self.opts = study, opts
+        self.names = opts.space.objective_names(opts.targets)
+        self.cache = ConfigCache(study)
+
+    def define_by_run(self, trial) -> dict:
+        """OptunaSearch's define-by-run space: the parameters, then the job as JSON."""
+        params = self.opts.space.suggest(trial)
+        config = self.opts.space.config_from_params(params)
+        h = config_hash(config)
+        job = {"config": config, "objective_names": self.names}
+        hit = self.cache.hit(h)
+        if hit is not None:
+            trial.set_user_attr("cached_from", hit[0])
+            job["cached"] = hit[1]
+        else:
+            ctx = trial_context(self.opts, trial.number, self.study)
+            job["ctx"] = {k: getattr(ctx, k) for k in TrialContext.__dataclass_fields__}
+        trial.set_user_attr("config", config)
+        trial.set_user_attr("config_hash", h)
+        return {"autoq": json.dumps(job, default=str)}
+
+    def record_result(self, study, ot_trial, result: dict) -> None:
+        """A worker's outcome (and trial files) into the run folder and the study."""
+        outcome = TrialOutcome.from_dict(json.loads(result["autoq_outcome"]))
+        ctx = trial_context(self.opts, ot_trial.number, study)
+        if FILES_KEY in result:       # driven without the files callback (tests)
+            result = dict(result)
+            unpack_trial(result, ctx.trial_dir)
+        if WEIGHTS_KEY in result:     # the model, now in this run folder
+            outcome.weights_path = result[WEIGHTS_KEY]
+        if result.get(NOTE_KEY):
+            log.warning("%s", result[NOTE_KEY])
+        if result.get(WORKER_KEY):
+            ot_trial.set_user_attr("worker", json.loads(result[WORKER_KEY]))
+        if result.get(RETRIES_KEY):
+            ot_trial.set_user_attr("ray_retries", int(result[RETRIES_KEY]))
+        h = ot_trial.user_attrs.get("config_hash") or config_hash(outcome.config)
+        record(study, ot_trial, outcome, ctx, h, ot_trial.user_attrs.get("cached_from"))
+        self.cache.add(h, outcome, ot_trial.number)
+
+    @staticmethod
+    def record_lost(study, ot_trial, error: bool) -> None:
+        """A trial that came back without an outcome: failed on every retry, or stopped."""
+        import optuna
+
+        if error:  # failed on every retry (MAX_FAILURES): counted, so no endless retries
+            ot_trial.set_user_attr("status", "failed")
+            ot_trial.set_user_attr("fail_reason", "ray trial error (see the run's ray/ folder)")
+        else:      # stopped by Tune (time budget, Ctrl-C): retried on --resume
+            ot_trial.set_user_attr("status", "interrupted")
+            ot_trial.set_user_attr("fail_reason", "stopped by Ray Tune before it finished")
+        study.tell(ot_trial, state=optuna.trial.TrialState.FAIL)
+
+
 def make_searcher(study, opts: SearchOptions, on_trial=None):
-    """Ray's OptunaSearch on the run's study; on_trial(study) after every finished trial."""
+    """Ray's OptunaSearch on the run's study (a ``trials.StoredStudy``: its storage is handed
+    to Ray); on_trial(study) after every finished trial."""
     from ray.tune.search.optuna import OptunaSearch
 
-    names = opts.space.objective_names(opts.targets)
-    cache: dict[str, dict] = {}
-
-    from autoq.search.study import build_cache
-
-    cache.update(build_cache(study))
+    jobs = DriverJobs(study, opts)
 
     class StudySearch(OptunaSearch):
-        """OptunaSearch that stores autoq's user_attrs and FAILs failed trials."""
+        """OptunaSearch that stores autoq's user_attrs and FAILs failed trials (through ``jobs``)."""
 
         def on_trial_complete(self, trial_id, result=None, error=False):
-            import optuna
-
             if trial_id in self._completed_trials:
                 return
             ot_trial = self._ot_trials[trial_id]
-            payload = (result or {}).get("autoq_outcome")
-            if payload is None:
-                if error:  # failed on every retry (MAX_FAILURES): counted, so no endless retries
-                    ot_trial.set_user_attr("status", "failed")
-                    ot_trial.set_user_attr("fail_reason", "ray trial error (see the run's ray/ folder)")
-                else:      # stopped by Tune (time budget, Ctrl-C): retried on --resume
-                    ot_trial.set_user_attr("status", "interrupted")
-                    ot_trial.set_user_attr("fail_reason", "stopped by Ray Tune before it finished")
-                self._ot_study.tell(ot_trial, state=optuna.trial.TrialState.FAIL)
+            if (result or {}).get("autoq_outcome") is None:
+                jobs.record_lost(self._ot_study, ot_trial, error)
             else:
-                self._record(ot_trial, result)
+                jobs.record_result(self._ot_study, ot_trial, result)
             self._completed_trials.add(trial_id)
             if self._on_trial is not None:
                 self._on_trial(self._ot_study)
@@ -194,51 +241,15 @@ def make_searcher(study, opts: SearchOptions, on_trial=None):
             state["_on_trial"] = None
             return state
 
-        def _record(self, ot_trial, result: dict) -> None:
-            outcome = TrialOutcome.from_dict(json.loads(result["autoq_outcome"]))
-            ctx = trial_context(opts, ot_trial.number, self._ot_study)
-            if FILES_KEY in result:       # driven without the files callback (tests)
-                result = dict(result)
-                unpack_trial(result, ctx.trial_dir)
-            if WEIGHTS_KEY in result:     # the model, now in this run folder
-                outcome.weights_path = result[WEIGHTS_KEY]
-            if result.get(NOTE_KEY):
-                log.warning("%s", result[NOTE_KEY])
-            if result.get(WORKER_KEY):
-                ot_trial.set_user_attr("worker", json.loads(result[WORKER_KEY]))
-            if result.get(RETRIES_KEY):
-                ot_trial.set_user_attr("ray_retries", int(result[RETRIES_KEY]))
-            h = ot_trial.user_attrs.get("config_hash") or config_hash(outcome.config)
-            cached_from = ot_trial.user_attrs.get("cached_from")
-            record(self._ot_study, ot_trial, outcome, ctx, h, cached_from)
-            cache.setdefault(h, {**outcome.to_dict(), "trial": ot_trial.number})
-
         def save(self, checkpoint_path):  # the study is the persistent state
             return None
 
         def restore(self, checkpoint_path):
             return None
 
-    def define_by_run(trial):
-        params = opts.space.suggest(trial)
-        config = opts.space.config_from_params(params)
-        h = config_hash(config)
-        job = {"config": config, "objective_names": names}
-        if h in cache:
-            hit = dict(cache[h])
-            trial.set_user_attr("cached_from", hit.pop("trial"))
-            hit["timings"] = {}
-            job["cached"] = hit
-        else:
-            ctx = trial_context(opts, trial.number, study)
-            job["ctx"] = {k: getattr(ctx, k) for k in TrialContext.__dataclass_fields__}
-        trial.set_user_attr("config", config)
-        trial.set_user_attr("config_hash", h)
-        return {"autoq": json.dumps(job, default=str)}
-
-    searcher = StudySearch(space=define_by_run, metric=names,
-                           mode=["max" if n == "accuracy" else "min" for n in names],
-                           sampler=study.sampler, study_name=study.study_name, storage=study._storage)
+    searcher = StudySearch(space=jobs.define_by_run, metric=jobs.names,
+                           mode=["max" if n == "accuracy" else "min" for n in jobs.names],
+                           sampler=study.sampler, study_name=study.study_name, storage=study.storage)
     searcher._on_trial = on_trial   # an attribute, not a closure cell: __getstate__ drops it
     return searcher
 
@@ -253,8 +264,13 @@ def _import_ray():
 
 
 def running_cluster() -> str | None:
-    """The address Ray itself would join without one (RAY_ADDRESS, or the last ``ray start``
-    on this machine), or None. Private Ray API, pinned version (pyproject)."""
+    """The address Ray itself would join without one, or None: ``RAY_ADDRESS`` (Ray's
+    documented variable), else the cluster of the last ``ray start`` on this machine. Ray has
+    no public call for the latter (only ``ray.init``, which would join it): that lookup is
+    Ray's own private one, for the Ray version pyproject pins."""
+    address = os.environ.get("RAY_ADDRESS")
+    if address:
+        return address
     from ray._private.services import get_ray_address_from_environment
 
     return get_ray_address_from_environment(None, None)
@@ -357,3 +373,16 @@ def run_ray(study, opts: SearchOptions, factory, start: float, on_trial, steps=N
                                       failure_config=tune.FailureConfig(max_failures=MAX_FAILURES)))
         tuner.fit()
     return budget_left(study, opts.budget, start) not in (0, None)
+
+
+class RayBackend:
+    """``--backend ray`` (this module's docstring) behind the dispatcher's Backend protocol."""
+
+    def __init__(self, factory):
+        self.factory = factory   # the steps factory, run again in each worker
+
+    def check(self, opts: SearchOptions) -> None:
+        check_cluster(opts)
+
+    def run(self, study, opts: SearchOptions, steps, start: float, on_trial) -> bool:
+        return run_ray(study, opts, self.factory, start, on_trial, steps)

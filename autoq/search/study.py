@@ -206,16 +206,18 @@ def open_study(out_dir: Path, info: RunInfo, sampler, resume: bool, force: bool)
     exists = check_run_folder(out_dir, resume, force)
     if force and exists:
         clear_run(out_dir)
+    from autoq.search.trials import StoredStudy
+
     storage = make_storage(out_dir)
     if resume and exists:
         names = optuna.study.get_all_study_names(storage)
-        study = optuna.load_study(study_name=names[0], storage=storage, sampler=sampler)
+        study = StoredStudy(names[0], storage, sampler)
         check_same_run(out_dir, study, info)
         return study
     study = optuna.create_study(storage=storage, study_name=info.name, sampler=sampler,
                                 directions=directions(info))
     init_study(study, info)
-    return study
+    return StoredStudy.of(study, storage)
 
 
 def directions(info: RunInfo) -> list[str]:
@@ -278,15 +280,14 @@ def count_done(study) -> int:
 def repair_interrupted(study) -> list[int]:
     """Mark RUNNING leftovers FAIL (status interrupted) and re-enqueue the parameters of every
     interrupted trial not yet retried (no trial has ``retry_of`` = its number). Returns the
-    numbers re-enqueued."""
+    numbers re-enqueued. ``study``: a :class:`autoq.search.trials.StoredStudy` (open_study)."""
     import optuna
 
+    from autoq.search.trials import close_trial
+
     TS = optuna.trial.TrialState
-    storage = study._storage
     for t in study.get_trials(deepcopy=False, states=(TS.RUNNING,)):
-        storage.set_trial_user_attr(t._trial_id, "status", "interrupted")
-        storage.set_trial_user_attr(t._trial_id, "fail_reason", "interrupted (process stopped mid-trial)")
-        storage.set_trial_state_values(t._trial_id, TS.FAIL)
+        close_trial(study, t.number, "interrupted", "interrupted (process stopped mid-trial)")
     trials = study.get_trials(deepcopy=False)
     already = {t.user_attrs.get("retry_of") for t in trials}
     retried = []

@@ -17,7 +17,7 @@ Budget (exactly N counted trials overall, the counting rules of ``autoq.search.s
   ``interrupted`` by the first worker that notices, which enqueues its parameters again
   (``retry_of``): another worker retries it, and it is not counted.
 - the same config running in a lower-numbered live trial: wait for it and reuse its result
-  (the config cache of ``autoq.search.runner``, read from the storage before every trial).
+  (the config cache of ``autoq.search.recording``, read from the storage before every trial).
 """
 from __future__ import annotations
 
@@ -66,7 +66,7 @@ class Worker:
 
     def beat(self, ended: bool = False) -> None:
         rec = {**self.record, "beat": time.time(), **({"ended": time.time()} if ended else {})}
-        self.study._storage.set_study_user_attr(self.study._study_id, PREFIX + self.id, rec)
+        self.study.set_user_attr(PREFIX + self.id, rec)
 
     def start(self) -> "Worker":
         self.beat()
@@ -118,11 +118,13 @@ class Worker:
 
     def repair_stale(self) -> list[int]:
         """Mark RUNNING trials of dead workers interrupted and enqueue them again (module doc)."""
+        from autoq.search.trials import close_trial
+
         _, stale = self.running()
         retried = []
         for t in stale:
             reason = f"interrupted: worker {t.user_attrs.get('worker', '?')} stopped (no heartbeat)"
-            if close_trial(self.study, t, "interrupted", reason):
+            if close_trial(self.study, t.number, "interrupted", reason):
                 retry(self.study, t)
                 retried.append(t.number)
         if retried:
@@ -152,9 +154,11 @@ class Worker:
         used = sum(counted(t) for t in trials) + sum(t.number < trial.number for t in alive)
         if used < budget_trials:
             return False
-        frozen = self.study._storage.get_trial(trial._trial_id)
+        from autoq.search.trials import close_trial, frozen_trial
+
+        frozen = frozen_trial(self.study, trial.number)
         fixed = frozen.system_attrs.get("fixed_params")
-        close_trial(self.study, frozen, UNUSED, "budget filled by other workers that asked at the same time")
+        close_trial(self.study, trial.number, UNUSED, "budget filled by other workers that asked at the same time")
         if fixed:   # an enqueued preset / proposal / retry: back into the queue
             self.study.enqueue_trial(fixed, user_attrs=_queue_attrs(frozen.user_attrs))
         return True
@@ -176,7 +180,7 @@ class Worker:
 
 def live_workers(study) -> dict[str, dict]:
     """Registered workers whose heartbeat is fresh and that have not ended."""
-    attrs = study._storage.get_study_user_attrs(study._study_id)
+    attrs = study.user_attrs
     now = time.time()
     return {k[len(PREFIX):]: v for k, v in attrs.items()
             if k.startswith(PREFIX) and isinstance(v, dict) and not v.get("ended")
@@ -194,22 +198,11 @@ def refuse_if_live(study, what: str, storage_label: str) -> None:
                         f"(heartbeat {time.time() - rec.get('beat', 0):.0f} s ago); stop them first")
 
 
-def close_trial(study, trial, status: str, reason: str) -> bool:
-    """RUNNING -> FAIL with ``status``; False if another process closed it first."""
-    import optuna
-
-    storage = study._storage
-    try:   # attrs first: Optuna refuses attrs on a finished trial
-        storage.set_trial_user_attr(trial._trial_id, "status", status)
-        storage.set_trial_user_attr(trial._trial_id, "fail_reason", reason)
-        return bool(storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL))
-    except optuna.exceptions.UpdateFinishedTrialError:   # another process closed it first
-        return False
-
-
 def retry(study, trial) -> None:
     """Enqueue a trial's parameters again (``retry_of``); the retry is an ordinary trial."""
-    frozen = study._storage.get_trial(trial._trial_id)
+    from autoq.search.trials import frozen_trial
+
+    frozen = frozen_trial(study, trial.number)
     params = dict(frozen.params) or frozen.system_attrs.get("fixed_params")
     if params:
         study.enqueue_trial(params, user_attrs={**_queue_attrs(frozen.user_attrs), "retry_of": frozen.number})
@@ -234,6 +227,7 @@ def open_shared(opts, info, sampler_for) -> tuple[object, bool, int]:
 
     from autoq.search.storage import label, open_storage
     from autoq.search.study import check_same_run, directions, init_study
+    from autoq.search.trials import StoredStudy
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage, where = open_storage(opts.storage), label(opts.storage)
@@ -253,10 +247,10 @@ def open_shared(opts, info, sampler_for) -> tuple[object, bool, int]:
         study = optuna.create_study(storage=storage, study_name=opts.study, sampler=sampler_for(seed),
                                     directions=directions(info))
         init_study(study, info)
-        return study, True, seed
+        return StoredStudy.of(study, storage), True, seed
     except optuna.exceptions.DuplicatedStudyError:
         seed = worker_seed(opts.seed, creator=False)
-        study = optuna.load_study(study_name=opts.study, storage=storage, sampler=sampler_for(seed))
+        study = StoredStudy(opts.study, storage, sampler_for(seed))
     _wait_ready(study, opts.heartbeat)
     check_same_run(f"--study {opts.study} in {where}", study, info)
     return study, False, seed
@@ -265,9 +259,9 @@ def open_shared(opts, info, sampler_for) -> tuple[object, bool, int]:
 def _wait_ready(study, interval: float, patience: float = 120.0) -> None:
     """A study created a moment ago: wait for its creator's attrs and presets (``ready``)."""
     deadline = time.monotonic() + patience
-    while not study._storage.get_study_user_attrs(study._study_id).get("ready"):
+    while not study.user_attrs.get("ready"):
         if time.monotonic() > deadline:
-            if "space" in study._storage.get_study_user_attrs(study._study_id):
+            if "space" in study.user_attrs:
                 log.warning("study %s: its creator never marked it ready; joining anyway", study.study_name)
                 return
             raise UserError(f"--study {study.study_name}: the study exists but was never set up (its creator "
