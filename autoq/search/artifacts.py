@@ -134,6 +134,7 @@ class BaselineShare:
     ``fetch(key, folder)`` -> True when the baseline was installed into ``folder`` from the
     store (then train_baseline reads it as a cache hit), False when this process must train
     it and then ``publish`` it. ``event`` says which happened, for the result line.
+    ``study`` is a StoredStudy (autoq.search.trials): the claim studies live on its storage.
     """
 
     def __init__(self, study, store_dir: str | Path, worker_id: str, live: callable, poll: float = 2.0):
@@ -149,15 +150,15 @@ class BaselineShare:
 
         claim_name = f"{self.study.study_name}:{self._attr(key)}"
         try:
-            claim = optuna.create_study(study_name=claim_name, storage=self.study._storage)
+            claim = optuna.create_study(study_name=claim_name, storage=self.study.storage)
             claim.set_user_attr("worker", self.worker_id)
             self.event = "trained here (first worker), uploaded for the others"
             log.info("float baseline %s: training it (first worker of study %s)", key[:16], self.study.study_name)
             return False
         except optuna.exceptions.DuplicatedStudyError:
-            claim = optuna.load_study(study_name=claim_name, storage=self.study._storage)
+            claim = optuna.load_study(study_name=claim_name, storage=self.study.storage)
         while True:
-            ref = self.study._storage.get_study_user_attrs(self.study._study_id).get(self._attr(key))
+            ref = self.study.user_attrs.get(self._attr(key))   # read from the storage on every access
             if ref:
                 self._install(ref, folder)
                 self.event = f"downloaded from the artifact store (trained by worker {ref.get('worker')})"
