@@ -1,6 +1,6 @@
 # Compiler flags of the kernels: the one source of truth. Read by kernels/Makefile, setup.py
 # (the extension autoq._kernels, which `autoq calibrate --target host` measures),
-# autoq/export/c_emit.py (the exported Makefile and the export's own builds) and
+# autoq/export/c_emit/toolchain.py (the exported Makefile and the export's own builds) and
 # benchmarks/count_kernel_instructions.py, so what is measured is what is shipped.
 # -fno-wrapv: Python's own CFLAGS (sysconfig) carry -fwrapv into every extension build; it
 # blocks loop optimisations on signed indices (int8 up to 2x slower), so it is switched off.

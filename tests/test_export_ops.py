@@ -131,8 +131,32 @@ def test_c_equals_keras(case, tmp_path, variant):
     assert np.allclose(got, ref, atol=1e-4, rtol=1e-4), float(np.abs(got - ref).max())
 
 
+@pytest.mark.parametrize("variant", ["ref", "opt"])
+def test_c_of_every_op_kind_compiles_without_warnings(case, tmp_path, variant):
+    # model.c with its headers (kernels/include, the input quantizers of aq_input_quant.h among
+    # them) as strict as a user's firmware build may be
+    import subprocess
+
+    from autoq.export import c_emit
+    from autoq.resources import resource_dir
+
+    if shutil.which("gcc") is None:
+        pytest.skip("gcc not installed")
+    _, graph, _, _ = case
+    em = c_emit.emit_c(graph, variant=variant, scratch_bytes=4096)
+    assert '#include "aq_input_quant.h"' in em.source
+    assert all(f"aq_q_{q}(" in em.source for q in ("sign", "grid", "int8"))
+    for name, text in (("model.h", em.header), ("model.c", em.source)):
+        (tmp_path / name).write_text(text)
+    kdir = resource_dir("kernels")
+    proc = subprocess.run(["gcc", *c_emit.HOST_CFLAGS, "-Wextra", "-Werror", f"-I{kdir / 'include'}",
+                           f"-I{kdir / 'src'}", "-c", "-o", str(tmp_path / "model.o"), str(tmp_path / "model.c")],
+                          capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+
+
 def test_arena_plan_never_overlaps_live_tensors(case):
-    from autoq.export.c_emit import _numel, plan_arena
+    from autoq.export.c_emit import numel, plan_arena
 
     _, graph, _, _ = case
     offsets, size = plan_arena(graph)
@@ -140,7 +164,7 @@ def test_arena_plan_never_overlaps_live_tensors(case):
     last = {t: i for i, op in enumerate(order) for t in op.inputs}
     last[graph.output] = len(order)
     spans = {op.output: (i, last.get(op.output, i)) for i, op in enumerate(order)}
-    sizes = {op.output: _numel(op.shape) for op in order}
+    sizes = {op.output: numel(op.shape) for op in order}
     producer = {op.output: op for op in order}
     for a in spans:
         for b in spans:

@@ -1,4 +1,4 @@
-/* Non-kernel operations of the exported models (autoq/export/c_emit.py calls them; the plan
+/* Non-kernel operations of the exported models (autoq/export/c_emit/ops.py calls them; the plan
  * lists them as LayerPlan.ops and the cost model prices them, autoq/cost/ops.py).
  * Compiled once with the kernels (kernels/flags.mk) instead of as static helpers in every
  * model.c, so their speed does not depend on per-model inlining decisions (a ReLU not inlined
