@@ -9,8 +9,6 @@ import shutil
 import numpy as np
 import pytest
 
-pytest.importorskip("onnxruntime")
-
 
 def _model():
     from autoq.tf_env import import_tf

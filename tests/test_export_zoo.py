@@ -8,8 +8,6 @@ import shutil
 import numpy as np
 import pytest
 
-pytest.importorskip("onnxruntime")
-
 
 @pytest.mark.slow
 @pytest.mark.parametrize("model_name,preset_name", [("resnet20", "bnn"), ("squeezenet_bypass", "twn")])

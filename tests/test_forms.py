@@ -17,8 +17,6 @@ from autoq import quant
 from autoq.quant import quantizers as Q
 from autoq.quant.forms import EncodedWeights, InputForm, WeightForm
 
-pytest.importorskip("onnxruntime")
-
 
 def _roles(name):
     cls = Q._REGISTRY[name]
