@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from layer_helpers import assert_matches_keras, build_c, compiled_kernels, randomise_batchnorm
+from quantizer_cases import registry_cases
 
 from autoq import quant
 from autoq.kinds import KINDS
@@ -20,23 +21,11 @@ SAMPLES = 24
 INPUT_SHAPE = (6, 6, 3)
 
 
-def _configs(name: str, role: str) -> list[dict]:
-    """``name`` with its defaults, then with each bit width its constructor accepts."""
-    found = [{"name": name}]
-    if "bits" in quant.get(name).parameters():
-        for bits in range(1, 9):
-            try:
-                quant.for_role({"name": name, "bits": bits}, role)
-            except ValueError:
-                continue
-            found.append({"name": name, "bits": bits})
-    return found
-
-
 def quantizer_pair(kind: str) -> tuple[dict | None, dict | None]:
-    """The first (weight, input) quantizer configs, in registry order, that ``layer_kind`` maps to ``kind``."""
-    weights = [None] + [c for n in quant.names("weight") for c in _configs(n, "weight")]
-    inputs = [None] + [c for n in quant.names("activation") for c in _configs(n, "activation")]
+    """The first (weight, input) quantizer configs, in the order of tests/quantizer_cases.py,
+    that ``layer_kind`` maps to ``kind``."""
+    weights = [None] + [c for c, _ in registry_cases("weight")]
+    inputs = [None] + [c for c, _ in registry_cases("activation")]
     for w in weights:
         for a in inputs:
             wq = quant.for_role(w, "weight") if w else None
