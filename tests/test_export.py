@@ -14,13 +14,11 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import optuna
 import pytest
 
-optuna = pytest.importorskip("optuna")
-pytest.importorskip("onnxruntime")
-
-from autoq.errors import UserError  # noqa: E402
-from autoq.export.exporter import keras_logits  # noqa: E402
+from autoq.errors import UserError
+from autoq.export.exporter import keras_logits
 
 CONFIGS = {
     "xnor_and": {"conv1": {"weight": None},

@@ -8,8 +8,7 @@ import shutil
 
 import numpy as np
 import pytest
-
-pytest.importorskip("onnxruntime")
+from layer_helpers import assert_matches_keras, build_c, randomise_batchnorm, write_c
 
 
 def _model():
@@ -45,14 +44,7 @@ def _model():
     f = keras.layers.ReLU(name="relu")(f)
     out = QDense(5, kernel_quantizer={"name": "ttq"} if _has("ttq") else None, name="d2")(f)
     model = keras.Model(inp, out)
-    rng = np.random.default_rng(3)
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            n = layer.moving_mean.shape[0]
-            layer.moving_mean.assign(rng.normal(0, 0.3, n))
-            layer.moving_variance.assign(rng.uniform(0.5, 2.0, n))
-            layer.gamma.assign(rng.uniform(0.5, 1.5, n))
-            layer.beta.assign(rng.normal(0, 0.3, n))
+    randomise_batchnorm(model, seed=3)
     return model
 
 
@@ -107,28 +99,15 @@ def test_onnx_check_allows_only_counted_level_flips(case, tmp_path):
 
 @pytest.mark.parametrize("variant", ["ref", "opt"])
 def test_c_equals_keras(case, tmp_path, variant):
-    from autoq.cost.deploy import scratch_need
-    from autoq.export import c_emit
-    from autoq.export.planning import plan_from_emission
-    from autoq.resources import resource_dir
-
     if shutil.which("gcc") is None:
         pytest.skip("gcc not installed")
     _, graph, x, ref = case
-    c_emit.copy_kernels(resource_dir("kernels"), tmp_path)
-    scratch = scratch_need(plan_from_emission(graph, c_emit.emit_c(graph)), "x86_64") if variant == "opt" else 0
-    if variant == "opt":
-        assert scratch > 0
-    em = c_emit.emit_c(graph, variant=variant, scratch_bytes=scratch)
+    em, run = build_c(graph, tmp_path, variant)
+    assert (em.scratch_bytes > 0) == (variant == "opt")
     assert ("_opt(&a)" in em.source) == (variant == "opt")
     d1 = next(cl for cl in em.layers if cl.op.name == "d1")      # uniform 8/8 (fixed alpha): the int8 kernel
     assert d1.kind == "int8" and not d1.note and f"aq_conv_int8_{variant}(&a)" in em.source
-    for name, text in (("model.h", em.header), ("model.c", em.source), ("main.c", em.main)):
-        (tmp_path / name).write_text(text)
-    exe = c_emit.build_host(tmp_path, tmp_path / "build")
-    got = c_emit.run_host(exe, x, ref.shape[1], tmp_path / "build")
-    assert np.array_equal(got.argmax(1), ref.argmax(1))
-    assert np.allclose(got, ref, atol=1e-4, rtol=1e-4), float(np.abs(got - ref).max())
+    assert_matches_keras(run(x), ref)
 
 
 @pytest.mark.parametrize("variant", ["ref", "opt"])
@@ -218,18 +197,13 @@ def test_onnx_with_global_pool_is_batch_free_and_scale_aware(tmp_path):
 def test_level_check_reads_the_c_and_tells_flips_from_errors(case, tmp_path):
     # the debug build of model.c hands back every quantized layer's float input: the same levels
     # as Keras; a layer moved by 3 levels is not a rounding tie, one value one level off is
-    from autoq.export import c_emit
     from autoq.export.exporter import keras_layer_inputs
     from autoq.export.levels import c_layer_inputs, compare_levels, explained, quantized_layers
-    from autoq.resources import resource_dir
 
     if shutil.which("gcc") is None:
         pytest.fail("gcc not installed")
     model, graph, x, _ = case
-    c_emit.copy_kernels(resource_dir("kernels"), tmp_path)
-    em = c_emit.emit_c(graph, variant="ref")
-    for name, text in (("model.h", em.header), ("model.c", em.source), ("main.c", em.main)):
-        (tmp_path / name).write_text(text)
+    write_c(graph, tmp_path, "ref")
     ours = c_layer_inputs(tmp_path, graph, x[:8], tmp_path / "work")
     keras = keras_layer_inputs(model, graph, x[:8])
     assert set(ours) == {op.name for op in quantized_layers(graph)} == set(keras)

@@ -6,10 +6,8 @@ effective seed and data source, and the test accuracy the export measures equals
 """
 from __future__ import annotations
 
+import optuna
 import pytest
-
-optuna = pytest.importorskip("optuna")
-pytest.importorskip("onnxruntime")
 
 
 def test_seed_3_export_reports_the_test_accuracy_pareto_shows(tmp_path):

@@ -7,22 +7,17 @@ import shutil
 
 import numpy as np
 import pytest
-
-pytest.importorskip("onnxruntime")
+from layer_helpers import assert_matches_keras, build_c, write_c
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("model_name,preset_name", [("resnet20", "bnn"), ("squeezenet_bypass", "twn")])
 def test_zoo_model_exports(model_name, preset_name, tmp_path):
     from autoq.config import preset
-    from autoq.cost.deploy import scratch_need
-    from autoq.export import c_emit
-    from autoq.export.planning import plan_from_emission
     from autoq.export.exporter import keras_logits
     from autoq.export.graph import build_graph
     from autoq.export.onnx import export_onnx
     from autoq.models.zoo import build_model
-    from autoq.resources import resource_dir
 
     import keras
 
@@ -34,14 +29,8 @@ def test_zoo_model_exports(model_name, preset_name, tmp_path):
     assert export_onnx(graph, x, ref, tmp_path / "m.onnx")["max_abs_diff"] <= 1e-4
     if shutil.which("gcc") is None:
         pytest.skip("gcc not installed")
-    c_emit.copy_kernels(resource_dir("kernels"), tmp_path)
-    scratch = scratch_need(plan_from_emission(graph, c_emit.emit_c(graph)), "x86_64")
-    em = c_emit.emit_c(graph, scratch_bytes=scratch)
-    for name, text in (("model.h", em.header), ("model.c", em.source), ("main.c", em.main)):
-        (tmp_path / name).write_text(text)
-    got = c_emit.run_host(c_emit.build_host(tmp_path, tmp_path / "b"), x, 10, tmp_path / "b")
-    assert np.array_equal(got.argmax(1), ref.argmax(1))
-    assert np.allclose(got, ref, atol=1e-4, rtol=1e-4)
+    _, run = build_c(graph, tmp_path, "opt")
+    assert_matches_keras(run(x), ref)
 
 
 MIXED = {"model": "resnet20", "default": {"weight": {"name": "twn"}, "activation": None}, "layers": {
@@ -58,13 +47,10 @@ def test_resnet20_32x32_passes_the_exporters_checks(config_name, tmp_path):
     # where quantized activations flip) on ResNet-20 at CIFAR size; the trained versions:
     # benchmarks/bench_export_checks.py --only resnet20
     from autoq.config import QuantConfig, preset
-    from autoq.cost.deploy import emit_for_target
-    from autoq.export import c_emit
     from autoq.export.exporter import ONNX_TOLERANCE, _allowed_flips, _check_c, keras_layer_inputs, keras_logits
     from autoq.export.graph import build_graph
     from autoq.export.onnx import export_onnx
     from autoq.models.zoo import build_model
-    from autoq.resources import resource_dir
 
     import keras
 
@@ -79,10 +65,7 @@ def test_resnet20_32x32_passes_the_exporters_checks(config_name, tmp_path):
                        keras_inputs=inputs)
     assert info["batch1_vs_batch_max_abs_diff"] <= 1e-5 and info["argmax_differ"] == 0
     out = tmp_path / "c"
-    c_emit.copy_kernels(resource_dir("kernels"), out)
-    _, em = emit_for_target(graph, "x86_64")
-    for name, text in (("model.h", em.header), ("model.c", em.source), ("main.c", em.main)):
-        (out / name).write_text(text)
+    write_c(graph, out, "opt")
     work = tmp_path / "work"
     work.mkdir()
     assert _check_c(out, graph, x, ref, work, keras_inputs=inputs)["argmax_mismatches"] == 0

@@ -12,12 +12,11 @@ import shutil
 
 import numpy as np
 import pytest
+from layer_helpers import assert_matches_keras, build_c, tiny_model
 
 from autoq import quant
 from autoq.quant import quantizers as Q
 from autoq.quant.forms import EncodedWeights, InputForm, WeightForm
-
-pytest.importorskip("onnxruntime")
 
 
 def _roles(name):
@@ -91,44 +90,13 @@ def registered():
         Q._REGISTRY.pop(cls.name)
 
 
-def _small_model(layers: dict, seed: int = 0):
-    from autoq.tf_env import import_tf
-
-    import_tf()
-    import keras
-
-    from autoq.quant.layers import QActivation, QConv2D, QDense
-
-    keras.utils.set_random_seed(seed)
-    inp = keras.Input((8, 8, 1))
-    a = QConv2D(4, 3, padding="same", name="c1", **layers.get("c1", {}))(inp)
-    a = keras.layers.BatchNormalization(name="bn1")(a)
-    a = QActivation(name="act1")(a)
-    a = QConv2D(6, 3, name="c2", **layers.get("c2", {}))(a)
-    a = QActivation(name="act2")(a)
-    f = keras.layers.Flatten()(a)
-    return keras.Model(inp, QDense(10, name="fc", **layers.get("fc", {}))(f))
-
-
-def _c_logits(graph, x, tmp_path):
-    from autoq.export import c_emit
-    from autoq.resources import resource_dir
-
-    c_emit.copy_kernels(resource_dir("kernels"), tmp_path)
-    em = c_emit.emit_c(graph, variant="ref")
-    for name, text in (("model.h", em.header), ("model.c", em.source), ("main.c", em.main)):
-        (tmp_path / name).write_text(text)
-    exe = c_emit.build_host(tmp_path, tmp_path / "build")
-    return em, lambda v: c_emit.run_host(exe, v, 10, tmp_path / "build")
-
-
 def test_runtime_registered_quantizer_exports_to_onnx_and_c(registered, tmp_path):
     from autoq.export.exporter import keras_logits
     from autoq.export.graph import build_graph
     from autoq.export.onnx import export_onnx
 
     assert shutil.which("gcc"), "gcc is needed for the C export"
-    model = _small_model({"c2": {"kernel_quantizer": "test_pow2_ternary", "input_quantizer": "test_clip3"},
+    model = tiny_model({"c2": {"kernel_quantizer": "test_pow2_ternary", "input_quantizer": "test_clip3"},
                           "fc": {"kernel_quantizer": "test_pow2_ternary"}})
     x = np.random.default_rng(2).uniform(0, 1, (30, 8, 8, 1)).astype(np.float32)
     ref = keras_logits(model, x)
@@ -137,11 +105,9 @@ def test_runtime_registered_quantizer_exports_to_onnx_and_c(registered, tmp_path
     assert kinds == {"c1": "f32", "c2": "shift", "fc": "shift"}
     info = export_onnx(graph, x, ref, tmp_path / "m.onnx")
     assert info["max_abs_diff"] <= 1e-4 and info["weights"]["c2"] == "int4"
-    em, run = _c_logits(graph, x, tmp_path)
+    em, run = build_c(graph, tmp_path)
     assert {cl.op.name: cl.kind for cl in em.layers} == kinds and not any(cl.note for cl in em.layers)
-    got = run(x)
-    assert np.array_equal(got.argmax(1), ref.argmax(1))
-    assert np.allclose(got, ref, atol=1e-4, rtol=1e-4), float(np.abs(got - ref).max())
+    assert_matches_keras(run(x), ref)
 
 
 # --- static activation ranges -----------------------------------------------------------------
@@ -160,7 +126,7 @@ def calibrated(tmp_path_factory):
     import autoq.quant.layers  # noqa: F401
 
     data = load_digits(0)
-    model = _small_model({"c2": {"kernel_quantizer": {"name": "uniform", "bits": 8},
+    model = tiny_model({"c2": {"kernel_quantizer": {"name": "uniform", "bits": 8},
                                  "input_quantizer": {"name": "uniform", "bits": 8}},
                           "fc": {"kernel_quantizer": {"name": "dorefa", "bits": 2},
                                  "input_quantizer": {"name": "uniform", "bits": 4}}})
@@ -201,7 +167,7 @@ def test_one_sample_alone_or_in_a_batch_gives_the_same_logits(calibrated, tmp_pa
     assert np.max(np.abs(onnx_alone - onnx_batch)) <= 1e-5
     assert np.max(np.abs(run_onnx(data, loud)[0] - onnx_alone[0])) <= 1e-5
     assert np.array_equal(onnx_batch.argmax(1), batch.argmax(1))
-    em, run = _c_logits(graph, x, tmp_path)
+    em, run = build_c(graph, tmp_path)
     assert {cl.op.name: cl.kind for cl in em.layers}["c2"] == "int8"
     c_batch = run(x)
     assert np.array_equal(run(x[:1]), c_batch[:1]) and np.array_equal(run(loud)[:1], c_batch[:1])

@@ -8,18 +8,14 @@ from autoq.tf_env import import_tf
 
 tf = import_tf()
 import keras  # noqa: E402
+from quantizer_cases import case_id, registry_cases  # noqa: E402
 from sklearn.datasets import load_digits  # noqa: E402
 
 import autoq.quant as Q  # noqa: E402
 from autoq.quant.layers import QActivation, QConv2D, QDense, summary  # noqa: E402
 
-WEIGHT_QUANTIZERS = [None, "bc", {"name": "bc_stoch", "seed": 0}, {"name": "bc_scaled", "scale": 0.125}, "xnor",
-                     "twn", "ttq", {"name": "dorefa", "bits": 2}, {"name": "uniform", "bits": 8},
-                     {"name": "lsq", "bits": 4}]
-
-
-def qname(q):
-    return "float" if q is None else (q if isinstance(q, str) else q["name"] + str(q.get("bits", "")))
+# float and every registered weight quantizer with its default parameters (tests/quantizer_cases.py)
+WEIGHT_QUANTIZERS = [None] + [c for c, _ in registry_cases("weight", variants={})]
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +40,7 @@ def small_model(weight_q, input_q=None, slope=1.0, relu=True):
     return keras.Model(inputs, outputs)
 
 
-@pytest.mark.parametrize("weight_q", WEIGHT_QUANTIZERS, ids=qname)
+@pytest.mark.parametrize("weight_q", WEIGHT_QUANTIZERS, ids=case_id)
 def test_digits_training_beats_chance_by_far(digits, weight_q):
     keras.utils.set_random_seed(0)
     (xt, yt), (xv, yv) = digits
@@ -57,9 +53,9 @@ def test_digits_training_beats_chance_by_far(digits, weight_q):
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
     model.fit(xt, yt, epochs=epochs, batch_size=32, verbose=0)
     acc = model.evaluate(xv, yv, verbose=0)[1]
-    print(f"digits accuracy {qname(weight_q)}: {acc:.4f}")
+    print(f"digits accuracy {case_id(weight_q)}: {acc:.4f}")
     floor = 0.6
-    assert acc > floor, f"{qname(weight_q)} reached only {acc:.3f} (chance 0.1)"
+    assert acc > floor, f"{case_id(weight_q)} reached only {acc:.3f} (chance 0.1)"
     if weight_q is not None:  # the deployed (decoded) kernel gives the same predictions
         conv = model.get_layer("conv1")
         q = conv.kernel_quantizer

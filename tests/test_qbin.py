@@ -9,20 +9,15 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from quantizer_cases import registry_cases
 
 from autoq import quant
 from autoq.export import qbin
 from autoq.quant.forms import InputForm
 from autoq.quant import layer_kind
 
-WEIGHT_QUANTIZERS = [
-    None, {"name": "bc"}, {"name": "bc_scaled", "scale": 0.125}, {"name": "xnor"},
-    {"name": "xnor", "per_channel": True}, {"name": "twn"}, {"name": "twn", "per_channel": True},
-    {"name": "dorefa", "bits": 1}, {"name": "dorefa", "bits": 2}, {"name": "dorefa", "bits": 3},
-    {"name": "dorefa", "bits": 4}, {"name": "dorefa", "bits": 8}, {"name": "uniform", "bits": 8},
-    {"name": "uniform", "bits": 8, "per_channel": True}, {"name": "uniform", "bits": 4},
-    {"name": "lsq", "bits": 4},
-]
+# float and every registered weight quantizer in every parameter combination (tests/quantizer_cases.py)
+WEIGHT_QUANTIZERS = [None] + [c for c, _ in registry_cases("weight")]
 
 
 @pytest.mark.parametrize("bits", [1, 2, 3, 4, 5, 8])

@@ -9,41 +9,24 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
+from quantizer_cases import case_id, registry_cases, roles, with_extras
 
 import autoq.quant as Q
 from autoq.tf_env import import_tf
 
 tf = import_tf()
 
-# (quantizer config, role): one entry per registered quantizer and interesting parameter set.
-CASES = [
-    ({"name": "bc"}, "weight"),
-    ({"name": "bc_stoch", "seed": 1}, "weight"),
-    ({"name": "bc_scaled", "scale": 0.125}, "weight"),
-    ({"name": "bc_scaled", "scale": 0.1}, "weight"),
-    ({"name": "xnor"}, "weight"),
-    ({"name": "xnor", "per_channel": True}, "weight"),
-    ({"name": "twn"}, "weight"),
-    ({"name": "twn", "per_channel": True}, "weight"),
-    ({"name": "ttq"}, "weight"),
-    ({"name": "dorefa", "bits": 1}, "weight"),
-    ({"name": "dorefa", "bits": 2}, "weight"),
-    ({"name": "dorefa", "bits": 4}, "weight"),
-    ({"name": "dorefa", "bits": 1}, "activation"),
-    ({"name": "dorefa", "bits": 2}, "activation"),
-    ({"name": "dorefa", "bits": 8}, "activation"),
-    ({"name": "uniform", "bits": 8}, "weight"),
-    ({"name": "uniform", "bits": 4, "per_channel": True}, "weight"),
-    ({"name": "uniform", "bits": 8, "alpha": 4.0}, "activation"),
-    ({"name": "lsq", "bits": 4}, "weight"),
-    ({"name": "lsq", "bits": 2}, "activation"),
-    ({"name": "sign"}, "activation"),
-]
-IDS = [f"{c['name']}-{role}-" + "-".join(f"{k}{v}" for k, v in c.items() if k != "name") for c, role in CASES]
+# (quantizer config, role): every registered quantizer in every role and parameter combination
+# (tests/quantizer_cases.py), and two parameter sets the generated ones do not reach.
+CASES = with_extras(registry_cases(), [
+    ({"name": "bc_scaled", "scale": 0.1}, "weight"),                  # not a power of two: the lut kind
+    ({"name": "uniform", "bits": 8, "alpha": 4.0}, "activation"),     # a fixed range
+])
+IDS = [case_id(c, role) for c, role in CASES]
 
 
-def test_every_registered_quantizer_is_covered():
-    assert {c["name"] for c, _ in CASES} == set(Q.names())
+def test_every_registered_quantizer_is_covered_in_every_role():
+    assert {(c["name"], role) for c, role in CASES} == {(n, r) for n in Q.names() for r in roles(n)}
 
 
 def make(config, role):
@@ -154,8 +137,8 @@ def test_gradient_matches_ste_definition(config, role):
         expected = upstream * (np.abs(x) <= 1)  # hard-tanh gate, eq. 3-5
     elif q.name == "dorefa" and role == "activation":
         expected = upstream * ((x >= 0) & (x <= 1))
-    elif q.name == "uniform":
-        alpha = q.alpha if q.alpha is not None else np.abs(x).max()
+    elif q.name == "uniform":       # range: fixed alpha, else max|w| (weights) or 1 (uncalibrated input)
+        alpha = q.alpha if q.alpha is not None else (np.abs(x).max() if role == "weight" else 1.0)
         expected = upstream * (np.abs(x) <= alpha)
     elif q.name == "ttq":  # a_p = a_n = 1 unbuilt: scaled gradient equals dy everywhere
         expected = upstream

@@ -407,7 +407,6 @@ def test_real_objective_on_the_tiny_model(tmp_path):
 
 def test_ray_searcher_logic_without_a_cluster(tmp_path):
     """The Ray backend's driver side (define-by-run, cache, recording) driven by hand."""
-    pytest.importorskip("ray.tune")
     from autoq.search.ray_backend import make_searcher, run_job
     from autoq.search.runner import run_info
     from autoq.search.study import make_sampler, open_study
@@ -452,7 +451,6 @@ def test_ray_searcher_logic_without_a_cluster(tmp_path):
 
 @pytest.mark.slow  # ~70 s (Ray start, TF import in two workers); logic: test above
 def test_ray_backend_two_workers_writes_the_same_study(tmp_path):
-    pytest.importorskip("ray.tune")
     space = make_space(training={"epochs": 1, "baseline_epochs": 30}, presets=["base"])  # a baseline that learns
     res = run_search(opts(tmp_path, budget=2, space=space, backend="ray", workers=2,
                           cache_dir=tmp_path / "cache"))
