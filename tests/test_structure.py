@@ -205,6 +205,15 @@ def test_the_checker_sees_all_of_autoq(autoq_modules):
     assert "autoq.kinds" in graph["autoq.quant.quantizers"]
 
 
+
+def test_every_package_ships_in_the_wheel():
+    """pyproject lists packages by hand: a new subpackage left out installs without its code."""
+    import tomllib
+
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    packages = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "autoq").rglob("__init__.py")}
+    assert packages - listed == set(), f"pyproject.toml [tool.setuptools] packages misses {sorted(packages - listed)}"
+
 # --- the checker on small packages ----------------------------------------------------------
 
 def _package(root: Path, files: dict[str, str]) -> dict[str, Path]:
