@@ -123,6 +123,13 @@ __attribute__((target("avx512f,fma"))) static void pair512(const fplan *pl, cons
 
 /* ---- AVX2 ------------------------------------------------------------------------------ */
 
+/* Pixels of the next register block when `left` remain: the rest split evenly into blocks of
+   at most px (16 pixels: 6 + 5 + 5, not 6 + 6 + 4 x 1; a single pixel is FMA-latency-bound) */
+static int split_block(long left, int px) {
+    long nblocks = (left + px - 1) / px;
+    return (int)((left + nblocks - 1) / nblocks);
+}
+
 AQ_INLINE __attribute__((target("avx2,fma"))) void
 blk256(const fplan *pl, int ky0, int ky1, const float *wb, int run, const long *iy, const long *xo, const int np,
        __m256 *out) { /* wb: the 16-channel half of the block */
@@ -172,10 +179,16 @@ __attribute__((target("avx2,fma"))) static void pair256(const fplan *pl, const a
         for (i0 = 0; i0 < n;) {
             __m256 acc[2 * PX256];
             long iy[PX256], xo[PX256], pix[PX256];
-            int np = n - i0 >= PX256 ? PX256 : 1;
+            int np = split_block(n - i0, PX256);
             fpixels(pl, r, c, i0, np, iy, xo, pix);
-            if (np == PX256) blk256(pl, r->k0, r->k1, wb, run, iy, xo, PX256, acc);
-            else blk256(pl, r->k0, r->k1, wb, run, iy, xo, 1, acc);
+            switch (np) { /* compile-time pixel counts: the accumulators stay in registers */
+            case 6: blk256(pl, r->k0, r->k1, wb, run, iy, xo, 6, acc); break;
+            case 5: blk256(pl, r->k0, r->k1, wb, run, iy, xo, 5, acc); break;
+            case 4: blk256(pl, r->k0, r->k1, wb, run, iy, xo, 4, acc); break;
+            case 3: blk256(pl, r->k0, r->k1, wb, run, iy, xo, 3, acc); break;
+            case 2: blk256(pl, r->k0, r->k1, wb, run, iy, xo, 2, acc); break;
+            default: blk256(pl, r->k0, r->k1, wb, run, iy, xo, 1, acc); break;
+            }
             for (p = 0; p < np; p++) {
                 store256(pl, acc[2 * p], pix[p], h);
                 if (pl->n > h + 8) store256(pl, acc[2 * p + 1], pix[p], h + 8);
