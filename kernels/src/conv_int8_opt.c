@@ -145,6 +145,33 @@ static int has_vnni(void) {
 
 static uint32_t pair16(int a, int b) { return (uint32_t)(uint16_t)(int16_t)a | ((uint32_t)(uint16_t)(int16_t)b << 16); }
 
+/* The int16 pairs of one block of nl <= 16 channels from c0, from the packed weights wb of the
+   block (autoq_kernels.h): input channels 2i, 2i+1 of channel l are adjacent bytes of its run
+   of 4 (channels >= c_in are zero there). A full block: vpmovsxbw of 4 channels x 4 inputs and
+   one lane permutation give both pair rows (scalar, this was a quarter of a 512-channel layer). */
+AQ_TARGET_AVX2 static void pair_block(const aq_geom *g, const int8_t *wb, int c0, int nl, int32_t *blk) {
+    int c2 = (g->c_in + 1) / 2, taps = g->kh * g->kw, gq = aq_i8p_c4(g) / 4, nb = aq_i8p_nb(g, c0), t, i, l, q;
+    const __m256i perm = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
+    for (t = 0; t < taps; t++)
+        for (i = 0; i < c2; i += 2) { /* pairs i and i + 1: bytes 0, 1 and 2, 3 of each run */
+            const int8_t *src = wb + (long)(t * gq + (i >> 1)) * nb * 4;
+            int32_t *o = blk + ((long)t * c2 + i) * AQ_I8_COB, two = i + 1 < c2;
+            if (nl == AQ_I8_COB) {
+                for (q = 0; q < 4; q++) {
+                    __m256i v = _mm256_permutevar8x32_epi32(
+                        _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(src + 16 * q))), perm);
+                    _mm_storeu_si128((__m128i *)(o + 4 * q), _mm256_castsi256_si128(v));
+                    if (two) _mm_storeu_si128((__m128i *)(o + AQ_I8_COB + 4 * q), _mm256_extracti128_si256(v, 1));
+                }
+                continue;
+            }
+            for (l = 0; l < nl; l++) {
+                o[l] = (int32_t)pair16(src[4 * l], src[4 * l + 1]);
+                if (two) o[AQ_I8_COB + l] = (int32_t)pair16(src[4 * l + 2], src[4 * l + 3]);
+            }
+        }
+}
+
 /* The int8 convolution on the pair path. The input is copied zero-padded (pad_top / pad_left
    rows and columns of exact zeros, the 'same' tail too), so the core sees a 'valid' geometry of
    ceil(c_in / 2) pair channels in which every output pixel is interior: it runs the 4-pixel
@@ -152,7 +179,7 @@ static uint32_t pair16(int a, int b) { return (uint32_t)(uint16_t)(int16_t)a | (
 static void conv_pairs(const aq_conv_args *a, int level) {
     const aq_geom *g = &a->g;
     const int8_t *x = (const int8_t *)a->x, *w = (const int8_t *)a->w;
-    int c2 = (g->c_in + 1) / 2, taps = g->kh * g->kw, c0, l, t, i, y, xx;
+    int c2 = (g->c_in + 1) / 2, taps = g->kh * g->kw, c0, i, y, xx;
     int hp = (g->out_h - 1) * g->stride + g->kh, wp = (g->out_w - 1) * g->stride + g->kw;
     int odd = g->c_in & 1, full = g->c_in / 2, zx = a->x_zero_point, c4 = aq_i8p_c4(g);
     int32_t *xs = (int32_t *)a->scratch, *blk = xs + (((long)hp * wp * c2 + 7) & ~7L);
@@ -170,17 +197,7 @@ static void conv_pairs(const aq_conv_args *a, int level) {
     for (c0 = 0; c0 < g->c_out; c0 += AQ_I8_COB) {
         int nl = g->c_out - c0 < AQ_I8_COB ? g->c_out - c0 : AQ_I8_COB;
         if (nl < AQ_I8_COB) memset(blk, 0, (size_t)taps * c2 * AQ_I8_COB * sizeof *blk);
-        { /* from the packed block (autoq_kernels.h): input channels 2i, 2i+1 of channel l are
-             adjacent bytes of its run of 4; channels >= c_in are zero there */
-            const int8_t *wb = w + (long)c0 * taps * c4;
-            int nb = aq_i8p_nb(g, c0), gq = c4 / 4;
-            for (t = 0; t < taps; t++)
-                for (i = 0; i < c2; i++) {
-                    const int8_t *src = wb + (long)(t * gq + (i >> 1)) * nb * 4 + 2 * (i & 1);
-                    int32_t *o = blk + ((long)t * c2 + i) * AQ_I8_COB;
-                    for (l = 0; l < nl; l++) o[l] = (int32_t)pair16(src[4 * l], src[4 * l + 1]);
-                }
-        }
+        pair_block(g, w + (long)c0 * taps * c4, c0, nl, blk);
         if (level >= 2 && has_vnni()) core_pairs_vnni(&pa, xs, blk, c0, 0);
         else if (level >= 2) core_pairs_avx512(&pa, xs, blk, c0, 0);
         else core_pairs_avx2(&pa, xs, blk, c0, 0);
