@@ -1,9 +1,9 @@
 """The Ray Tune backend: the same trial pipeline, run by Ray workers, told to the same study.
 
-- Sampling: Ray's ``OptunaSearch`` with the run's sampler, on the run's own storage and study
-  (``runs/NAME/study.db``), with the space's define-by-run function; at most ``--workers``
-  trials at once (``ConcurrencyLimiter``), one CPU each, ``reuse_actors`` on (a worker keeps
-  its data set and float baseline between trials).
+- Sampling: a Ray Tune ``Searcher`` that asks the run's own study (``runs/NAME/study.db``, the
+  run's sampler) for each trial, through Optuna's ask and tell, with the space's define-by-run
+  function; at most ``--workers`` trials at once (``ConcurrencyLimiter``), one CPU each,
+  ``reuse_actors`` on (a worker keeps its data set and float baseline between trials).
 - The driver (this process) decides parameters, checks the config cache and writes results:
   the workers only build, cost and train, and return the outcome as JSON plus the trial's
   files (``autoq.search.ray_files``): no disk is shared. So the stored user_attrs,
@@ -165,7 +165,7 @@ class DriverJobs:
         self.cache = ConfigCache(study)
 
     def define_by_run(self, trial) -> dict:
-        """OptunaSearch's define-by-run space: the parameters, then the job as JSON."""
+        """The define-by-run space: the parameters, then the job as JSON."""
         params = self.opts.space.suggest(trial)
         config = self.opts.space.config_from_params(params)
         h = config_hash(config)
@@ -215,31 +215,43 @@ class DriverJobs:
 
 
 def make_searcher(study, opts: SearchOptions, on_trial=None):
-    """Ray's OptunaSearch on the run's study (a ``trials.StoredStudy``: its storage is handed
-    to Ray); on_trial(study) after every finished trial."""
-    from ray.tune.search.optuna import OptunaSearch
+    """A Ray Tune searcher driving the run's study (a ``trials.StoredStudy``) through Optuna's
+    ask and tell; on_trial(study) after every finished trial."""
+    from ray.tune.search import Searcher
 
     jobs = DriverJobs(study, opts)
 
-    class StudySearch(OptunaSearch):
-        """OptunaSearch that stores autoq's user_attrs and FAILs failed trials (through ``jobs``)."""
+    class StudySearch(Searcher):
+        """Ray Tune's public Searcher interface: ``suggest`` asks the study for a trial (enqueued
+        presets and retries first) and returns its job; ``on_trial_complete`` records it (the
+        record tells the study). The study is the persistent state, so nothing is saved."""
+
+        def __init__(self):
+            modes = ["max" if n == "accuracy" else "min" for n in jobs.names]
+            super().__init__(metric=jobs.names, mode=modes)   # Tune checks each result reports them
+            self._asked = {}          # Tune trial id -> the study's trial, until it completes
+            self._on_trial = None
+
+        def suggest(self, trial_id):
+            if trial_id not in self._asked:
+                self._asked[trial_id] = study.ask()
+            ot_trial = self._asked[trial_id]
+            job = jobs.define_by_run(ot_trial)
+            return {**ot_trial.params, **job}   # the parameters too: Tune's own records show them
 
         def on_trial_complete(self, trial_id, result=None, error=False):
-            if trial_id in self._completed_trials:
+            ot_trial = self._asked.pop(trial_id, None)
+            if ot_trial is None:      # completed already
                 return
-            ot_trial = self._ot_trials[trial_id]
             if (result or {}).get("autoq_outcome") is None:
-                jobs.record_lost(self._ot_study, ot_trial, error)
+                jobs.record_lost(study, ot_trial, error)
             else:
-                jobs.record_result(self._ot_study, ot_trial, result)
-            self._completed_trials.add(trial_id)
+                jobs.record_result(study, ot_trial, result)
             if self._on_trial is not None:
-                self._on_trial(self._ot_study)
+                self._on_trial(study)
 
         def __getstate__(self):  # Tune pickles the searcher (tuner.pkl); the display's console cannot be
-            state = dict(super().__getstate__())
-            state["_on_trial"] = None
-            return state
+            return {**self.__dict__, "_on_trial": None}
 
         def save(self, checkpoint_path):  # the study is the persistent state
             return None
@@ -247,9 +259,7 @@ def make_searcher(study, opts: SearchOptions, on_trial=None):
         def restore(self, checkpoint_path):
             return None
 
-    searcher = StudySearch(space=jobs.define_by_run, metric=jobs.names,
-                           mode=["max" if n == "accuracy" else "min" for n in jobs.names],
-                           sampler=study.sampler, study_name=study.study_name, storage=study.storage)
+    searcher = StudySearch()
     searcher._on_trial = on_trial   # an attribute, not a closure cell: __getstate__ drops it
     return searcher
 
