@@ -37,7 +37,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from autoq.cost.bench import calibration_grid, measure_host  # noqa: E402
 from autoq.cost.board_facts import host_facts  # noqa: E402
 from autoq.cost.calibrate import profile_from_measurements  # noqa: E402
-from autoq.cost.fit import fit_coefficients, predict  # noqa: E402
 from autoq.cost.measurements import MeasurementFile, read_measurements, write_measurements  # noqa: E402
 from autoq.cost.model import estimate  # noqa: E402
 from autoq.cost.profile import load_profile  # noqa: E402
@@ -192,7 +191,7 @@ def thesis_layers() -> None:
                 name = kind if kind in ("f32", "xnor", "and", "int8") else f"{kind}{bits}"
                 priced.append(f"{name} {estimate(LayerPlan([16, 16, 3], [e]), profile).latency_ms:.4g}")
             print(f"    {f}x{f}: " + "   ".join(cells))
-            print(f"         opt, every kind: " + ", ".join(priced))
+            print("         opt, every kind: " + ", ".join(priced))
 
 
 def count_scales() -> None:

@@ -13,11 +13,9 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import io
 import json
 import pickle
 import sqlite3
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable

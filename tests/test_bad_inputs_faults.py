@@ -4,7 +4,6 @@ float baseline can be resumed, model_host refuses NaN/inf and partial samples, r
 user strings is printed literally."""
 from __future__ import annotations
 
-import io
 import json
 import os
 import pickle

@@ -3,7 +3,6 @@ summaries, defaults from the shipped space / the run, messages in the right orde
 line per finished trial when the output is not a terminal."""
 from __future__ import annotations
 
-import io
 import json
 import re
 import subprocess

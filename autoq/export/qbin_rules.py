@@ -238,7 +238,7 @@ def check_indices(path: str, where: str, raw: bytes, rows: int, k: int, bits: in
     if pad and rows:
         last = np.frombuffer(raw, np.uint8).reshape(rows, -1)[:, -1]
         if np.any(last >> (8 - pad)):
-            raise fail(path, where, f"non-zero padding bits at the end of a packed weight row; allowed 0")
+            raise fail(path, where, "non-zero padding bits at the end of a packed weight row; allowed 0")
 
 
 # --- file level --------------------------------------------------------------------------

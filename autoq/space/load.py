@@ -14,9 +14,11 @@ from autoq.errors import UserError
 from autoq.fileio import MAX_FREE_TEXT, finite_number, free_text, load_yaml, read_text
 from autoq.limits import MAX_EPOCHS, MAX_INPUT_SIDE, MAX_SEED
 
-from autoq.space.model import (CONSTRAINT_KEYS, DIMS, FIT_KINDS, LAYER_TYPES, MAX_CHOICES,
-                               NAME_PATTERN, OBJECTIVE_KINDS, RULE_KEYS, SHORTCUT_POLICIES, TOP_KEYS,
-                               TRAINING_KEYS, Choice, Rule, Screen, SearchSpace, _layer_type, _values)
+from autoq.config import SHORTCUT_POLICIES
+from autoq.objectives import CONSTRAINT_KEYS, FIT_KINDS
+from autoq.objectives import COST_KINDS as OBJECTIVE_KINDS
+from autoq.space.model import (DIMS, LAYER_TYPES, MAX_CHOICES, NAME_PATTERN, RULE_KEYS, TOP_KEYS, TRAINING_KEYS,
+                               Choice, Rule, Screen, SearchSpace, _layer_type, _values)
 
 log = logging.getLogger(__name__)
 

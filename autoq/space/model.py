@@ -64,10 +64,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from autoq.config import FLOAT, SHORTCUT_POLICIES, QuantConfig
+from autoq.config import FLOAT, QuantConfig
 from autoq.models.names import is_shortcut
-from autoq.objectives import CONSTRAINT_KEYS, FIT_KINDS, expand_objectives
-from autoq.objectives import COST_KINDS as OBJECTIVE_KINDS
+from autoq.objectives import expand_objectives
 
 log = logging.getLogger(__name__)
 
