@@ -203,9 +203,9 @@ def time_pieces(out: Path, plan: LayerPlan, source: str, x: np.ndarray, reps: in
     (out / "prof_main.c").write_text(_PROFILE_MAIN % {"n": len(pieces) + 2, "marks": marks})
     kdir = out / "kernels"
     exe = out / "model_prof"
-    c_emit._run(["gcc", *c_emit.HOST_CFLAGS, f"-I{kdir / 'include'}", f"-I{kdir / 'src'}", f"-I{out}", "-o", str(exe),
-                 str(out / "model_prof.c"), str(out / "prof_main.c"), *map(str, objects(out)), "-lm"],
-                out, "profiling build")
+    c_emit.run_tool(["gcc", *c_emit.HOST_CFLAGS, f"-I{kdir / 'include'}", f"-I{kdir / 'src'}", f"-I{out}", "-o",
+                     str(exe), str(out / "model_prof.c"), str(out / "prof_main.c"), *map(str, objects(out)), "-lm"],
+                    out, "profiling build")
     inp, raw = out / "inputs.f32", out / "marks.i64"
     np.ascontiguousarray(x, "<f4").tofile(inp)
     proc = subprocess.run([str(exe), str(inp), str(reps), str(raw)], capture_output=True, text=True, check=True)

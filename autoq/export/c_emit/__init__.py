@@ -36,9 +36,8 @@ from autoq.export.c_emit.emit import CEmission, emit_c, host_main
 from autoq.export.c_emit.literals import C_TYPE_BYTES, CArray
 from autoq.export.c_emit.packing import CLayer
 from autoq.export.c_emit.toolchain import (HOST_CFLAGS, KERNEL_EXCLUDE, M4_CFLAGS, WARN_CFLAGS, build_host, build_m4,
-                                           copy_kernels, kernel_sources, run_host, write_makefile)
-from autoq.export.c_emit.toolchain import _run  # noqa: F401  (autoq.cost.calibrate_ops builds its profiling program)
+                                           copy_kernels, kernel_sources, run_host, run_tool, write_makefile)
 
 __all__ = ["C_TYPE_BYTES", "CArray", "CEmission", "CLayer", "HOST_CFLAGS", "IN_PLACE", "KERNEL_EXCLUDE", "M4_CFLAGS",
            "WARN_CFLAGS", "build_host", "build_m4", "copy_kernels", "emit_c", "host_main", "kernel_sources", "numel",
-           "plan_arena", "run_host", "write_makefile"]
+           "plan_arena", "run_host", "run_tool", "write_makefile"]

@@ -75,7 +75,8 @@ m4:
     return path
 
 
-def _run(cmd: list[str], cwd: Path, what: str) -> subprocess.CompletedProcess:
+def run_tool(cmd: list[str], cwd: Path, what: str) -> subprocess.CompletedProcess:
+    """Run a compiler or tool of the build; a failure is a UserError naming ``what`` with its stderr."""
     proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
     if proc.returncode != 0:
         raise UserError(f"{what} failed (exit {proc.returncode}): {' '.join(cmd[:3])} ...\n{proc.stderr[-3000:]}")
@@ -90,9 +91,9 @@ def build_host(out: Path, build_dir: Path, model_name: str = "model", cc: str = 
     build_dir.mkdir(parents=True, exist_ok=True)
     kdir = out / "kernels"
     exe = build_dir / f"{model_name}_host"
-    _run([cc, *HOST_CFLAGS, f"-I{kdir / 'include'}", f"-I{kdir / 'src'}", "-o", str(exe),
-          str(out / f"{model_name}.c"), str(out / "main.c"), *map(str, kernel_sources(kdir)), "-lm"],
-         build_dir, "host C build")
+    run_tool([cc, *HOST_CFLAGS, f"-I{kdir / 'include'}", f"-I{kdir / 'src'}", "-o", str(exe),
+              str(out / f"{model_name}.c"), str(out / "main.c"), *map(str, kernel_sources(kdir)), "-lm"],
+             build_dir, "host C build")
     return exe
 
 
@@ -100,7 +101,7 @@ def run_host(exe: Path, x: np.ndarray, n_out: int, work: Path) -> np.ndarray:
     """Logits of the compiled model for samples ``x`` (float32 NHWC)."""
     inp, outp = work / "inputs.f32", work / "logits.f32"
     np.ascontiguousarray(x, "<f4").tofile(inp)
-    _run([str(exe), str(inp), str(outp)], work, "running the host C model")
+    run_tool([str(exe), str(inp), str(outp)], work, "running the host C model")
     return np.fromfile(outp, "<f4").reshape(len(x), n_out)
 
 
@@ -127,10 +128,10 @@ def build_m4(out: Path, build_dir: Path, model_name: str = "model") -> dict:
     build_dir.mkdir(parents=True, exist_ok=True)
     kdir = out / "kernels"
     elf = build_dir / f"{model_name}_m4.elf"
-    _run([cc, *M4_CFLAGS, "-fstack-usage", f"-I{kdir / 'include'}", f"-I{kdir / 'src'}", "--specs=nosys.specs",
-          "-nostartfiles", "-Wl,--gc-sections", "-Wl,-e,autoq_model_run", "-o", str(elf), str(out / f"{model_name}.c"),
-          *map(str, kernel_sources(kdir)), "-lm"], build_dir, "Cortex-M4 build")
-    sections = section_sizes(_run([size, "-A", str(elf)], build_dir, "arm-none-eabi-size").stdout)
+    run_tool([cc, *M4_CFLAGS, "-fstack-usage", f"-I{kdir / 'include'}", f"-I{kdir / 'src'}", "--specs=nosys.specs",
+              "-nostartfiles", "-Wl,--gc-sections", "-Wl,-e,autoq_model_run", "-o", str(elf),
+              str(out / f"{model_name}.c"), *map(str, kernel_sources(kdir)), "-lm"], build_dir, "Cortex-M4 build")
+    sections = section_sizes(run_tool([size, "-A", str(elf)], build_dir, "arm-none-eabi-size").stdout)
     flash = sum(v for k, v in sections.items() if k in FLASH_SECTIONS)
     sram = sections.get(".data", 0) + sections.get(".bss", 0)
     return {"elf": str(elf), "sections": sections, "flash_bytes": flash, "sram_bytes": sram,
@@ -141,5 +142,5 @@ def _stack_estimate(build_dir: Path, elf: Path) -> int | None:
     nm = shutil.which("arm-none-eabi-nm")
     if nm is None:
         return None
-    linked = linked_functions(_run([nm, str(elf)], build_dir, "arm-none-eabi-nm").stdout)
+    linked = linked_functions(run_tool([nm, str(elf)], build_dir, "arm-none-eabi-nm").stdout)
     return stack_estimate((su.read_text() for su in build_dir.glob("*.su")), linked)
