@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from autoq.objectives import COST_FIELDS
+from autoq.objectives import CONSTRAINTS, COST_FIELDS, split_objective
 
 log = logging.getLogger(__name__)
 
@@ -286,13 +286,16 @@ def _predicted_point(params: dict, index, options, damage, costs, model: str) ->
     return np.array([float(damage @ x), *(float(row @ x + base) for row, _, _, base in costs.values())])
 
 
+SUMMED_KINDS = ("latency", "flash")   # layer sums; peak RAM is a max over layers: handled per layer
+
+
 def _cost_rows(index, tables, fixed, objective_names):
     """objective -> (coefficients, cheapest layer sum, float layer sum, fixed part)."""
     rows = {}
     for name in objective_names:
-        kind, _, target = name.partition("@")
-        if kind not in ("latency", "flash"):
-            continue  # peak RAM is a max, not a sum: handled per layer
+        kind, target = split_objective(name)
+        if kind not in SUMMED_KINDS:
+            continue
         field = COST_FIELDS[kind]
         row = np.array([float(tables[(o.name, p)][target][field]) for o, p in index])
         per_layer: dict[str, list[float]] = {}
@@ -305,14 +308,16 @@ def _cost_rows(index, tables, fixed, objective_names):
 
 
 def _limits(objective_names, constraints, fixed, targets) -> dict:
-    """The space's max_* constraints as bounds on the layer sums of the matching objectives."""
+    """The space's max_* constraints (autoq.objectives.CONSTRAINTS) as bounds on the layer sums
+    of the matching objectives, in the CostReport field's unit."""
     out = {}
     for name in objective_names:
-        kind, _, target = name.partition("@")
-        if kind == "latency" and "max_latency_ms" in constraints:
-            out[name] = constraints["max_latency_ms"] - fixed[target]["latency_ms"]
-        if kind == "flash" and "max_flash_kb" in constraints:
-            out[name] = constraints["max_flash_kb"] * 1024 - fixed[target]["flash_bytes"]
+        kind, target = split_objective(name)
+        if kind not in SUMMED_KINDS:
+            continue
+        for c in CONSTRAINTS:
+            if c.fit is None and c.field == COST_FIELDS[kind] and c.key in constraints:
+                out[name] = constraints[c.key] * c.scale - fixed[target][c.field]
     return out
 
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
 from autoq.errors import UserError
+from autoq.objectives import split_objective
 from autoq.search.artifacts import BaselineShare
 from autoq.search.lock import RunLock
 from autoq.search.objective import TrialSteps
@@ -89,7 +90,7 @@ def default_steps(opts: SearchOptions) -> TrialSteps:
 def run_info(opts: SearchOptions) -> RunInfo:
     sp = opts.space
     names = sp.objective_names(opts.targets)
-    kinds = list(dict.fromkeys(n.partition("@")[0] for n in names))
+    kinds = list(dict.fromkeys(split_objective(n)[0] for n in names))
     return RunInfo(name=opts.study or opts.out_dir.name, space_raw=sp.raw, targets=list(opts.targets),
                    objectives=kinds, objective_names=names,
                    training={"epochs": opts.epochs, "seed": opts.seed,      # effective values: export reads them

@@ -9,13 +9,11 @@ import math
 import re
 from pathlib import Path
 
-from autoq.config import FLOAT_LABEL, PRESETS, quantizer_label
+from autoq.config import FLOAT_LABEL, PRESETS, SHORTCUT_POLICIES, quantizer_label
 from autoq.errors import UserError
 from autoq.fileio import MAX_FREE_TEXT, finite_number, free_text, load_yaml, read_text
 from autoq.limits import MAX_EPOCHS, MAX_INPUT_SIDE, MAX_SEED
-
-from autoq.config import SHORTCUT_POLICIES
-from autoq.objectives import CONSTRAINT_KEYS, FIT_KINDS
+from autoq.objectives import CONSTRAINT_KEYS, FIT_KINDS, split_objective
 from autoq.objectives import COST_KINDS as OBJECTIVE_KINDS
 from autoq.space.model import (DIMS, LAYER_TYPES, MAX_CHOICES, NAME_PATTERN, RULE_KEYS, TOP_KEYS, TRAINING_KEYS,
                                Choice, Rule, Screen, SearchSpace, _layer_type, _values)
@@ -202,7 +200,7 @@ def _parse_objectives(ctx: _Ctx, value) -> list[str]:
     if not isinstance(value, list) or not value:
         raise ctx.fail("objectives", value, allowed)
     for i, obj in enumerate(value):
-        kind, _, target = str(obj).partition("@")
+        kind, target = split_objective(obj)
         if obj == "accuracy":
             continue
         if not isinstance(obj, str) or kind not in OBJECTIVE_KINDS:
