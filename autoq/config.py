@@ -257,23 +257,27 @@ def quantizer_label(spec: dict | None, compact: bool = False) -> str:
 def layer_rows(config: dict, plan: dict) -> list[dict]:
     """Per compute layer of a LayerPlan dict: name, op, kind, bits, MACs and the quantizer labels
     its resolved config gives it (``? (reason)`` for a config that no longer resolves)."""
+    entries = plan.get("layers", [])
+    labels = _labels_by_layer(config, [e["name"] for e in entries])
+    return [{"name": e.get("name"), "op": e.get("op"), "kind": e.get("kind"), "weight_bits": e.get("weight_bits"),
+             "act_bits": e.get("act_bits"), "weight": labels[e["name"]][0], "activation": labels[e["name"]][1],
+             "macs": e.get("macs")} for e in entries]
+
+
+def _labels_by_layer(config: dict, names: list[str]) -> dict[str, tuple[str, str]]:
+    """(weight, activation) label per layer; ``? (reason)`` where the config does not resolve."""
     try:
-        qc: QuantConfig | Exception = QuantConfig.from_dict(config)
+        qc = QuantConfig.from_dict(config)
     except Exception as exc:  # noqa: BLE001 -- a stale config must not hide the whole front
-        qc = exc
-    rows = []
-    for entry in plan.get("layers", []):
+        return {n: (f"? ({exc})",) * 2 for n in names}
+    out = {}
+    for n in names:
         try:
-            if isinstance(qc, Exception):
-                raise qc
-            lq = qc.for_layer(entry["name"])
-            wl, al = quantizer_label(lq.weight), quantizer_label(lq.activation)
+            lq = qc.for_layer(n)
+            out[n] = (quantizer_label(lq.weight), quantizer_label(lq.activation))
         except Exception as exc:  # noqa: BLE001 -- as above
-            wl = al = f"? ({exc})"
-        rows.append({"name": entry.get("name"), "op": entry.get("op"), "kind": entry.get("kind"),
-                     "weight_bits": entry.get("weight_bits"), "act_bits": entry.get("act_bits"),
-                     "weight": wl, "activation": al, "macs": entry.get("macs")})
-    return rows
+            out[n] = (f"? ({exc})",) * 2
+    return out
 
 
 def relu_slope_label(config: dict, plan: dict) -> str:
