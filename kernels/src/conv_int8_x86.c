@@ -5,8 +5,8 @@
  *
  * The input is copied once per call, offset by a constant c and zero-padded: xs = x + c on
  * valid taps, zx + c on padded ones (the real value 0), 0 on the input channels >= c_in (their
- * weights are 0). A pixel then sums over the taps T it is given (VNNI: all filter rows x the
- * valid filter columns of its column segment; AVX2: all taps); a padded tap in T holds
+ * weights are 0). A pixel then sums over the taps T it is given (VNNI: its valid taps, the
+ * output cut into regions of equal valid filter rows and columns; AVX2: all taps); a padded tap in T holds
  * xs = zx + c and adds 0 below, so with S[l] = the sum of channel l's weights over T,
  *     acc = sum_valid (x - zx) w = sum_T (xs - (zx + c)) w = D - (zx + c) * S[l],
  * D = sum_T xs * w. All in int32, exact: |acc| <= 255 * 128 * K fits for every legal K, and
@@ -44,15 +44,16 @@ typedef struct {
     int corr;          /* zx + c */
     int wp;
     int lo, hi, k0, nrun; /* output columns [lo, hi) with valid filter columns from k0: nrun groups */
+    int rlo, ky0, ky1;    /* output rows from rlo with valid filter rows [ky0, ky1) */
 } x86_plan;
 
 static int32_t ld32(const uint8_t *p) { int32_t v; memcpy(&v, p, 4); return v; }
 
-/* Input offsets (of filter column k0) and output indices of pixels i0 .. i0 + np - 1 of the
-   column segment [lo, hi) x all rows, row-major (one division) */
+/* Input offsets (of filter row 0, column k0) and output indices of pixels i0 .. i0 + np - 1 of
+   the column segment [lo, hi) x the rows from rlo, row-major (one division) */
 static void pixel_offsets(const x86_plan *pl, long i0, int np, long *off, long *pix) {
     const aq_geom *g = &pl->a->g;
-    long ncol = pl->hi - pl->lo, oy = i0 / ncol, ox = pl->lo + i0 % ncol;
+    long ncol = pl->hi - pl->lo, oy = pl->rlo + i0 / ncol, ox = pl->lo + i0 % ncol;
     int p;
     for (p = 0; p < np; p++) {
         off[p] = (oy * g->stride * pl->wp + ox * g->stride + pl->k0) * pl->c4;
@@ -70,8 +71,8 @@ vnni_block(const x86_plan *pl, const int8_t *wb, long bstride, const int nblk, i
     long wrow = (long)pl->run * nb * 4;
     __m512i acc[2][PX_VNNI]; /* local: kept in registers (a pointer target would be stored back) */
     for (b = 0; b < nblk; b++)
-        for (p = 0; p < np; p++) acc[b][p] = _mm512_setzero_si512();
-    for (ky = 0; ky < pl->a->g.kh; ky++) {
+        for (p = 0; p < (np == 1 ? 2 : np); p++) acc[b][p] = _mm512_setzero_si512();
+    for (ky = pl->ky0; ky < pl->ky1; ky++) {
         const uint8_t *xr = pl->xs + ky * pl->xrow;
         const int8_t *wr = wb + ky * wrow;
         for (j = 0; j < pl->nrun; j++) {
@@ -81,6 +82,12 @@ vnni_block(const x86_plan *pl, const int8_t *wb, long bstride, const int nblk, i
                 /* the weight streams come from L2 for each pixel block: ask for them early */
                 _mm_prefetch((const char *)(wr + b * bstride + (long)(j + 8) * nb * 4), _MM_HINT_T0);
             }
+            if (np == 1) { /* one pixel: two chains per block, even and odd j (vpdpbusd latency) */
+                __m512i xb = _mm512_set1_epi32(ld32(xr + off[0] + 4 * j));
+                if (j & 1) for (b = 0; b < nblk; b++) acc[b][1] = _mm512_dpbusd_epi32(acc[b][1], xb, w[b]);
+                else for (b = 0; b < nblk; b++) acc[b][0] = _mm512_dpbusd_epi32(acc[b][0], xb, w[b]);
+                continue;
+            }
 #pragma GCC unroll 14
             for (p = 0; p < np; p++) {
                 __m512i xb = _mm512_set1_epi32(ld32(xr + off[p] + 4 * j));
@@ -88,6 +95,7 @@ vnni_block(const x86_plan *pl, const int8_t *wb, long bstride, const int nblk, i
             }
         }
     }
+    for (b = 0; b < nblk && np == 1; b++) acc[b][0] = _mm512_add_epi32(acc[b][0], acc[b][1]);
     for (b = 0; b < nblk; b++)
         for (p = 0; p < np; p++) out[b * PX_VNNI + p] = acc[b][p];
 }
@@ -114,61 +122,90 @@ static int even_block(long total, long left) {
     return t >= 2 ? (int)(t & ~1L) : 1;
 }
 
-/* (zx + c) times the sum of each channel's weights over the taps a pixel of the column
-   segment sees (the padded columns skipped, so not in the correction either): kh filter rows
-   of nrun groups from ws, filter rows wrow bytes apart */
+/* Each channel's weights summed over nrun groups from wr (one filter row's valid columns), in
+   4 register chains (vpdpbusd latency; an indexed array of chains lived in memory) */
 AQ_INLINE __attribute__((target("avx512f,avx512bw,avx512vnni"))) __m512i
-vnni_corr(const int8_t *ws, int kh, long wrow, int nrun, int nb, __mmask16 m, int corr) {
-    __m512i s[4], ones = _mm512_set1_epi8(1);
-    int i, ky, j;
-    for (i = 0; i < 4; i++) s[i] = _mm512_setzero_si512(); /* 4 chains: vpdpbusd latency */
-    for (ky = 0; ky < kh; ky++)
-        for (j = 0; j < nrun; j++)
-            s[j & 3] = _mm512_dpbusd_epi32(s[j & 3], ones, _mm512_maskz_loadu_epi32(m, ws + ky * wrow + (long)j * nb * 4));
-    s[0] = _mm512_add_epi32(_mm512_add_epi32(s[0], s[1]), _mm512_add_epi32(s[2], s[3]));
-    return _mm512_mullo_epi32(s[0], _mm512_set1_epi32(corr));
+row_weight_sum(const int8_t *wr, int nrun, int nb, __mmask16 m) {
+    const __m512i ones = _mm512_set1_epi8(1);
+    __m512i s0 = _mm512_setzero_si512(), s1 = s0, s2 = s0, s3 = s0;
+    long st = (long)nb * 4;
+    int j;
+    for (j = 0; j + 4 <= nrun; j += 4) {
+        s0 = _mm512_dpbusd_epi32(s0, ones, _mm512_maskz_loadu_epi32(m, wr + j * st));
+        s1 = _mm512_dpbusd_epi32(s1, ones, _mm512_maskz_loadu_epi32(m, wr + (j + 1) * st));
+        s2 = _mm512_dpbusd_epi32(s2, ones, _mm512_maskz_loadu_epi32(m, wr + (j + 2) * st));
+        s3 = _mm512_dpbusd_epi32(s3, ones, _mm512_maskz_loadu_epi32(m, wr + (j + 3) * st));
+    }
+    for (; j < nrun; j++) s0 = _mm512_dpbusd_epi32(s0, ones, _mm512_maskz_loadu_epi32(m, wr + j * st));
+    return _mm512_add_epi32(_mm512_add_epi32(s0, s1), _mm512_add_epi32(s2, s3));
 }
 
-/* The pixels of nblk (1 or 2) blocks of 16 channels from c0, per column segment with the
-   same valid filter columns (padded columns skipped: 1/3 of the border MACs of a 3x3 'same'),
-   in register blocks of 14 / 4 / 1 pixels */
+/* The pixels of one region of the output (rows with the same valid filter rows x columns with
+   the same valid filter columns) for nblk (1 or 2) blocks of 16 channels from c0, in register
+   blocks of 14 / 12 / .. / 1 pixels. rsum[b * kh + ky]: block b's weight sums of filter row ky
+   over the region's valid columns; the correction is (zx + c) times their sum over its rows. */
+AQ_INLINE __attribute__((target("avx512f,avx512bw,avx512vnni"))) void
+vnni_region(const x86_plan *pl, int c0, const int nblk, long npix, const __m512i *rsum) {
+    const aq_conv_args *a = pl->a;
+    const aq_geom *g = &a->g;
+    int nb = aq_i8p_nb(g, c0), b, p, ky;
+    long i0, bs = 16L * pl->taps * pl->c4;
+    const int8_t *ws = (const int8_t *)a->w + (long)c0 * pl->taps * pl->c4 + (long)pl->k0 * pl->c4 * nb;
+    __mmask16 m = (__mmask16)((1u << nb) - 1);
+    __m512i corr[2];
+    for (b = 0; b < nblk; b++) {
+        corr[b] = _mm512_setzero_si512();
+        for (ky = pl->ky0; ky < pl->ky1; ky++) corr[b] = _mm512_add_epi32(corr[b], rsum[b * g->kh + ky]);
+        corr[b] = _mm512_mullo_epi32(corr[b], _mm512_set1_epi32(pl->corr));
+    }
+    for (i0 = 0; i0 < npix;) {
+        __m512i acc[2 * PX_VNNI];
+        long off[PX_VNNI], pix[PX_VNNI], left = npix - i0;
+        int np = even_block(npix, left);
+        pixel_offsets(pl, i0, np, off, pix);
+        switch (np) { /* compile-time pixel counts: the accumulators stay in registers */
+        case 14: vnni_block(pl, ws, bs, nblk, nb, m, off, 14, acc); break;
+        case 12: vnni_block(pl, ws, bs, nblk, nb, m, off, 12, acc); break;
+        case 10: vnni_block(pl, ws, bs, nblk, nb, m, off, 10, acc); break;
+        case 8: vnni_block(pl, ws, bs, nblk, nb, m, off, 8, acc); break;
+        case 6: vnni_block(pl, ws, bs, nblk, nb, m, off, 6, acc); break;
+        case 4: vnni_block(pl, ws, bs, nblk, nb, m, off, 4, acc); break;
+        case 2: vnni_block(pl, ws, bs, nblk, nb, m, off, 2, acc); break;
+        default: vnni_block(pl, ws, bs, nblk, nb, m, off, 1, acc); break;
+        }
+        for (b = 0; b < nblk; b++) {
+            int c = c0 + 16 * b, n = g->c_out - c < 16 ? g->c_out - c : 16;
+            __mmask16 mo = (__mmask16)((1u << n) - 1);
+            for (p = 0; p < np; p++) store16(a, _mm512_sub_epi32(acc[b * PX_VNNI + p], corr[b]), pix[p], c, mo);
+        }
+        i0 += np;
+    }
+}
+
+/* All output pixels of nblk blocks of 16 channels from c0: per column segment (equal valid
+   filter columns) its filter rows' weight sums, then its regions of equal valid filter rows
+   (padded taps skipped: 16 % of the MACs of a 3x3 'same' on 8x8). A column narrower than 4
+   is one region of all rows, its padded rows computed (the corners would be single pixels). */
 AQ_INLINE __attribute__((target("avx512f,avx512bw,avx512vnni"))) void
 vnni_blocks(const x86_plan *pl0, int c0, const int nblk) {
-    const aq_conv_args *a = pl0->a;
-    const aq_geom *g = &a->g;
-    long i0, bs = 16L * pl0->taps * pl0->c4, wrow = (long)pl0->run * aq_i8p_nb(&pl0->a->g, c0) * 4;
-    const int8_t *wb = (const int8_t *)a->w + (long)c0 * pl0->taps * pl0->c4;
-    int nb = aq_i8p_nb(g, c0), b, p, ox;
-    __mmask16 m = (__mmask16)((1u << nb) - 1);
+    const aq_geom *g = &pl0->a->g;
+    int oy, ox, b, ky, nb = aq_i8p_nb(g, c0);
+    long bs = 16L * pl0->taps * pl0->c4, wrow = (long)pl0->run * nb * 4;
+    __m512i rsum[2 * g->kh]; /* C99 variable-length array: kh is small */
     for (ox = 0; ox < g->out_w;) {
         aq_oseg sg = aq_out_segment(ox, g->out_w, g->stride, g->pad_left, g->kw, g->w);
-        x86_plan ps = *pl0, *pl = &ps;
-        long npix = (long)g->out_h * (sg.hi - sg.lo);
-        const int8_t *ws = wb + (long)sg.k0 * pl->c4 * nb;
-        __m512i corr[2];
-        ps.lo = sg.lo, ps.hi = sg.hi, ps.k0 = sg.k0, ps.nrun = (sg.k1 - sg.k0) * pl->c4 / 4;
-        for (b = 0; b < nblk; b++) corr[b] = vnni_corr(ws + b * bs, g->kh, wrow, ps.nrun, nb, m, pl->corr);
-        for (i0 = 0; i0 < npix;) {
-            __m512i acc[2 * PX_VNNI];
-            long off[PX_VNNI], pix[PX_VNNI], left = npix - i0;
-            int np = even_block(npix, left);
-            pixel_offsets(pl, i0, np, off, pix);
-            switch (np) { /* compile-time pixel counts: the accumulators stay in registers */
-            case 14: vnni_block(pl, ws, bs, nblk, nb, m, off, 14, acc); break;
-            case 12: vnni_block(pl, ws, bs, nblk, nb, m, off, 12, acc); break;
-            case 10: vnni_block(pl, ws, bs, nblk, nb, m, off, 10, acc); break;
-            case 8: vnni_block(pl, ws, bs, nblk, nb, m, off, 8, acc); break;
-            case 6: vnni_block(pl, ws, bs, nblk, nb, m, off, 6, acc); break;
-            case 4: vnni_block(pl, ws, bs, nblk, nb, m, off, 4, acc); break;
-            case 2: vnni_block(pl, ws, bs, nblk, nb, m, off, 2, acc); break;
-            default: vnni_block(pl, ws, bs, nblk, nb, m, off, 1, acc); break;
-            }
-            for (b = 0; b < nblk; b++) {
-                int c = c0 + 16 * b, n = g->c_out - c < 16 ? g->c_out - c : 16;
-                __mmask16 mo = (__mmask16)((1u << n) - 1);
-                for (p = 0; p < np; p++) store16(a, _mm512_sub_epi32(acc[b * PX_VNNI + p], corr[b]), pix[p], c, mo);
-            }
-            i0 += np;
+        x86_plan ps = *pl0;
+        const int8_t *ws = (const int8_t *)ps.a->w + (long)c0 * ps.taps * ps.c4 + (long)sg.k0 * ps.c4 * nb;
+        ps.lo = sg.lo, ps.hi = sg.hi, ps.k0 = sg.k0, ps.nrun = (sg.k1 - sg.k0) * ps.c4 / 4;
+        for (b = 0; b < nblk; b++)
+            for (ky = 0; ky < g->kh; ky++)
+                rsum[b * g->kh + ky] = row_weight_sum(ws + b * bs + ky * wrow, ps.nrun, nb, (__mmask16)((1u << nb) - 1));
+        for (oy = 0; oy < g->out_h;) {
+            aq_oseg r = aq_out_segment(oy, g->out_h, g->stride, g->pad_top, g->kh, g->h);
+            if (sg.hi - sg.lo < 4) r.lo = 0, r.hi = g->out_h, r.k0 = 0, r.k1 = g->kh;
+            ps.rlo = r.lo, ps.ky0 = r.k0, ps.ky1 = r.k1;
+            vnni_region(&ps, c0, nblk, (long)(r.hi - r.lo) * (sg.hi - sg.lo), rsum);
+            oy = r.hi;
         }
         ox = sg.hi;
     }
@@ -317,7 +354,8 @@ int aq_int8_x86(const aq_conv_args *a, int level, int vnni) {
     pl.wp = (g->out_w - 1) * g->stride + g->kw;
     pl.xrow = (long)pl.wp * pl.c4;
     pl.xs = (const uint8_t *)a->scratch;
-    pl.lo = 0, pl.hi = g->out_w, pl.k0 = 0, pl.nrun = pl.run; /* all columns (the AVX2 paths) */
+    pl.lo = 0, pl.hi = g->out_w, pl.k0 = 0, pl.nrun = pl.run; /* all taps (the AVX2 paths) */
+    pl.rlo = 0, pl.ky0 = 0, pl.ky1 = g->kh;
     if (level >= 2 && vnni) {
         c = 128;
     } else {
