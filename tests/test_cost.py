@@ -127,9 +127,9 @@ def test_cost_of_a_small_plan_by_hand(tmp_path):
     ram_c1 = 10 * 10 * 3 * 4 + 8 * 8 * 8 * 4
     ram_c2 = 8 * 8 * 8 * 4 + 8 * 8 * 16 * 4 + 100
     ram_fc = 1024 * 4 + 10 * 4
-    # shapes-only plan: largest layer + the x86_64 opt scratch (fc's f32 weight block: 1024 x 32 floats,
-    # the x86 micro-kernel's 32-channel block)
-    scratch = 8 * ((1024 * 32 * 4 + 7) // 8 + 1)
+    # shapes-only plan: largest layer + the x86_64 opt scratch: c1's f32 weight block (27 x 32 floats, the
+    # x86 micro-kernel's 32-channel block); the dense fc reads its weight rows in place (no scratch)
+    scratch = 8 * ((27 * 32 * 4 + 7) // 8 + 1)
     assert report.scratch_bytes == scratch
     assert report.peak_ram_bytes == max(ram_c1, ram_c2, ram_fc) + scratch == ram_c2 + scratch
     assert report.fits_ram is False and report.fits_flash is True and report.fits is False

@@ -91,7 +91,10 @@ GEOMETRIES = [
 ] + [
     conv_entry("d", c_in=33, c_out=17, h_in=9, w_in=7, kh=2, stride=2, kind=k, weight_bits=BITS[k])
     for k in ("int8", "lut", "and")
-] + [dense_entry("e", n_in=400, n_out=120, kind=k, weight_bits=BITS[k]) for k in ("f32", "int8", "xnor")]
+] + [dense_entry("e", n_in=400, n_out=120, kind=k, weight_bits=BITS[k]) for k in ("f32", "lut", "int8", "xnor")] + [
+    # a conv as large as its input: f32 reads its weight rows in place (no scratch), lut keeps its block
+    conv_entry("f", c_in=16, c_out=120, h_in=5, w_in=5, kh=5, kind=k, weight_bits=BITS[k]) for k in ("f32", "lut")
+] + [conv_entry("g", c_in=16, c_out=8, h_in=5, w_in=5, kh=5, padding="same", kind="f32", weight_bits=32)]
 
 
 def _probe_source() -> str:

@@ -290,6 +290,25 @@ def test_packed_weight_nbytes_of_the_other_kinds():
         K.pack_int8_weights(np.zeros((2, 3, 3, 3), np.float32))
 
 
+@pytest.mark.parametrize("c_in,c_out,hw,stride", [(70, 11, 1, 1), (1, 1, 1, 1), (3, 4, 1, 1), (4, 5, 1, 1),
+                                                   (16, 13, 5, 1), (3, 6, 5, 3)])
+def test_f32_whole_window_reads_weight_rows_in_place(c_in, c_out, hw, stride):
+    """A layer whose one output pixel sees the whole input (dense, or a valid conv as large as its
+    input) runs as one dot product per channel (no weight block, no scratch): same result as ref
+    at every SIMD level, channel tails (c_out % 4) and run tails (K % 4) included."""
+    rng = np.random.default_rng(c_in * 100 + c_out)
+    x = rng.standard_normal((hw, hw, c_in)).astype(np.float32)
+    w = rng.standard_normal((c_out, hw, hw, c_in)).astype(np.float32)
+    scale, bias = rng.random(c_out).astype(np.float32) + 0.5, rng.standard_normal(c_out).astype(np.float32)
+    kw = dict(stride=stride, padding="valid", scale=scale, bias=bias)
+    ref = K.conv2d("f32", x, w, variant="ref", **kw)
+    expect = (w.reshape(c_out, -1).astype(np.float64) @ x.reshape(-1)) * scale + bias
+    np.testing.assert_allclose(ref.reshape(-1), expect, rtol=1e-4, atol=1e-4)
+    for level in range(MAX_LEVEL + 1):   # the autouse fixture restores the level
+        K.simd_level(level)
+        np.testing.assert_allclose(K.conv2d("f32", x, w, variant="opt", **kw), ref, rtol=1e-5, atol=1e-5)
+
+
 def test_dense_is_the_1x1_case():
     rng = np.random.default_rng(3)
     x = rng.standard_normal(70).astype(np.float32)

@@ -58,6 +58,8 @@ size_t aq_scratch_bytes(aq_kind kind, const char *variant, const aq_geom *g) {
     if (!variant || strcmp(variant, "opt") != 0) return 0;
     switch (kind) {
     case AQ_F32:
+        if (aq_f32_whole_window(g)) return 0;
+        /* fall through */
     case AQ_LUT:
     case AQ_SHIFT: return k * AQ_F32_COB * sizeof(float);
     case AQ_XNOR:

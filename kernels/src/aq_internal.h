@@ -205,6 +205,11 @@ float aq_pow2_neg(int s);
    blk[j][l] = weight of channel c0 + l at OHWI row position j (K x AQ_F32_COB floats);
    channels >= c_out are zero. One function per weight encoding. */
 void aq_block_f32(const aq_conv_args *a, int c0, float *blk);
+/* The one output pixel sees the whole input (a dense layer; a valid conv as large as its
+   input): the f32 opt kernel then reads the weight rows in place and needs no scratch. */
+static inline int aq_f32_whole_window(const aq_geom *g) {
+    return g->out_h == 1 && g->out_w == 1 && g->kh == g->h && g->kw == g->w;
+}
 void aq_block_lut(const aq_conv_args *a, int c0, float *blk);
 void aq_block_shift(const aq_conv_args *a, int c0, float *blk);
 
