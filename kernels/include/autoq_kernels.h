@@ -84,7 +84,9 @@
  * (geometry, bits, NULL pointers, scratch size) before touching memory.
  * SCRATCH: the opt variants need caller-provided scratch memory of aq_scratch_bytes(kind,
  *   variant, &geom) bytes, 8-byte aligned (weights transposed/decoded into blocks of output
- *   channels, the zero-point-shifted int8 input, per-pixel popcounts); 0 for the ref variants.
+ *   channels, the zero-point-shifted int8 input, per-pixel popcounts); 0 for the ref variants
+ *   and for f32 opt where the one output pixel sees the whole input (dense layers: it reads
+ *   the OHWI weight rows in place).
  *   Nothing is allocated inside the kernels.
  * FLOATS: float results of ref and opt differ in the last bits (summation order, fused
  *   multiply-add in the opt float core); the integer kinds (xnor, and, int8) are bit-exact
