@@ -33,10 +33,12 @@ per board the scale fitted on the published thesis times with per-kind bias, MAP
 leave-one-filter-size-out MAPE, for one ns/instruction and for one ns/cycle.
 
 --m4-table prints instructions per call of the int8 and f32 opt kernels on the four M4 layers of
-the CMSIS-NN comparison (M4_TABLE) and, per valid MAC, and with --cmsis-elf the same count of a
-user-built CMSIS-NN program (not part of autoq; its arguments: the shape as
+the CMSIS-NN comparison (M4_TABLE) and, per valid MAC, and with --cmsis-nn DIR (a CMSIS-NN source
+tree, e.g. a clone of github.com/ARM-software/CMSIS-NN) the same count of CMSIS-NN's
+arm_convolve_wrapper_s8 side by side: benchmarks/cmsis_nn_count.c built against DIR with the same
+M4 flags (or --cmsis-elf: a program built elsewhere; its arguments: the shape as
 c_in:c_out:h:w:f:stride:pad and reps, same reps-difference protocol) plus the ratios;
-"CMSIS-NN: not available" without it.
+"CMSIS-NN: not available" without either.
 """
 from __future__ import annotations
 
@@ -153,6 +155,29 @@ def build_m4_big() -> None:
             "src/aq_f32_core.c", "src/aq_bin_narrow.c", "src/aq_bench.c", "bench/aq_count_main.c"]
     subprocess.run(["arm-none-eabi-gcc", *flags, "-o", str(BUILD / "aq_count_m4_1M.elf"), *srcs, "-lm"],
                    check=True, cwd=KDIR)
+
+
+CMSIS_NN_SOURCES = [f"ConvolutionFunctions/{n}.c" for n in (
+    "arm_convolve_wrapper_s8", "arm_convolve_s8", "arm_convolve_1x1_s8", "arm_convolve_1x1_s8_fast",
+    "arm_convolve_1_x_n_s8", "arm_convolve_get_buffer_sizes_s8", "arm_nn_mat_mult_kernel_s8_s16",
+    "arm_nn_mat_mult_kernel_row_offset_s8_s16")] + [f"NNSupportFunctions/{n}.c" for n in (
+    "arm_s8_to_s16_unordered_with_offset", "arm_q7_to_q15_with_offset", "arm_nn_mat_mult_nt_t_s8",
+    "arm_nn_mat_mul_core_1x_s8", "arm_nn_mat_mul_core_4x_s8")]
+
+
+def build_cmsis_nn(root: Path) -> Path:
+    """benchmarks/cmsis_nn_count.c against the CMSIS-NN tree ``root`` (Include/, Source/), built
+    like the M4 count program (kernels/flags.mk M4 flags without AQ_BARE_METAL, startup, 1 MB SRAM)."""
+    if not (root / "Include" / "arm_nnfunctions.h").is_file():
+        sys.exit(f"--cmsis-nn {root}: not a CMSIS-NN source tree (expected Include/arm_nnfunctions.h)")
+    m4 = [f for f in FLAGS["AQ_M4_CFLAGS"] if f != "-DAQ_BARE_METAL"]
+    elf = BUILD / "cmsis_nn_count_m4.elf"
+    flags = [*FLAGS["AQ_CFLAGS"], *m4, f"-I{root / 'Include'}", "--specs=rdimon.specs", "-nostartfiles",
+             f"-T{BUILD / 'm4_count_1M.ld'}", "-Wl,--gc-sections"]
+    srcs = [str(KDIR / "m4" / "startup.c"), *(str(root / "Source" / s) for s in CMSIS_NN_SOURCES),
+            str(Path(__file__).with_name("cmsis_nn_count.c"))]
+    subprocess.run(["arm-none-eabi-gcc", *flags, "-o", str(elf), *srcs, "-lm"], check=True)
+    return elf
 
 
 def build_x86() -> None:
@@ -281,13 +306,15 @@ def main() -> None:
     ap.add_argument("--csv", type=Path, help="also write the rows to this CSV file")
     ap.add_argument("--m4-table", action="store_true", help="only the M4 int8/f32 table (see the docstring)")
     ap.add_argument("--cmsis-elf", type=Path, help="user-built CMSIS-NN count program for --m4-table")
+    ap.add_argument("--cmsis-nn", type=Path, help="CMSIS-NN source tree: build benchmarks/cmsis_nn_count.c "
+                    "against it for --m4-table (instead of --cmsis-elf)")
     ap.add_argument("--cycles", action="store_true", help="m4/a53: instructions and llvm-mca cycles per call, "
                     "per MAC per kind, and the board-scale fit table (see the docstring)")
     args = ap.parse_args()
     subprocess.run(["make", "-s", "-C", str(KDIR), "count-tools"], check=True)
     if args.m4_table:
         build_m4_big()
-        m4_table(args.cmsis_elf)
+        m4_table(build_cmsis_nn(args.cmsis_nn) if args.cmsis_nn else args.cmsis_elf)
         return
     if "i5" in args.targets.split(","):
         build_x86()
