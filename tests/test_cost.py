@@ -118,7 +118,7 @@ def test_cost_of_a_small_plan_by_hand(tmp_path):
     report = estimate(plan, profile)
     t_conv = 2.0 * (8 * 8 * 8 * 27) + 10.0 * (8 * 8 * 8) + 1000.0
     t_xnor = 3.0 * (8 * 8 * 16 * 9 * 1) + 0.5 * (8 * 8 * 8)      # word ops: ceil(8 / 32) = 1 word
-    t_fc = 2.0 * (1024 * 10) + 10.0 * 10 + 1000.0
+    t_fc = 2.0 * (1024 * 12) + 10.0 * 10 + 1000.0    # f32 dense: rows of 4 channels, 10 -> 12
     assert report.latency_ms == pytest.approx((t_conv + t_xnor + t_fc + 500.0) / 1e6)
     assert [x.latency_ms for x in report.per_layer] == pytest.approx([t_conv / 1e6, t_xnor / 1e6, t_fc / 1e6])
     # xnor: one 64-bit word of 8 channels per tap, + per-channel scale and bias; no deploy section: no code
@@ -154,7 +154,7 @@ def test_estimate_of_a_built_model_by_hand(tmp_path):
     assert [x.kind for x in report.per_layer] == ["f32", "shift", "shift", "f32"]
     assert {e.name: e.macs for e in plan.layers} == macs
     want_ns = [2.0 * macs["conv1"] + 100, 0.5 * macs["conv2"] + 100, 0.5 * macs["conv3"] + 100,
-               2.0 * macs["fc"] + 100]
+               2.0 * 8 * 12 + 100]   # f32 dense: rows of 4 channels, 10 -> 12
     assert [x.latency_ms for x in report.per_layer] == pytest.approx([t / 1e6 for t in want_ns])
     assert report.latency_ms == pytest.approx((sum(want_ns) + 500.0) / 1e6)   # + the profile's overhead
     # float weights + biases, 2-bit shift codes (9 * c_in taps per channel) + codebook + biases,
@@ -298,8 +298,8 @@ def test_fit_prices_the_partial_block_weight_repack():
     from autoq.cost.model import features
 
     # a kernel with c_out blocks of 32 whose partial last block repacks its padded weights at
-    # 0.4 ns each (x86 f32: scalar zero-filling copy): small dense / few-pixel layers with
-    # c_out = 10 cost several times their MACs
+    # 0.4 ns each (x86 lut: scalar zero-filling decode): small dense / few-pixel layers with
+    # c_out = 10 cost several times their MACs (f32 dense layers read their rows in place)
     def true_ns(e):
         f = features(e, 64, 32)
         return 0.01 * f["ns_per_mac"] + 0.2 * f["ns_per_output"] + 0.4 * f["ns_per_tail_weight"] + 100.0
@@ -309,11 +309,15 @@ def test_fit_prices_the_partial_block_weight_repack():
     for _ in range(30):
         c_in, c_out, h = int(rng.choice([8, 32, 64, 128])), int(rng.choice([10, 16, 32, 64, 84, 120])), \
             int(rng.choice([1, 4, 8, 16]))
-        e = conv_entry("x", c_in=c_in, c_out=c_out, h_in=h, w_in=h, kh=1 if h == 1 else 3, padding="same")
+        e = conv_entry("x", c_in=c_in, c_out=c_out, h_in=h, w_in=h, kh=1 if h == 1 else 3, padding="same",
+                       kind="lut", weight_bits=2, codebook_len=4)
         ns = true_ns(e)
-        rows.append(Measurement("f32", 32, "opt", c_in, c_out, h, h, e.kh, 1, "same", e.macs, ns, ns))
-    assert features(dense_entry("d", n_in=84, n_out=10), 64, 32)["ns_per_tail_weight"] == 84 * 32
-    assert features(dense_entry("d", n_in=84, n_out=64), 64, 32)["ns_per_tail_weight"] == 0
+        rows.append(Measurement("lut", 2, "opt", c_in, c_out, h, h, e.kh, 1, "same", e.macs, ns, ns))
+    lut_dense = dict(kind="lut", weight_bits=2, codebook_len=4)
+    assert features(dense_entry("d", n_in=84, n_out=10, **lut_dense), 64, 32)["ns_per_tail_weight"] == 84 * 32
+    assert features(dense_entry("d", n_in=84, n_out=64, **lut_dense), 64, 32)["ns_per_tail_weight"] == 0
+    f32_dense = features(dense_entry("d", n_in=84, n_out=10), 64, 32)      # rows in place: no copy, rows of 4
+    assert (f32_dense["ns_per_tail_weight"], f32_dense["ns_per_weight"], f32_dense["ns_per_mac"]) == (0, 0, 84 * 12)
     names = choose_coefficients(rows, repack=True)
     assert names[-2:] == ("ns_per_tail_weight", "ns_fixed") and "ns_per_tail_weight" not in FULL_SET
     block, coeffs = fit_best_block(rows, names, 64)

@@ -155,11 +155,17 @@ def _words(c: int) -> int:
     return (c + 63) // 64
 
 
+def f32_whole_window(entry) -> bool:
+    """aq_f32_whole_window: an f32 layer whose one output pixel sees the whole input (dense layers);
+    its opt kernel takes dot products over the weight rows in place: no blocks, no copy, no scratch."""
+    return entry.kind == "f32" and (entry.h_out, entry.w_out, entry.kh, entry.kw) == (1, 1, entry.h_in, entry.w_in)
+
+
 def layer_scratch_bytes(entry, arch: str) -> int:
     """aq_scratch_bytes(kind, "opt", geom) of the kernels built for ``arch`` (kernels/src/aq_common.c)."""
     k = entry.kh * entry.kw * entry.c_in
-    if entry.kind == "f32" and (entry.h_out, entry.w_out, entry.kh, entry.kw) == (1, 1, entry.h_in, entry.w_in):
-        return 0                                    # aq_f32_whole_window: weight rows read in place
+    if f32_whole_window(entry):
+        return 0
     if entry.kind in ("f32", "lut", "shift"):
         return k * _F32_COB[arch] * 4
     if entry.kind in ("xnor", "and"):

@@ -13,7 +13,9 @@ Per layer (kernel kind k, coefficients c_k from the profile)::
     block with a scalar copy that zero-fills the missing channels, several times slower per
     weight; on x86 f32 that made a 10-channel dense layer cost 4x its fit)
     with c_B = B * ceil(c_out / B), B = the kind's c_out_block (the kernels compute output
-    channels in blocks; a partial block costs a full one; B = 1: no blocking):
+    channels in blocks; a partial block costs a full one; B = 1: no blocking). An f32 layer whose
+    one output pixel sees the whole input (dense) has B = 4 and no weight_count or tail term:
+    its kernel reads the weight rows in place, 4 at a time (no block copy).
     macs_B     = h_out*w_out*c_B * kh*kw*c_in
     word_ops_B = h_out*w_out*c_B * kh*kw * ceil(c_in / word_bits)  (popcount words: xnor, and)
     rows_B     = h_out*w_out*c_B * kh       (filter rows applied: one contiguous run of kw*c_in
@@ -37,22 +39,30 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from autoq.cost.deploy import code_bytes, library_ram_bytes, scratch_bytes, stack_bytes
+from autoq.cost.deploy import code_bytes, f32_whole_window, library_ram_bytes, scratch_bytes, stack_bytes
 from autoq.cost.ops import ops_latency_ns
 from autoq.cost.profile import COEFFICIENTS, HardwareProfile, load_profile
 from autoq.plan import LayerEntry, LayerPlan
 
 
+F32_WHOLE_WINDOW_ROWS = 4   # conv_f32_opt.c: dot products of 4 weight rows per input load
+
+
 def features(entry: LayerEntry, word_bits: int, c_out_block: int = 1) -> dict[str, float]:
-    """The quantity each coefficient multiplies, for one layer (module docstring)."""
-    c_b = c_out_block * math.ceil(entry.c_out / c_out_block)
+    """The quantity each coefficient multiplies, for one layer (module docstring). An f32
+    whole-window layer computes rows of 4 channels and copies no weights (no weight or tail
+    term), whatever the kind's c_out_block."""
+    whole = f32_whole_window(entry)
+    block = F32_WHOLE_WINDOW_ROWS if whole else c_out_block
+    c_b = block * math.ceil(entry.c_out / block)
     pixels = entry.h_out * entry.w_out
+    copies = not whole and entry.c_out % block
     return {"ns_per_mac": pixels * c_b * entry.kh * entry.kw * entry.c_in,
             "ns_per_word_op": pixels * c_b * entry.kh * entry.kw * math.ceil(entry.c_in / word_bits),
             "ns_per_row": pixels * c_b * entry.kh, "ns_per_output": entry.outputs,
-            "ns_per_input": entry.inputs, "ns_per_weight": entry.weight_count,
+            "ns_per_input": entry.inputs, "ns_per_weight": 0 if whole else entry.weight_count,
             "ns_per_weight_byte": entry.weight_bytes,
-            "ns_per_tail_weight": entry.kh * entry.kw * entry.c_in * c_out_block if entry.c_out % c_out_block else 0,
+            "ns_per_tail_weight": entry.kh * entry.kw * entry.c_in * block if copies else 0,
             "ns_fixed": 1.0}
 
 
