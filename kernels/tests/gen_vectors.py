@@ -30,6 +30,9 @@ CASES = [
     ("and", 1, 0, 64, (1, 3), 2, "same", 3, 7, 5),
     ("int8", 8, 0, 3, (3, 3), 1, "same", 5, 5, 5),
     ("int8", 8, 0, 31, (2, 2), 2, "valid", 6, 5, 17),
+    # f32 whole window (the opt kernel's dot-product path): a dense layer, a conv as large as its input
+    ("f32", 32, 0, 70, (1, 1), 1, "valid", 1, 1, 11),
+    ("f32", 32, 0, 6, (5, 5), 1, "valid", 5, 5, 7),
 ]
 
 
