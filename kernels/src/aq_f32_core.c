@@ -43,14 +43,12 @@ static void store(const aq_conv_args *a, const float *acc, int oy, int ox, int c
 #define CORE_STORE store
 #define CORE_COB AQ_F32_COB
 #if AQ_VEC
-typedef float aq_v4f __attribute__((vector_size(16)));
-AQ_INLINE aq_v4f ld4(const float *p) { aq_v4f v; memcpy(&v, p, sizeof v); return v; }
 #define CORE_FN core_portable
 #define CORE_ATTR
 #define CORE_VEC_T aq_v4f
 #define CORE_LANES 4
 #define CORE_PX 2
-#define CORE_LOADW ld4
+#define CORE_LOADW aq_ld4f
 #include "aq_direct_core.inc"
 #undef CORE_LOADW
 #else

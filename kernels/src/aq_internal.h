@@ -53,6 +53,11 @@ static inline int aq_popcount64_swar(uint64_t v) {
 #else
 #define AQ_VEC 0
 #endif
+#if AQ_VEC
+/* 4 float lanes (SSE2 / NEON) and their unaligned load: the float core's and the f32 dot product's */
+typedef float aq_v4f __attribute__((vector_size(16)));
+AQ_INLINE aq_v4f aq_ld4f(const float *p) { aq_v4f v; memcpy(&v, p, sizeof v); return v; }
+#endif
 
 /* Output channels per block of the opt float kernels (vector lanes) and binary kernels. */
 #if AQ_VEC

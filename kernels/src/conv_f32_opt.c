@@ -8,14 +8,7 @@
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC optimize("fp-contract=fast")
 #endif
-#include <string.h>
-
 #include "aq_internal.h"
-
-#if AQ_VEC
-typedef float aq_d4f __attribute__((vector_size(16)));
-AQ_INLINE aq_d4f ld4(const float *p) { aq_d4f v; memcpy(&v, p, sizeof v); return v; }
-#endif
 
 /* s[i] = dot(x, r[i]) over k floats for 4 weight rows: each input value loaded once for the
    4 rows; with a SIMD unit 4 lanes of k per row, added up at the end */
@@ -24,13 +17,13 @@ static void dot4(const float *x, const float *const r[4], long k, float s[4]) {
     float s0 = 0.0f, s1 = 0.0f, s2 = 0.0f, s3 = 0.0f;
     long j = 0;
 #if AQ_VEC
-    aq_d4f v0 = {0.0f, 0.0f, 0.0f, 0.0f}, v1 = v0, v2 = v0, v3 = v0;
+    aq_v4f v0 = {0.0f, 0.0f, 0.0f, 0.0f}, v1 = v0, v2 = v0, v3 = v0;
     for (; j + 4 <= k; j += 4) {
-        aq_d4f xv = ld4(x + j);
-        v0 += xv * ld4(r0 + j);
-        v1 += xv * ld4(r1 + j);
-        v2 += xv * ld4(r2 + j);
-        v3 += xv * ld4(r3 + j);
+        aq_v4f xv = aq_ld4f(x + j);
+        v0 += xv * aq_ld4f(r0 + j);
+        v1 += xv * aq_ld4f(r1 + j);
+        v2 += xv * aq_ld4f(r2 + j);
+        v3 += xv * aq_ld4f(r3 + j);
     }
     s0 = (v0[0] + v0[1]) + (v0[2] + v0[3]);
     s1 = (v1[0] + v1[1]) + (v1[2] + v1[3]);
