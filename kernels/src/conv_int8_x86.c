@@ -142,15 +142,15 @@ row_weight_sum(const int8_t *wr, int nrun, int nb, __mmask16 m) {
 
 /* The pixels of one region of the output (rows with the same valid filter rows x columns with
    the same valid filter columns) for nblk (1 or 2) blocks of 16 channels from c0, in register
-   blocks of 14 / 12 / .. / 1 pixels. rsum[b * kh + ky]: block b's weight sums of filter row ky
-   over the region's valid columns; the correction is (zx + c) times their sum over its rows. */
+   blocks of 14 / 12 / .. / 1 pixels. ws: block 0's weights from the first valid column;
+   rsum[b * kh + ky]: block b's weight sums of filter row ky over the region's valid columns;
+   the correction is (zx + c) times their sum over its rows. */
 AQ_INLINE __attribute__((target("avx512f,avx512bw,avx512vnni"))) void
-vnni_region(const x86_plan *pl, int c0, const int nblk, long npix, const __m512i *rsum) {
+vnni_region(const x86_plan *pl, int c0, const int nblk, long npix, const int8_t *ws, const __m512i *rsum) {
     const aq_conv_args *a = pl->a;
     const aq_geom *g = &a->g;
     int nb = aq_i8p_nb(g, c0), b, p, ky;
     long i0, bs = 16L * pl->taps * pl->c4;
-    const int8_t *ws = (const int8_t *)a->w + (long)c0 * pl->taps * pl->c4 + (long)pl->k0 * pl->c4 * nb;
     __mmask16 m = (__mmask16)((1u << nb) - 1);
     __m512i corr[2];
     for (b = 0; b < nblk; b++) {
@@ -204,7 +204,7 @@ vnni_blocks(const x86_plan *pl0, int c0, const int nblk) {
             aq_oseg r = aq_out_segment(oy, g->out_h, g->stride, g->pad_top, g->kh, g->h);
             if (sg.hi - sg.lo < 4) r.lo = 0, r.hi = g->out_h, r.k0 = 0, r.k1 = g->kh;
             ps.rlo = r.lo, ps.ky0 = r.k0, ps.ky1 = r.k1;
-            vnni_region(&ps, c0, nblk, (long)(r.hi - r.lo) * (sg.hi - sg.lo), rsum);
+            vnni_region(&ps, c0, nblk, (long)(r.hi - r.lo) * (sg.hi - sg.lo), ws, rsum);
             oy = r.hi;
         }
         ox = sg.hi;
